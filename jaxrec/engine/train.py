@@ -1,0 +1,275 @@
+"""Training a group of R runs at once: one compiled epoch, one compiled evaluation.
+
+A *group* is R runs whose arrays have identical shapes. Their parameters,
+optimiser states, keys, masks and hyper-parameters are stacked on a leading
+runs axis; one step function is `vmap`ped over it and the axis is sharded over
+all devices. An epoch is one jitted call (`lax.scan` over mini-batches, with
+shuffling and negative sampling on device). Early stopping is per run inside
+the stacked state: a stopped run keeps its state bit for bit.
+
+Axes: `R` runs, `B` batch, `U` users, `I` items, `M` modalities, `D` embedding.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxrec import eval as evaluation
+from jaxrec.engine import sampler, sharding
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+
+EVAL_BUDGET_ELEMENTS = 1 << 25   # scores held per device during evaluation
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """Static training settings shared by every run of a group."""
+  batch_size: int = 2048
+  max_epochs: int = 1000
+  eval_every: int = 10
+  patience: int = 3
+  ks: tuple[int, ...] = (10, 20, 50)
+  select_metric: str = "ndcg@10"
+  eval_chunk: int | None = None
+
+
+@flax.struct.dataclass
+class GroupData:
+  """Data shared by every run of a group (replicated, `in_axes=None`)."""
+  features: tuple[jax.Array, ...]
+  train_pairs: jax.Array
+  positives: sampler.PositiveIndex
+  val: evaluation.EvalSplit
+  test: evaluation.EvalSplit
+
+
+@flax.struct.dataclass
+class RunInputs:
+  """Per-run inputs, each with a leading R axis.
+
+  Attributes:
+    available: (R, I, M) float 1 = modality observed for that run.
+    fill: per modality (R, d_m) fill vector.
+    hp: dict name -> (R,) hyper-parameters; `hp["fixed_key"]` is a per-run key
+      that stays constant over training.
+    key: (R, 2) the run's root PRNG key.
+  """
+  available: jax.Array
+  fill: tuple[jax.Array, ...]
+  hp: dict
+  key: jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  params: dict
+  opt_state: optax.OptState
+  key: jax.Array
+  epoch: jax.Array
+  best_params: dict
+  best_score: jax.Array
+  best_epoch: jax.Array
+  best_val: dict
+  bad_evals: jax.Array
+  stopped: jax.Array
+
+
+def optimizer(learning_rate) -> optax.GradientTransformation:
+  """Adam with the learning rate in the state, so each run carries its own."""
+  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+def _inputs(data: GroupData, run: RunInputs) -> ModelInputs:
+  return ModelInputs(features=data.features, available=run.available, fill=run.fill)
+
+
+def _metric_names(ks: Sequence[int]) -> list[str]:
+  return [f"{m}@{k}" for m in evaluation.METRICS for k in ks]
+
+
+class GroupTrainer:
+  """Jitted, sharded functions for one group shape (model, spec, settings)."""
+
+  def __init__(self, model: Model, spec: ModelSpec, settings: TrainSettings,
+               n_train: int, mesh: jax.sharding.Mesh):
+    self.model, self.spec, self.settings, self.mesh = model, spec, settings, mesh
+    self.n_train = n_train
+    self.n_batches = max(1, -(-n_train // settings.batch_size))
+    runs = sharding.runs_sharding(mesh)
+    rep = sharding.replicated(mesh)
+    self.init = jax.jit(jax.vmap(self._init_one), in_shardings=(runs,),
+                        out_shardings=runs)
+    self.epoch = jax.jit(jax.vmap(self._epoch_one, in_axes=(0, 0, None)),
+                         in_shardings=(runs, runs, rep), out_shardings=(runs, runs),
+                         donate_argnums=(0,))
+    self.select = jax.jit(jax.vmap(self._select_one), in_shardings=(runs, runs),
+                          out_shardings=runs, donate_argnums=(0,))
+    self.evaluate = jax.jit(self._evaluate_all, static_argnums=(4,),
+                            in_shardings=(runs, runs, rep, rep), out_shardings=runs)
+
+  # --- per-run pure functions (vmapped above) -------------------------------
+  def _init_one(self, run: RunInputs) -> TrainState:
+    init_key, train_key = jax.random.split(run.key)
+    params = self.model.init(init_key, self.spec, run.hp)
+    names = _metric_names(self.settings.ks)
+    return TrainState(
+        params=params, opt_state=optimizer(run.hp["lr"]).init(params),
+        key=train_key, epoch=jnp.int32(0), best_params=params,
+        best_score=jnp.float32(-jnp.inf), best_epoch=jnp.int32(0),
+        best_val={n: jnp.float32(0.0) for n in names},
+        bad_evals=jnp.int32(0), stopped=jnp.bool_(False))
+
+  def _epoch_one(self, state: TrainState, run: RunInputs, data: GroupData):
+    b, n, n_batches = self.settings.batch_size, self.n_train, self.n_batches
+    key, perm_key, next_key = jax.random.split(state.key, 3)
+    order = jnp.pad(jax.random.permutation(perm_key, n), (0, n_batches * b - n))
+    valid = (jnp.arange(n_batches * b) < n).astype(jnp.float32)
+    inputs = _inputs(data, run)
+    tx = optimizer(run.hp["lr"])
+    n_items = self.spec.n_items
+
+    def step(carry, index):
+      params, opt_state, key = carry
+      key, neg_key, loss_key = jax.random.split(key, 3)
+      rows = jax.lax.dynamic_slice(order, (index * b,), (b,))
+      pairs = data.train_pairs[rows]
+      batch = Batch(users=pairs[:, 0], pos=pairs[:, 1],
+                    neg=sampler.sample_negatives(neg_key, pairs[:, 0],
+                                                 data.positives, n_items),
+                    weights=jax.lax.dynamic_slice(valid, (index * b,), (b,)))
+      (loss, terms), grads = jax.value_and_grad(self.model.loss, has_aux=True)(
+          params, batch, inputs, run.hp, loss_key, self.spec)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      return (params, opt_state, key), dict(loss=loss, **terms)
+
+    (params, opt_state, _), terms = jax.lax.scan(
+        step, (state.params, state.opt_state, key), jnp.arange(n_batches))
+    trained = state.replace(params=params, opt_state=opt_state, key=next_key,
+                            epoch=state.epoch + 1)
+    new_state = jax.tree.map(lambda old, new: jnp.where(state.stopped, old, new),
+                             state, trained)
+    return new_state, jax.tree.map(jnp.mean, terms)
+
+  def _select_one(self, state: TrainState, val: dict) -> TrainState:
+    """Early stopping on the selection metric (strict improvement, patience)."""
+    score = val[self.settings.select_metric]
+    improved = (score > state.best_score) & ~state.stopped
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(improved, a, b), new, old)
+    bad = jnp.where(improved, 0, state.bad_evals + jnp.where(state.stopped, 0, 1))
+    return state.replace(
+        best_params=keep(state.params, state.best_params),
+        best_score=jnp.where(improved, score, state.best_score),
+        best_epoch=jnp.where(improved, state.epoch, state.best_epoch),
+        best_val=keep(val, state.best_val), bad_evals=bad,
+        stopped=state.stopped | (bad >= self.settings.patience))
+
+  def _evaluate_all(self, params, run: RunInputs, features, split, chunk: int):
+    def one(params, run):
+      users, items = self.model.embed(params, ModelInputs(
+          features=features, available=run.available, fill=run.fill),
+          run.hp, self.spec)
+      return evaluation.evaluate(users, items, split, ks=self.settings.ks,
+                                 chunk_size=chunk)
+    return jax.vmap(one)(params, run)
+
+  def eval_chunk(self, n_runs: int) -> int:
+    """Users per evaluation chunk so that R x chunk x I scores fit the budget."""
+    if self.settings.eval_chunk:
+      return self.settings.eval_chunk
+    per_device = max(1, n_runs // self.mesh.devices.size)
+    return int(max(8, EVAL_BUDGET_ELEMENTS // (per_device * self.spec.n_items)))
+
+  def run_eval(self, params, run: RunInputs, data: GroupData,
+               split: evaluation.EvalSplit) -> dict:
+    chunk = self.eval_chunk(run.available.shape[0])
+    return self.evaluate(params, run, data.features, split, chunk)
+
+
+@dataclasses.dataclass
+class GroupOutcome:
+  """Host-side results of a group: arrays with a leading R axis."""
+  selected_epoch: np.ndarray
+  epochs_trained: np.ndarray
+  val: dict
+  test: dict
+  history: list[dict]
+  eval_history: list[dict]
+  train_seconds: float
+  eval_seconds: float
+  first_epoch_seconds: float
+
+
+def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
+                data: GroupData, runs: RunInputs, *,
+                devices: Sequence[jax.Device] | None = None,
+                on_epoch: Callable[[int, dict], None] | None = None) -> GroupOutcome:
+  """Trains R runs together until every run has stopped or max_epochs.
+
+  Args:
+    model, spec, settings: what to train and how (shared by the group).
+    data: shared `GroupData`.
+    runs: per-run `RunInputs` with leading axis R.
+    devices: devices to shard the runs axis over (default: all).
+    on_epoch: called after each epoch with (epoch, host terms dict of (R,)).
+  Returns:
+    A `GroupOutcome`; test metrics are computed once, with each run's
+    selected parameters.
+  """
+  mesh = sharding.runs_mesh(devices)
+  n_runs = int(runs.available.shape[0])
+  target = sharding.padded_size(n_runs, mesh)
+  runs = sharding.pad_runs(runs, n_runs, target)
+  runs = jax.device_put(runs, sharding.runs_sharding(mesh))
+  data = jax.device_put(data, sharding.replicated(mesh))
+  trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
+
+  t0 = time.perf_counter()
+  state = trainer.init(runs)
+  state, terms = trainer.epoch(state, runs, data)
+  jax.block_until_ready(state)
+  first_epoch_seconds = time.perf_counter() - t0
+  history, eval_history = [], []
+  train_seconds = eval_seconds = 0.0
+  epoch = 1
+  while True:
+    host_terms = jax.tree.map(lambda x: np.asarray(x)[:n_runs], terms)
+    history.append(host_terms)
+    if on_epoch is not None:
+      on_epoch(epoch, host_terms)
+    if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
+      t1 = time.perf_counter()
+      val = trainer.run_eval(state.params, runs, data, data.val)
+      state = trainer.select(state, val)
+      stopped = np.asarray(state.stopped)[:n_runs]
+      eval_seconds += time.perf_counter() - t1
+      eval_history.append({"epoch": epoch, **jax.tree.map(
+          lambda x: np.asarray(x)[:n_runs], val)})
+      if stopped.all():
+        break
+    if epoch == settings.max_epochs:
+      break
+    t1 = time.perf_counter()
+    state, terms = trainer.epoch(state, runs, data)
+    jax.block_until_ready(terms)
+    train_seconds += time.perf_counter() - t1
+    epoch += 1
+
+  t1 = time.perf_counter()
+  test = trainer.run_eval(state.best_params, runs, data, data.test)
+  host = lambda x: np.asarray(x)[:n_runs]
+  test = jax.tree.map(host, test)
+  eval_seconds += time.perf_counter() - t1
+  return GroupOutcome(
+      selected_epoch=host(state.best_epoch), epochs_trained=host(state.epoch),
+      val=jax.tree.map(host, state.best_val), test=test, history=history,
+      eval_history=eval_history, train_seconds=train_seconds,
+      eval_seconds=eval_seconds, first_epoch_seconds=first_epoch_seconds)

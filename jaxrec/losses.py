@@ -1,0 +1,117 @@
+"""Loss terms and invariance penalties as pure functions.
+
+Every function is keyword-only and works on arrays, so a user can assemble a new
+objective from them and train it with the same engine (see README, "Custom losses").
+Per-example functions leave reduction to the caller; `weighted_mean` is the one
+reduction used everywhere so that padded batch slots (weight 0) never count.
+
+Axes: `E` environments, `B` batch, `M` modalities, `D` embedding.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+  """Mean of `values` over entries with weight > 0 (weights broadcast); 0 if none."""
+  weights = jnp.broadcast_to(weights, values.shape).astype(values.dtype)
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
+
+
+def bpr(*, pos_scores: jax.Array, neg_scores: jax.Array) -> jax.Array:
+  """Per-example BPR loss `softplus(neg - pos) = -log sigmoid(pos - neg)`.
+
+  Returns an array of the broadcast shape of the inputs (no reduction).
+  References: Rendle et al., BPR, UAI 2009.
+  """
+  return jax.nn.softplus(neg_scores - pos_scores)
+
+
+def bpr_risk(*, score_diff: jax.Array, weights: jax.Array) -> jax.Array:
+  """Mean BPR risk of a batch given `score_diff = pos - neg`, shape (B,)."""
+  return weighted_mean(jax.nn.softplus(-score_diff), weights)
+
+
+def variance_penalty(*, risks: jax.Array, active: jax.Array | None = None) -> jax.Array:
+  """Unbiased (ddof=1) variance of the environment risks (V-REx; MILK's penalty).
+
+  Args:
+    risks: (E,) per-environment risks.
+    active: optional (E,) 0/1 weights; inactive environments are ignored
+      (used by the `w/o e=0` ablation so that all runs keep the same shape).
+  """
+  active = jnp.ones_like(risks) if active is None else active.astype(risks.dtype)
+  n = jnp.sum(active)
+  mean = jnp.sum(risks * active) / n
+  return jnp.sum(active * (risks - mean) ** 2) / jnp.maximum(n - 1.0, 1.0)
+
+
+def irmv1_penalty(*, risk_of_scale: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """IRMv1 penalty `(d/dw R(w * f) at w = 1)^2` by `jax.grad` over the dummy scale w.
+
+  Args:
+    risk_of_scale: the environment's risk as a function of the scalar dummy
+      classifier w that multiplies the model's output.
+  References: Arjovsky et al., Invariant Risk Minimization, 2019, eq. (IRMv1).
+  """
+  return jnp.square(jax.grad(risk_of_scale)(jnp.float32(1.0)))
+
+
+def irmv1_split_penalty(
+    *, risk_of_scale_a: Callable[[jax.Array], jax.Array],
+    risk_of_scale_b: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """Unbiased IRMv1: product of the dummy-scale gradients on two disjoint halves.
+
+  The square of one gradient is a biased estimate of the squared expected
+  gradient; the product of two independent half-batch gradients is unbiased
+  (Arjovsky et al. 2019, section 3.2 / appendix D).
+  """
+  one = jnp.float32(1.0)
+  return jax.grad(risk_of_scale_a)(one) * jax.grad(risk_of_scale_b)(one)
+
+
+def bpr_irm_penalties(*, score_diff: jax.Array, weights: jax.Array,
+                      split: bool) -> jax.Array:
+  """IRMv1 penalty of one environment's BPR risk; `split` selects the unbiased form.
+
+  Args:
+    score_diff: (B,) `pos - neg` scores of the environment.
+    weights: (B,) 0/1 validity of batch slots.
+    split: use the even / odd halves of the batch (unbiased variant).
+  """
+  if not split:
+    return irmv1_penalty(
+        risk_of_scale=lambda w: bpr_risk(score_diff=w * score_diff, weights=weights))
+  parity = jnp.arange(score_diff.shape[0]) % 2
+  return irmv1_split_penalty(
+      risk_of_scale_a=lambda w: bpr_risk(score_diff=w * score_diff,
+                                         weights=weights * (parity == 0)),
+      risk_of_scale_b=lambda w: bpr_risk(score_diff=w * score_diff,
+                                         weights=weights * (parity == 1)))
+
+
+def alignment_mse(*, embeddings: jax.Array, available: jax.Array,
+                  item_weights: jax.Array) -> jax.Array:
+  """MILK's cross-modality alignment: element-mean MSE between modality embeddings.
+
+  For each modality pair (a, b) the MSE is averaged over the items that have
+  both modalities and weight > 0, and over the D dimensions; pairs are averaged
+  (for M = 2 this is the reference code's single MSE).
+
+  Args:
+    embeddings: (N, M, D) per-modality item embeddings.
+    available: (N, M) 1 where the item's modality is observed.
+    item_weights: (N,) e.g. 1 for the first occurrence of each unique item.
+  """
+  n_modalities = embeddings.shape[1]
+  pair_losses = []
+  for a in range(n_modalities):
+    for b in range(a + 1, n_modalities):
+      sq = jnp.mean(jnp.square(embeddings[:, a] - embeddings[:, b]), axis=-1)
+      w = item_weights * available[:, a] * available[:, b]
+      pair_losses.append(weighted_mean(sq, w))
+  return jnp.mean(jnp.stack(pair_losses))
+

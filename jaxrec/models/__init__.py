@@ -1,0 +1,11 @@
+"""Model registry: every model is a `Model` of three pure functions."""
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.milk import MILK
+
+REGISTRY = {MILK.name: MILK}
+
+
+def get_model(name: str) -> Model:
+  if name not in REGISTRY:
+    raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
+  return REGISTRY[name]

@@ -1,0 +1,97 @@
+"""The one results writer: JSON lines per run, and summary tables over seeds."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+SUMMARY_METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")
+
+
+def append_jsonl(path: str, records: Iterable[dict]) -> None:
+  """Appends records and fsyncs, so a killed sweep never loses a finished run."""
+  with open(path, "a") as f:
+    for record in records:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """Reads records; a torn last line (killed writer) is ignored, others must parse."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    lines = f.read().split("\n")
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as err:
+      if number >= len(lines) - 1:
+        break
+      raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
+  return records
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+  n = len(values)
+  mean = sum(values) / n
+  std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+  return mean, std
+
+
+def summarize(records: Sequence[dict], metrics: Sequence[str] = SUMMARY_METRICS,
+              split: str = "test") -> tuple[list[str], list[list[str]]]:
+  """Mean ± std (sample std over seeds) of `split` metrics per grid point.
+
+  A grid point is a run's coordinates without its seed. Returns a header and
+  rows of strings; the best mean of each metric column is marked with `*`.
+  """
+  points: dict[tuple, list[dict]] = defaultdict(list)
+  for rec in records:
+    coords = {k: v for k, v in rec["coords"].items() if k != "seed"}
+    points[tuple(sorted(coords.items()))].append(rec)
+  coord_names = sorted({k for key in points for k, _ in key})
+  stats = {key: {m: _mean_std([r[split][m] for r in recs]) for m in metrics}
+           for key, recs in points.items()}
+  best = {m: max(s[m][0] for s in stats.values()) for m in metrics} if stats else {}
+  header = ["model"] * ("model" not in coord_names) + coord_names + ["seeds"] + [
+      f"{split} {m}" for m in metrics]
+  rows = []
+  for key in sorted(points, key=lambda k: [str(v) for _, v in k]):
+    coords = dict(key)
+    model = points[key][0]["config"]["model"]
+    row = [model] * ("model" not in coord_names) + [
+        str(coords.get(c, "")) for c in coord_names] + [str(len(points[key]))]
+    for m in metrics:
+      mean, std = stats[key][m]
+      mark = "*" if len(stats) > 1 and mean == best[m] else ""
+      row.append(f"{mean:.4f} ± {std:.4f}{mark}")
+    rows.append(row)
+  return header, rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def write_summary(workdir: str, records: Sequence[dict]) -> str:
+  """Writes summary.md and summary.csv in `workdir`; returns the Markdown table."""
+  header, rows = summarize(records)
+  table = markdown_table(header, rows)
+  with open(os.path.join(workdir, "summary.md"), "w") as f:
+    f.write(table + "\n\n`*` best mean in its column; ± is the sample std over seeds.\n")
+  with open(os.path.join(workdir, "summary.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return table

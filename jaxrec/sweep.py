@@ -1,0 +1,219 @@
+"""Runs a grid of configurations: groups, trains each group in one program, writes results.
+
+A work directory holds `sweep.json` (the grid it was started with),
+`results.jsonl` (one line per finished run, appended as groups finish),
+`curves/` (per-epoch loss terms per group), `summary.md` and `summary.csv`.
+Re-running the same sweep on the same directory skips finished runs; a
+different grid is refused rather than mixed in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrec import results
+from jaxrec.config import PER_RUN_FIELDS, RunConfig, make_config
+from jaxrec.data import protocol
+from jaxrec.data.dataset import Dataset
+from jaxrec.data.synthetic import make_synthetic
+from jaxrec.engine import sampler
+from jaxrec.engine.train import (GroupData, GroupOutcome, RunInputs, TrainSettings,
+                                 train_group)
+from jaxrec.eval import make_eval_split
+from jaxrec.models import Model, ModelSpec, get_model
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """A base configuration and the axes to cross (field -> list of values)."""
+  base: dict
+  axes: dict
+
+  def expand(self) -> list[tuple[dict, RunConfig]]:
+    """All (coordinates, config) pairs, in a stable order."""
+    names = list(self.axes)
+    out = []
+    for values in itertools.product(*(self.axes[n] for n in names)):
+      coords = dict(zip(names, values))
+      out.append((coords, make_config(**{**self.base, **coords})))
+    return out
+
+  def to_json(self) -> dict:
+    return {"base": {k: self.base[k] for k in sorted(self.base)},
+            "axes": {k: list(self.axes[k]) for k in sorted(self.axes)}}
+
+
+@functools.lru_cache(maxsize=8)
+def load_dataset(data: str, synthetic_users: int, synthetic_items: int,
+                 synthetic_dims: tuple[int, ...], data_seed: int) -> Dataset:
+  if data == "synthetic":
+    return make_synthetic(n_users=synthetic_users, n_items=synthetic_items,
+                          feature_dims=synthetic_dims, seed=data_seed)
+  raise ValueError(f"unknown data {data!r}: only 'synthetic' is available so far")
+
+
+def dataset_for(cfg: RunConfig) -> Dataset:
+  return load_dataset(cfg.data, cfg.synthetic_users, cfg.synthetic_items,
+                      tuple(cfg.synthetic_dims), cfg.data_seed)
+
+
+def split_for(cfg: RunConfig, dataset: Dataset) -> protocol.Split:
+  if cfg.protocol != "new_item":
+    raise ValueError(f"unknown protocol {cfg.protocol!r}; expected 'new_item'")
+  return protocol.new_item_split(dataset, seed=cfg.split_seed,
+                                 new_fraction=cfg.new_fraction)
+
+
+def group_data(dataset: Dataset, split: protocol.Split) -> GroupData:
+  """Shared device data of a group: normalised features, train pairs, eval splits."""
+  common = dict(train_pairs=split.train_pairs, candidates=split.candidates,
+                n_users=dataset.n_users, n_items=dataset.n_items)
+  return GroupData(
+      features=tuple(jnp.asarray(protocol.l2_normalise(f)) for f in dataset.features),
+      train_pairs=jnp.asarray(split.train_pairs),
+      positives=sampler.PositiveIndex.from_pairs(split.train_pairs, dataset.n_users),
+      val=make_eval_split(eval_pairs=split.val_pairs, **common),
+      test=make_eval_split(eval_pairs=split.test_pairs, **common))
+
+
+def run_inputs(model: Model, configs: Sequence[RunConfig], dataset: Dataset,
+               split: protocol.Split) -> RunInputs:
+  """Stacks per-run masks, fills, hyper-parameters and keys along axis 0."""
+  features = [protocol.l2_normalise(f) for f in dataset.features]
+  masks, fills = [], []
+  for cfg in configs:
+    mask = protocol.missing_mask(available=dataset.available, split=split,
+                                 setting=cfg.setting, rate=cfg.missing_rate,
+                                 seed=cfg.seed)
+    masks.append(mask.astype(np.float32))
+    fills.append(protocol.fill_values(features, mask, split.warm, cfg.fill))
+  keys = np.stack([np.asarray(jax.random.PRNGKey(cfg.seed)) for cfg in configs])
+  hp = {name: np.array([getattr(cfg, name) for cfg in configs], np.float32)
+        for name in model.default_hparams}
+  hp["fixed_key"] = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(c.seed), 1))
+                              for c in configs])
+  return RunInputs(available=np.stack(masks),
+                   fill=tuple(np.stack(f) for f in zip(*fills)), hp=hp, key=keys)
+
+
+def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
+  dataset = dataset_for(cfg)
+  spec = ModelSpec(n_users=dataset.n_users, n_items=dataset.n_items,
+                   feature_dims=dataset.feature_dims, embed_dim=cfg.embed_dim,
+                   penalty=cfg.penalty)
+  settings = TrainSettings(batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+                           eval_every=cfg.eval_every, patience=cfg.patience,
+                           eval_chunk=cfg.eval_chunk or None)
+  return spec, settings
+
+
+def train_configs(configs: Sequence[RunConfig], *, model: Model | None = None,
+                  devices=None, on_epoch=None) -> GroupOutcome:
+  """Trains configs that share a group key as one vmapped, sharded group."""
+  keys = {c.group_key() for c in configs}
+  if len(keys) != 1:
+    raise ValueError("configs differ in group-level fields; split them into groups "
+                     f"(only {PER_RUN_FIELDS} may vary inside a group)")
+  first = configs[0]
+  model = model or get_model(first.model)
+  dataset = dataset_for(first)
+  split = split_for(first, dataset)
+  spec, settings = group_settings(first)
+  return train_group(model, spec, settings, group_data(dataset, split),
+                     run_inputs(model, configs, dataset, split),
+                     devices=devices, on_epoch=on_epoch)
+
+
+def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
+                outcome: GroupOutcome, group_name: str) -> list[dict]:
+  records = []
+  for r, (coord, cfg) in enumerate(zip(coords, configs)):
+    records.append({
+        "run_id": cfg.run_id, "group": group_name, "coords": coord,
+        "config": cfg.to_dict(),
+        "selected_epoch": int(outcome.selected_epoch[r]),
+        "epochs_trained": int(outcome.epochs_trained[r]),
+        "val": {k: float(v[r]) for k, v in outcome.val.items()},
+        "test": {k: float(v[r]) for k, v in outcome.test.items()},
+        "timing": {"group_train_s": outcome.train_seconds,
+                   "group_eval_s": outcome.eval_seconds,
+                   "group_first_epoch_s": outcome.first_epoch_seconds,
+                   "group_runs": len(configs)}})
+  return records
+
+
+def _check_workdir(workdir: str, grid: Grid) -> None:
+  os.makedirs(os.path.join(workdir, "curves"), exist_ok=True)
+  path = os.path.join(workdir, "sweep.json")
+  wanted = json.loads(json.dumps(grid.to_json(), default=list))
+  if os.path.exists(path):
+    with open(path) as f:
+      found = json.load(f)
+    if found != wanted:
+      raise ValueError(
+          f"{workdir} holds a different sweep (see {path}); resume it with the same "
+          "grid and flags, or pass a new --workdir")
+    return
+  with open(path, "w") as f:
+    json.dump(wanted, f, indent=1)
+
+
+def plan_groups(grid: Grid) -> list[list[tuple[dict, RunConfig]]]:
+  """The grid's runs split into groups of identical shapes, in grid order."""
+  groups: dict[tuple, list] = {}
+  for coords, cfg in grid.expand():
+    groups.setdefault(cfg.group_key(), []).append((coords, cfg))
+  return list(groups.values())
+
+
+def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
+              model: Model | None = None) -> list[dict]:
+  """Runs every unfinished run of `grid`, appending to `workdir`; returns all records."""
+  _check_workdir(workdir, grid)
+  results_path = os.path.join(workdir, "results.jsonl")
+  done = {rec["run_id"] for rec in results.read_jsonl(results_path)}
+  groups = plan_groups(grid)
+  todo = [[(c, cfg) for c, cfg in g if cfg.run_id not in done] for g in groups]
+  todo = [g for g in todo if g]
+  n_runs = sum(len(g) for g in groups)
+  print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
+        f"{n_runs - sum(len(g) for g in todo)} already done; "
+        f"devices: {len(devices or jax.devices())} x {jax.default_backend()}")
+  bar = _progress(total=sum(g[0][1].max_epochs for g in todo), enabled=progress)
+  for index, group in enumerate(todo):
+    coords, configs = zip(*group)
+    name = f"g{index:03d}-{configs[0].model}-{configs[0].run_id[:6]}"
+    curves = open(os.path.join(workdir, "curves", f"{name}.jsonl"), "a")
+    bar.set_description(f"group {index + 1}/{len(todo)} ({len(configs)} runs)")
+
+    def on_epoch(epoch, terms, curves=curves):
+      bar.update(1)
+      bar.set_postfix(loss=f"{float(np.mean(terms['loss'])):.4f}")
+      curves.write(json.dumps({"epoch": epoch, **{k: np.asarray(v).tolist()
+                                                  for k, v in terms.items()}}) + "\n")
+
+    start = bar.n
+    outcome = train_configs(list(configs), model=model, devices=devices,
+                            on_epoch=on_epoch)
+    curves.close()
+    bar.update(configs[0].max_epochs - (bar.n - start))
+    results.append_jsonl(results_path, run_records(coords, configs, outcome, name))
+  bar.close()
+  records = results.read_jsonl(results_path)
+  table = results.write_summary(workdir, records)
+  print(table)
+  return records
+
+
+def _progress(total: int, enabled: bool):
+  from tqdm.auto import tqdm
+  return tqdm(total=total, unit="epoch", disable=not enabled, dynamic_ncols=True)
