@@ -29,9 +29,9 @@ class RunConfig:
   """
   model: str = "milk"
   data: str = "synthetic"
-  synthetic_users: int = 2000
-  synthetic_items: int = 1500
-  synthetic_dims: tuple[int, ...] = (64, 48)
+  synthetic_users: int = 1200
+  synthetic_items: int = 1000
+  synthetic_dims: tuple[int, ...] = (48, 32)
   data_seed: int = 0
   protocol: str = "new_item"
   split_seed: int = 0

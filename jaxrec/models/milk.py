@@ -116,9 +116,12 @@ def milk_terms(*, users: jax.Array, c_pos: jax.Array, c_neg: jax.Array,
   if penalty not in PENALTIES:
     raise ValueError(f"unknown penalty {penalty!r}; expected one of {PENALTIES}")
 
+  # Scores are linear in θ: score the modalities once, (B, M), then mix per env.
+  modality_diff = (jnp.einsum("bd,bmd->bm", users, c_pos)
+                   - jnp.einsum("bd,bmd->bm", users, c_neg))
+
   def one_env(theta):
-    diff = (jnp.sum(users * jnp.einsum("m,bmd->bd", theta, c_pos), -1)
-            - jnp.sum(users * jnp.einsum("m,bmd->bd", theta, c_neg), -1))
+    diff = modality_diff @ theta
     risk = losses.bpr_risk(score_diff=diff, weights=batch.weights)
     if penalty == "variance":
       return risk, jnp.zeros(())
@@ -150,14 +153,26 @@ def combine(terms: dict, hp) -> jax.Array:
           + hp["reg"] * terms["l2"])
 
 
+def batch_modality_embeddings(net: MILKNet, variables, inputs: ModelInputs,
+                              batch: Batch, n_items: int):
+  """(B, M, D) per-modality embeddings of the positive and negative items.
+
+  Projects only the batch's 2B items, or, when the catalogue is smaller than
+  that, every item once and gathers: the same numbers at fewer FLOPs.
+  """
+  project = lambda items: net.apply(variables, inputs.item_features(items),
+                                    method=MILKNet.modality_embeddings)
+  if n_items < 2 * batch.pos.shape[0]:
+    c_all = project(jnp.arange(n_items))
+    return c_all[batch.pos], c_all[batch.neg]
+  return project(batch.pos), project(batch.neg)
+
+
 def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
   net = _net(spec)
   variables = {"params": params}
   users = net.apply(variables, batch.users, method=MILKNet.users)
-  c_pos = net.apply(variables, inputs.item_features(batch.pos),
-                    method=MILKNet.modality_embeddings)
-  c_neg = net.apply(variables, inputs.item_features(batch.neg),
-                    method=MILKNet.modality_embeddings)
+  c_pos, c_neg = batch_modality_embeddings(net, variables, inputs, batch, spec.n_items)
   env_weights, env_active = mixing_weights(key, hp, spec.n_modalities)
   terms = milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
                      pos_available=inputs.available[batch.pos], batch=batch,

@@ -1,0 +1,15 @@
+"""MILK over missing rates x settings x seeds on the default synthetic data.
+
+Run:     python -m experiments.sweep --grid missing_rates
+Expect:  36 runs in one compiled group, about 3-4 minutes on 2 CPU cores; test
+         Recall@20 on the new items falls as the missing rate rises, from about
+         0.41 at rate 0 towards 0.35 at rate 0.9 (random ranking: about 0.10).
+"""
+from jaxrec.sweep import Grid
+
+
+def get_config() -> Grid:
+  return Grid(
+      base=dict(model="milk", max_epochs=100, eval_every=5, patience=3),
+      axes=dict(missing_rate=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9],
+                setting=["fm", "mm"], seed=[0, 1, 2]))
