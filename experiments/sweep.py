@@ -43,7 +43,10 @@ def _split(assignment: str) -> tuple[str, str]:
 
 def grid_from_flags() -> Grid:
   """The named grid with every command-line override applied."""
-  grid = configs.get_grid(FLAGS.grid)
+  try:
+    grid = configs.get_grid(FLAGS.grid)
+  except ValueError as err:
+    raise app.UsageError(str(err)) from err
   base, axes = dict(grid.base), dict(grid.axes)
 
   def set_field(name, value):

@@ -1,0 +1,20 @@
+"""jaxrec: multimodal recommendation with missing modalities, swept on accelerators.
+
+The public surface: losses and environments to build objectives from, the model
+interface and registry, the one evaluator, and the sweep API.
+"""
+from jaxrec import envs, losses
+from jaxrec.config import RunConfig, make_config
+from jaxrec.data.dataset import Dataset
+from jaxrec.data.synthetic import make_synthetic
+from jaxrec.eval import evaluate, make_eval_split
+from jaxrec.models import (MILK, Batch, Model, ModelInputs, ModelSpec, get_model,
+                           register_model)
+from jaxrec.sweep import Grid, run_sweep, train_configs
+
+__all__ = [
+    "envs", "losses", "RunConfig", "make_config", "Dataset", "make_synthetic",
+    "evaluate", "make_eval_split", "MILK", "Batch", "Model", "ModelInputs",
+    "ModelSpec", "get_model", "register_model", "Grid", "run_sweep", "train_configs",
+]
+__version__ = "0.1.0"

@@ -116,15 +116,15 @@ def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
   return spec, settings
 
 
-def train_configs(configs: Sequence[RunConfig], *, model: Model | None = None,
-                  devices=None, on_epoch=None) -> GroupOutcome:
+def train_configs(configs: Sequence[RunConfig], *, devices=None,
+                  on_epoch=None) -> GroupOutcome:
   """Trains configs that share a group key as one vmapped, sharded group."""
   keys = {c.group_key() for c in configs}
   if len(keys) != 1:
     raise ValueError("configs differ in group-level fields; split them into groups "
                      f"(only {PER_RUN_FIELDS} may vary inside a group)")
   first = configs[0]
-  model = model or get_model(first.model)
+  model = get_model(first.model)
   dataset = dataset_for(first)
   split = split_for(first, dataset)
   spec, settings = group_settings(first)
@@ -175,8 +175,8 @@ def plan_groups(grid: Grid) -> list[list[tuple[dict, RunConfig]]]:
   return list(groups.values())
 
 
-def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
-              model: Model | None = None) -> list[dict]:
+def run_sweep(grid: Grid, workdir: str, *, devices=None,
+              progress: bool = True) -> list[dict]:
   """Runs every unfinished run of `grid`, appending to `workdir`; returns all records."""
   _check_workdir(workdir, grid)
   results_path = os.path.join(workdir, "results.jsonl")
@@ -202,8 +202,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
                                                   for k, v in terms.items()}}) + "\n")
 
     start = bar.n
-    outcome = train_configs(list(configs), model=model, devices=devices,
-                            on_epoch=on_epoch)
+    outcome = train_configs(list(configs), devices=devices, on_epoch=on_epoch)
     curves.close()
     bar.update(configs[0].max_epochs - (bar.n - start))
     results.append_jsonl(results_path, run_records(coords, configs, outcome, name))

@@ -14,8 +14,8 @@ import numpy as np
 from jaxrec.data.dataset import Dataset
 
 
-def make_synthetic(*, n_users: int = 2000, n_items: int = 1500,
-                   feature_dims: tuple[int, ...] = (64, 48),
+def make_synthetic(*, n_users: int = 1200, n_items: int = 1000,
+                   feature_dims: tuple[int, ...] = (48, 32),
                    latent_dim: int = 16, interactions_per_user: float = 25.0,
                    shared_fraction: float = 0.5, noise: float = 0.3,
                    sharpness: float = 2.5, popularity: float = 0.5,

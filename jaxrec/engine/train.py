@@ -206,6 +206,7 @@ class GroupOutcome:
   train_seconds: float
   eval_seconds: float
   first_epoch_seconds: float
+  best_params: dict
 
 
 def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
@@ -222,7 +223,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     on_epoch: called after each epoch with (epoch, host terms dict of (R,)).
   Returns:
     A `GroupOutcome`; test metrics are computed once, with each run's
-    selected parameters.
+    selected parameters (also returned, stacked, as `best_params`).
   """
   mesh = sharding.runs_mesh(devices)
   n_runs = int(runs.available.shape[0])
@@ -272,4 +273,5 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
       selected_epoch=host(state.best_epoch), epochs_trained=host(state.epoch),
       val=jax.tree.map(host, state.best_val), test=test, history=history,
       eval_history=eval_history, train_seconds=train_seconds,
-      eval_seconds=eval_seconds, first_epoch_seconds=first_epoch_seconds)
+      eval_seconds=eval_seconds, first_epoch_seconds=first_epoch_seconds,
+      best_params=jax.tree.map(host, state.best_params))

@@ -5,6 +5,12 @@ from jaxrec.models.milk import MILK
 REGISTRY = {MILK.name: MILK}
 
 
+def register_model(model: Model) -> Model:
+  """Makes `model` available to configs and sweeps as `model=<model.name>`."""
+  REGISTRY[model.name] = model
+  return model
+
+
 def get_model(name: str) -> Model:
   if name not in REGISTRY:
     raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")

@@ -168,11 +168,20 @@ def batch_modality_embeddings(net: MILKNet, variables, inputs: ModelInputs,
   return project(batch.pos), project(batch.neg)
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+def batch_embeddings(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec):
+  """(users (B, D), c_pos (B, M, D), c_neg (B, M, D)) of a mini-batch.
+
+  The building block for custom objectives on MILK's encoders (README).
+  """
   net = _net(spec)
   variables = {"params": params}
   users = net.apply(variables, batch.users, method=MILKNet.users)
   c_pos, c_neg = batch_modality_embeddings(net, variables, inputs, batch, spec.n_items)
+  return users, c_pos, c_neg
+
+
+def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+  users, c_pos, c_neg = batch_embeddings(params, batch, inputs, spec)
   env_weights, env_active = mixing_weights(key, hp, spec.n_modalities)
   terms = milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
                      pos_available=inputs.available[batch.pos], batch=batch,
