@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from experiments import configs
 from jaxrec import config as jconfig
@@ -83,6 +83,7 @@ def grid_from_flags() -> Grid:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)   # keep JAX's backend probing out of the output
   grid = grid_from_flags()
   workdir = FLAGS.workdir or os.path.join("runs", FLAGS.grid)
   run_sweep(grid, workdir, progress=FLAGS.progress)
