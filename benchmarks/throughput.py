@@ -40,7 +40,7 @@ def measure(n_runs: int) -> dict:
              for s in range(n_runs)]
   model = get_model("milk")
   dataset = sweep.dataset_for(configs[0])
-  split = sweep.split_for(configs[0], dataset)
+  split = sweep.split_for(configs[0])
   spec, settings = sweep.group_settings(configs[0])
   mesh = sharding.runs_mesh()
   data = jax.device_put(sweep.group_data(dataset, split), sharding.replicated(mesh))

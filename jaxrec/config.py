@@ -21,14 +21,19 @@ PER_RUN_FIELDS = (
 class RunConfig:
   """Everything that defines one run. Defaults reproduce MILK's reference code.
 
-  Data: `data` is "synthetic" (sizes below) or a path (see README).
-  Protocol: `protocol` "new_item" (seeded split with `split_seed`).
-  Missingness: `setting` ff/fm/mf/mm, `missing_rate` (None = paper fractions:
-    new items 0.5, warm items 0.3), `fill` "mean" or "zero".
+  Data: `data` is "synthetic" (sizes below) or a folder in one of the layouts
+    of PROTOCOL.md; `modalities` a comma list of feature names ("" = all);
+    `min_rating` turns explicit ratings into positives (MovieLens).
+  Protocol: "new_item" (seeded split with `split_seed`) or "warm" (the data's
+    own split; all items ranked, training items masked).
+  Missingness: `setting` ff/fm/mf/mm/mix, `missing_rate` (None = the paper's
+    fractions), `fill` "mean" or "zero" (see jaxrec.data.protocol).
   MILK: `penalty` variance/irm/irm_split (per group); weights per run.
   """
   model: str = "milk"
   data: str = "synthetic"
+  modalities: str = ""
+  min_rating: int = 4
   synthetic_users: int = 1200
   synthetic_items: int = 1000
   synthetic_dims: tuple[int, ...] = (48, 32)

@@ -9,7 +9,6 @@ different grid is refused rather than mixed in.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import json
 import os
@@ -22,9 +21,8 @@ import numpy as np
 
 from jaxrec import results
 from jaxrec.config import PER_RUN_FIELDS, RunConfig, make_config
-from jaxrec.data import protocol
+from jaxrec.data import loading, protocol
 from jaxrec.data.dataset import Dataset
-from jaxrec.data.synthetic import make_synthetic
 from jaxrec.engine import sampler
 from jaxrec.engine.train import (GroupData, GroupOutcome, RunInputs, TrainSettings,
                                  train_group)
@@ -52,25 +50,20 @@ class Grid:
             "axes": {k: list(self.axes[k]) for k in sorted(self.axes)}}
 
 
-@functools.lru_cache(maxsize=8)
-def load_dataset(data: str, synthetic_users: int, synthetic_items: int,
-                 synthetic_dims: tuple[int, ...], data_seed: int) -> Dataset:
-  if data == "synthetic":
-    return make_synthetic(n_users=synthetic_users, n_items=synthetic_items,
-                          feature_dims=synthetic_dims, seed=data_seed)
-  raise ValueError(f"unknown data {data!r}: only 'synthetic' is available so far")
+def loaded_for(cfg: RunConfig) -> loading.Loaded:
+  return loading.load(cfg.data, modalities=cfg.modalities, min_rating=cfg.min_rating,
+                      synthetic_users=cfg.synthetic_users,
+                      synthetic_items=cfg.synthetic_items,
+                      synthetic_dims=tuple(cfg.synthetic_dims), data_seed=cfg.data_seed)
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:
-  return load_dataset(cfg.data, cfg.synthetic_users, cfg.synthetic_items,
-                      tuple(cfg.synthetic_dims), cfg.data_seed)
+  return loaded_for(cfg).dataset
 
 
-def split_for(cfg: RunConfig, dataset: Dataset) -> protocol.Split:
-  if cfg.protocol != "new_item":
-    raise ValueError(f"unknown protocol {cfg.protocol!r}; expected 'new_item'")
-  return protocol.new_item_split(dataset, seed=cfg.split_seed,
-                                 new_fraction=cfg.new_fraction)
+def split_for(cfg: RunConfig) -> protocol.Split:
+  return loading.make_split(loaded_for(cfg), protocol_name=cfg.protocol,
+                            split_seed=cfg.split_seed, new_fraction=cfg.new_fraction)
 
 
 def group_data(dataset: Dataset, split: protocol.Split) -> GroupData:
@@ -89,19 +82,21 @@ def run_inputs(model: Model, configs: Sequence[RunConfig], dataset: Dataset,
                split: protocol.Split) -> RunInputs:
   """Stacks per-run masks, fills, hyper-parameters and keys along axis 0."""
   features = [protocol.l2_normalise(f) for f in dataset.features]
-  masks, fills = [], []
+  train_masks, eval_masks, fills = [], [], []
   for cfg in configs:
-    mask = protocol.missing_mask(available=dataset.available, split=split,
-                                 setting=cfg.setting, rate=cfg.missing_rate,
-                                 seed=cfg.seed)
-    masks.append(mask.astype(np.float32))
-    fills.append(protocol.fill_values(features, mask, split.warm, cfg.fill))
+    train_mask, eval_mask = protocol.missing_masks(
+        available=dataset.available, split=split, setting=cfg.setting,
+        rate=cfg.missing_rate, seed=cfg.seed)
+    train_masks.append(train_mask)
+    eval_masks.append(eval_mask)
+    fills.append(protocol.fill_values(features, train_mask, split.train_items, cfg.fill))
   keys = np.stack([np.asarray(jax.random.PRNGKey(cfg.seed)) for cfg in configs])
   hp = {name: np.array([getattr(cfg, name) for cfg in configs], np.float32)
         for name in model.default_hparams}
   hp["fixed_key"] = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(c.seed), 1))
                               for c in configs])
-  return RunInputs(available=np.stack(masks),
+  return RunInputs(train_available=np.stack(train_masks),
+                   eval_available=np.stack(eval_masks),
                    fill=tuple(np.stack(f) for f in zip(*fills)), hp=hp, key=keys)
 
 
@@ -126,7 +121,7 @@ def train_configs(configs: Sequence[RunConfig], *, devices=None,
   first = configs[0]
   model = get_model(first.model)
   dataset = dataset_for(first)
-  split = split_for(first, dataset)
+  split = split_for(first)
   spec, settings = group_settings(first)
   return train_group(model, spec, settings, group_data(dataset, split),
                      run_inputs(model, configs, dataset, split),

@@ -20,7 +20,7 @@ def trained():
 
 def _test_recall(cfg, scorer):
   dataset = dataset_for(cfg)
-  split = split_for(cfg, dataset)
+  split = split_for(cfg)
   users, items = scorer(dataset, split)
   res = evaluate(jnp.asarray(users), jnp.asarray(items), group_data(dataset, split).test)
   return float(res["recall@20"])
@@ -34,7 +34,7 @@ def test_milk_beats_random_and_popularity(trained):
   popular = _test_recall(cfg, lambda d, s: reference_scorers.popularity_scorer(
       s.train_pairs, d.n_users, d.n_items))
   content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
-      d.features, s.train_pairs, s.warm, d.n_users))
+      d.features, s.train_pairs, s.train_items, d.n_users))
   print(f"recall@20 milk {milk:.3f} random {random:.3f} popularity {popular:.3f} "
         f"content-popularity {content_pop:.3f}")
   assert milk > 2.0 * random

@@ -13,22 +13,23 @@ def data():
 
 def test_new_item_split(data):
   split = protocol.new_item_split(data, seed=0)
-  assert split.new.sum() == 30 and (split.warm == ~split.new).all()
+  new, warm = split.eval_items, split.train_items
+  assert new.sum() == 30 and (warm == ~new).all()
   val_items, test_items = set(split.val_pairs[:, 1]), set(split.test_pairs[:, 1])
   assert not val_items & test_items
-  assert split.warm[split.train_pairs[:, 1]].all()
-  assert split.new[split.val_pairs[:, 1]].all() and split.new[split.test_pairs[:, 1]].all()
+  assert warm[split.train_pairs[:, 1]].all()
+  assert new[split.val_pairs[:, 1]].all() and new[split.test_pairs[:, 1]].all()
   assert len(split.train_pairs) + len(split.val_pairs) + len(split.test_pairs) == len(data.pairs)
-  np.testing.assert_array_equal(split.candidates, split.new)
+  np.testing.assert_array_equal(split.candidates, new)
 
 
 def test_split_and_masks_are_seeded(data):
   a, b = protocol.new_item_split(data, seed=0), protocol.new_item_split(data, seed=0)
   c = protocol.new_item_split(data, seed=1)
-  np.testing.assert_array_equal(a.new, b.new)
-  assert not np.array_equal(a.new, c.new)
-  mask = lambda seed: protocol.missing_mask(available=data.available, split=a,
-                                            setting="mm", rate=0.5, seed=seed)
+  np.testing.assert_array_equal(a.eval_items, b.eval_items)
+  assert not np.array_equal(a.eval_items, c.eval_items)
+  mask = lambda seed: protocol.missing_masks(available=data.available, split=a,
+                                             setting="mm", rate=0.5, seed=seed)[0]
   np.testing.assert_array_equal(mask(3), mask(3))
   assert not np.array_equal(mask(3), mask(4))
 
@@ -39,20 +40,22 @@ def test_split_and_masks_are_seeded(data):
     ("mm", 0.0, 0.0, 0.0)])
 def test_missing_settings_and_rates(data, setting, rate, new_lost, warm_lost):
   split = protocol.new_item_split(data, seed=0)
-  mask = protocol.missing_mask(available=data.available, split=split, setting=setting,
-                               rate=rate, seed=0)
+  mask, eval_mask = protocol.missing_masks(available=data.available, split=split,
+                                           setting=setting, rate=rate, seed=0)
+  np.testing.assert_array_equal(mask, eval_mask)     # items are disjoint: one mask
   lost = mask.sum(axis=1) < data.n_modalities
   assert (mask.sum(axis=1) >= data.n_modalities - 1).all()   # exactly one modality each
-  assert lost[split.new].sum() == round(new_lost * split.new.sum())
-  assert lost[split.warm].sum() == round(warm_lost * split.warm.sum())
+  new, warm = split.eval_items, split.train_items
+  assert lost[new].sum() == round(new_lost * new.sum())
+  assert lost[warm].sum() == round(warm_lost * warm.sum())
 
 
 def test_never_unhides_natural_missingness(data):
   split = protocol.new_item_split(data, seed=0)
   rng = np.random.default_rng(0)
   natural = rng.random(data.available.shape) > 0.2
-  mask = protocol.missing_mask(available=natural, split=split, setting="mm", rate=0.7,
-                               seed=0)
+  mask, _ = protocol.missing_masks(available=natural, split=split, setting="mm",
+                                   rate=0.7, seed=0)
   assert not (mask & ~natural).any()
   assert (mask.sum(1) >= np.minimum(natural.sum(1), 1)).all()   # nothing left empty
 
@@ -60,11 +63,16 @@ def test_never_unhides_natural_missingness(data):
 def test_bad_setting_and_rate(data):
   split = protocol.new_item_split(data, seed=0)
   with pytest.raises(ValueError, match="unknown missing setting 'xx'"):
-    protocol.missing_mask(available=data.available, split=split, setting="xx",
-                          rate=None, seed=0)
+    protocol.missing_masks(available=data.available, split=split, setting="xx",
+                           rate=None, seed=0)
   with pytest.raises(ValueError, match="missing rate must be in"):
-    protocol.missing_mask(available=data.available, split=split, setting="fm",
-                          rate=1.5, seed=0)
+    protocol.missing_masks(available=data.available, split=split, setting="fm",
+                           rate=1.5, seed=0)
+  two = make_synthetic(n_users=50, n_items=40, feature_dims=(4, 4), seed=0)
+  with pytest.raises(ValueError, match="needs at least 3 modalities"):
+    protocol.missing_masks(available=two.available,
+                           split=protocol.new_item_split(two, seed=0), setting="mix",
+                           rate=None, seed=0)
 
 
 def test_fills():
@@ -87,3 +95,39 @@ def test_synthetic_is_seeded_and_content_predicts_interactions():
   np.testing.assert_array_equal(a.features[0], b.features[0])
   assert len(np.unique(a.pairs, axis=0)) == len(a.pairs)
   assert a.feature_dims == (48, 32)
+
+
+def test_tiktok_test_mix(data):
+  split = protocol.new_item_split(data, seed=0)
+  mask, _ = protocol.missing_masks(available=data.available, split=split, setting="mix",
+                                   rate=None, seed=0)
+  observed = mask[split.eval_items].sum(axis=1)
+  n_new = split.eval_items.sum()
+  assert (observed == 3).sum() == n_new - 2 * round(0.45 * n_new)
+  assert (observed == 2).sum() == round(0.45 * n_new)
+  assert (observed == 1).sum() == round(0.45 * n_new)
+  assert mask[split.train_items].all()
+
+
+@pytest.mark.parametrize("setting,train_lost,test_lost", [
+    ("ff", 0.0, 0.0), ("fm", 0.0, 0.5), ("mm", 0.3, 0.5), ("mf", 0.3, 0.0)])
+def test_warm_protocol_masks(data, setting, train_lost, test_lost):
+  own = protocol.random_pair_split(data, seed=0)
+  split = protocol.warm_split(data, own)
+  assert split.candidates.all()
+  train_mask, eval_mask = protocol.missing_masks(
+      available=data.available, split=split, setting=setting, rate=None, seed=1)
+  lost = lambda mask, items: (mask[items].sum(axis=1) < data.n_modalities).sum()
+  assert lost(eval_mask, split.eval_items) == round(test_lost * split.eval_items.sum())
+  assert lost(train_mask, split.train_items) == round(train_lost * split.train_items.sum())
+  # One modality index per item: where both masks hide one, it is the same one.
+  both = (train_mask.sum(1) < 3) & (eval_mask.sum(1) < 3)
+  np.testing.assert_array_equal(train_mask[both], eval_mask[both])
+
+
+def test_random_pair_split_covers_every_pair(data):
+  own = protocol.random_pair_split(data, seed=0)
+  joined = np.concatenate([own["train"], own["val"], own["test"]])
+  assert len(joined) == len(data.pairs)
+  assert len(np.unique(joined, axis=0)) == len(data.pairs)
+  assert 0.75 < len(own["train"]) / len(data.pairs) < 0.85

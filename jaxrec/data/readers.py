@@ -329,12 +329,13 @@ _LAYOUTS = (
 )
 
 
-def read_dataset(path: str, modalities=None):
+def read_dataset(path: str, modalities=None, min_rating: int = 4):
   """Detects the layout of `path` and calls the matching reader.
 
   Exactly one layout must match; two matches are an error rather than a
   guess, since reading the wrong files would give plausible-looking data.
-  For MovieLens, modalities=None keeps read_movielens's default.
+  For MovieLens, modalities=None keeps read_movielens's default and
+  `min_rating` turns ratings into positives; other layouts ignore it.
   """
   if not os.path.isdir(path):
     raise DataError(f"{path}: not a directory")
@@ -346,6 +347,7 @@ def read_dataset(path: str, modalities=None):
                     "<name>.inter (MMRec), train.txt (MILK) and "
                     "ml-100k/u.data (MovieLens), expected exactly one")
   reader = hits[0][1]
-  if reader is read_movielens and modalities is None:
-    return reader(path)
+  if reader is read_movielens:
+    kwargs = {} if modalities is None else {"modalities": modalities}
+    return reader(path, min_rating=min_rating, **kwargs)
   return reader(path, modalities=modalities)

@@ -56,13 +56,15 @@ class RunInputs:
   """Per-run inputs, each with a leading R axis.
 
   Attributes:
-    available: (R, I, M) float 1 = modality observed for that run.
+    train_available: (R, I, M) bool modality observed, as training sees it.
+    eval_available: (R, I, M) bool modality observed, as evaluation sees it.
     fill: per modality (R, d_m) fill vector.
     hp: dict name -> (R,) hyper-parameters; `hp["fixed_key"]` is a per-run key
       that stays constant over training.
     key: (R, 2) the run's root PRNG key.
   """
-  available: jax.Array
+  train_available: jax.Array
+  eval_available: jax.Array
   fill: tuple[jax.Array, ...]
   hp: dict
   key: jax.Array
@@ -87,8 +89,6 @@ def optimizer(learning_rate) -> optax.GradientTransformation:
   return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
 
-def _inputs(data: GroupData, run: RunInputs) -> ModelInputs:
-  return ModelInputs(features=data.features, available=run.available, fill=run.fill)
 
 
 def _metric_names(ks: Sequence[int]) -> list[str]:
@@ -132,7 +132,8 @@ class GroupTrainer:
     key, perm_key, next_key = jax.random.split(state.key, 3)
     order = jnp.pad(jax.random.permutation(perm_key, n), (0, n_batches * b - n))
     valid = (jnp.arange(n_batches * b) < n).astype(jnp.float32)
-    inputs = _inputs(data, run)
+    inputs = ModelInputs(features=data.features, available=run.train_available,
+                         fill=run.fill)
     tx = optimizer(run.hp["lr"])
     n_items = self.spec.n_items
 
@@ -175,7 +176,7 @@ class GroupTrainer:
   def _evaluate_all(self, params, run: RunInputs, features, split, chunk: int):
     def one(params, run):
       users, items = self.model.embed(params, ModelInputs(
-          features=features, available=run.available, fill=run.fill),
+          features=features, available=run.eval_available, fill=run.fill),
           run.hp, self.spec)
       return evaluation.evaluate(users, items, split, ks=self.settings.ks,
                                  chunk_size=chunk)
@@ -190,7 +191,7 @@ class GroupTrainer:
 
   def run_eval(self, params, run: RunInputs, data: GroupData,
                split: evaluation.EvalSplit) -> dict:
-    chunk = self.eval_chunk(run.available.shape[0])
+    chunk = self.eval_chunk(run.key.shape[0])
     return self.evaluate(params, run, data.features, split, chunk)
 
 
@@ -226,7 +227,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     selected parameters (also returned, stacked, as `best_params`).
   """
   mesh = sharding.runs_mesh(devices)
-  n_runs = int(runs.available.shape[0])
+  n_runs = int(runs.key.shape[0])
   target = sharding.padded_size(n_runs, mesh)
   runs = sharding.pad_runs(runs, n_runs, target)
   runs = jax.device_put(runs, sharding.runs_sharding(mesh))

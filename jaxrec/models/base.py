@@ -49,7 +49,7 @@ class ModelInputs:
 
   Attributes:
     features: per modality (I, d_m) L2-normalised features (shared by runs).
-    available: (I, M) float 1 = observed for this run (natural and simulated).
+    available: (I, M) bool observed for this run (natural and simulated).
     fill: per modality (d_m,) vector that replaces a missing row for this run.
   """
   features: tuple[jax.Array, ...]

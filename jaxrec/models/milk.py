@@ -184,7 +184,7 @@ def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
   users, c_pos, c_neg = batch_embeddings(params, batch, inputs, spec)
   env_weights, env_active = mixing_weights(key, hp, spec.n_modalities)
   terms = milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
-                     pos_available=inputs.available[batch.pos], batch=batch,
+                     pos_available=inputs.available[batch.pos].astype(jnp.float32), batch=batch,
                      env_weights=env_weights, env_active=env_active,
                      penalty=spec.penalty)
   total = combine(terms, hp)
