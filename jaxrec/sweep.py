@@ -187,7 +187,8 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None,
   for index, group in enumerate(todo):
     coords, configs = zip(*group)
     name = f"g{index:03d}-{configs[0].model}-{configs[0].run_id[:6]}"
-    curves = open(os.path.join(workdir, "curves", f"{name}.jsonl"), "a")
+    # Line-buffered, so a running sweep can be inspected with `tail -f`.
+    curves = open(os.path.join(workdir, "curves", f"{name}.jsonl"), "a", buffering=1)
     bar.set_description(f"group {index + 1}/{len(todo)} ({len(configs)} runs)")
 
     def on_epoch(epoch, terms, curves=curves):
