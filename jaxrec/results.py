@@ -51,7 +51,8 @@ def summarize(records: Sequence[dict], metrics: Sequence[str] = SUMMARY_METRICS,
   """Mean ± std (sample std over seeds) of `split` metrics per grid point.
 
   A grid point is a run's coordinates without its seed. Returns a header and
-  rows of strings; the best mean of each metric column is marked with `*`.
+  rows of strings; the best mean of each metric column is marked with `*`. A
+  "diverged" column counts runs that went non-finite, when there are any.
   """
   points: dict[tuple, list[dict]] = defaultdict(list)
   for rec in records:
@@ -61,14 +62,17 @@ def summarize(records: Sequence[dict], metrics: Sequence[str] = SUMMARY_METRICS,
   stats = {key: {m: _mean_std([r[split][m] for r in recs]) for m in metrics}
            for key, recs in points.items()}
   best = {m: max(s[m][0] for s in stats.values()) for m in metrics} if stats else {}
+  show_diverged = any(r.get("diverged_epoch", 0) for r in records)
   header = ["model"] * ("model" not in coord_names) + coord_names + ["seeds"] + [
-      f"{split} {m}" for m in metrics]
+      "diverged"] * show_diverged + [f"{split} {m}" for m in metrics]
   rows = []
   for key in sorted(points, key=lambda k: [str(v) for _, v in k]):
     coords = dict(key)
     model = points[key][0]["config"]["model"]
     row = [model] * ("model" not in coord_names) + [
         str(coords.get(c, "")) for c in coord_names] + [str(len(points[key]))]
+    if show_diverged:
+      row.append(str(sum(bool(r.get("diverged_epoch", 0)) for r in points[key])))
     for m in metrics:
       mean, std = stats[key][m]
       mark = "*" if len(stats) > 1 and mean == best[m] else ""

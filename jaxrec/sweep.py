@@ -137,6 +137,9 @@ def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
         "config": cfg.to_dict(),
         "selected_epoch": int(outcome.selected_epoch[r]),
         "epochs_trained": int(outcome.epochs_trained[r]),
+        # 0 = finite throughout; else the epoch whose update went non-finite
+        # (the run kept its state from before that epoch).
+        "diverged_epoch": int(outcome.diverged_epoch[r]),
         "val": {k: float(v[r]) for k, v in outcome.val.items()},
         "test": {k: float(v[r]) for k, v in outcome.test.items()},
         "timing": {"group_train_s": outcome.train_seconds,

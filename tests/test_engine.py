@@ -61,3 +61,16 @@ def test_mixed_groups_are_refused():
   b = make_config(**{**TINY, "embed_dim": 16})
   with pytest.raises(ValueError, match="split them into groups"):
     train_configs([a, b])
+
+
+def test_diverged_run_is_frozen_and_others_are_untouched():
+  healthy = [make_config(**TINY, seed=0), make_config(**TINY, seed=2, setting="mm")]
+  absurd = make_config(**TINY, seed=1, lr=1e30)       # overflows to inf/NaN at once
+  with_bad = train_configs([healthy[0], absurd, healthy[1]])
+  without = train_configs(healthy)
+  assert with_bad.diverged_epoch.tolist() == [0, 1, 0]
+  assert with_bad.epochs_trained[1] == 0                # frozen before its bad epoch
+  for name in without.test:
+    np.testing.assert_allclose(with_bad.test[name][[0, 2]], without.test[name], atol=1e-6)
+  for path, leaf in _leaves(with_bad.best_params):
+    assert np.all(np.isfinite(leaf)), path

@@ -82,6 +82,7 @@ class TrainState:
   best_val: dict
   bad_evals: jax.Array
   stopped: jax.Array
+  diverged_epoch: jax.Array
 
 
 def optimizer(learning_rate) -> optax.GradientTransformation:
@@ -125,7 +126,8 @@ class GroupTrainer:
         key=train_key, epoch=jnp.int32(0), best_params=params,
         best_score=jnp.float32(-jnp.inf), best_epoch=jnp.int32(0),
         best_val={n: jnp.float32(0.0) for n in names},
-        bad_evals=jnp.int32(0), stopped=jnp.bool_(False))
+        bad_evals=jnp.int32(0), stopped=jnp.bool_(False),
+        diverged_epoch=jnp.int32(0))
 
   def _epoch_one(self, state: TrainState, run: RunInputs, data: GroupData):
     b, n, n_batches = self.settings.batch_size, self.n_train, self.n_batches
@@ -156,8 +158,16 @@ class GroupTrainer:
         step, (state.params, state.opt_state, key), jnp.arange(n_batches))
     trained = state.replace(params=params, opt_state=opt_state, key=next_key,
                             epoch=state.epoch + 1)
-    new_state = jax.tree.map(lambda old, new: jnp.where(state.stopped, old, new),
-                             state, trained)
+    # A run whose loss or parameters went non-finite keeps its last finite state,
+    # stops, and records the epoch; the other runs of the group are untouched.
+    finite = jnp.all(jnp.isfinite(terms["loss"])) & jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+    diverged = ~finite & ~state.stopped
+    frozen = state.stopped | diverged
+    new_state = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state, trained)
+    new_state = new_state.replace(
+        stopped=frozen,
+        diverged_epoch=jnp.where(diverged, state.epoch + 1, state.diverged_epoch))
     return new_state, jax.tree.map(jnp.mean, terms)
 
   def _select_one(self, state: TrainState, val: dict) -> TrainState:
@@ -208,6 +218,7 @@ class GroupOutcome:
   eval_seconds: float
   first_epoch_seconds: float
   best_params: dict
+  diverged_epoch: np.ndarray
 
 
 def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
@@ -275,4 +286,5 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
       val=jax.tree.map(host, state.best_val), test=test, history=history,
       eval_history=eval_history, train_seconds=train_seconds,
       eval_seconds=eval_seconds, first_epoch_seconds=first_epoch_seconds,
-      best_params=jax.tree.map(host, state.best_params))
+      best_params=jax.tree.map(host, state.best_params),
+      diverged_epoch=host(state.diverged_epoch))
