@@ -14,12 +14,17 @@ from typing import Any
 PER_RUN_FIELDS = (
     "seed", "setting", "missing_rate", "fill",
     "lr", "penalty_weight", "align_weight", "alpha", "reg",
-    "use_uniform_env", "cyclic", "random_mix", "use_envs", "use_align")
+    "use_uniform_env", "cyclic", "random_mix", "use_envs", "use_align",
+    "c_max", "c_min", "dropout")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-  """Everything that defines one run. Defaults reproduce MILK's reference code.
+  """Everything that defines one run.
+
+  Fields left None (the model hyper-parameters and the fill) take the chosen
+  model's defaults in `make_config` (MILK's and I3-MRec's reference code), so
+  the recorded config is always complete. Fields a model does not use stay None.
 
   Data: `data` is "synthetic" (sizes below) or a folder in one of the layouts
     of PROTOCOL.md; `modalities` a comma list of feature names ("" = all);
@@ -43,7 +48,7 @@ class RunConfig:
   new_fraction: float = 0.2
   setting: str = "fm"
   missing_rate: float | None = None
-  fill: str = "mean"
+  fill: str | None = None
   embed_dim: int = 64
   batch_size: int = 2048
   penalty: str = "variance"
@@ -52,16 +57,19 @@ class RunConfig:
   patience: int = 3
   eval_chunk: int = 0
   seed: int = 0
-  lr: float = 1e-3
-  penalty_weight: float = 50.0
-  align_weight: float = 0.05
-  alpha: float = 0.1
-  reg: float = 1e-4
-  use_uniform_env: float = 1.0
-  cyclic: float = 1.0
-  random_mix: float = 1.0
-  use_envs: float = 1.0
-  use_align: float = 1.0
+  lr: float | None = None
+  penalty_weight: float | None = None
+  reg: float | None = None
+  align_weight: float | None = None
+  alpha: float | None = None
+  use_uniform_env: float | None = None
+  cyclic: float | None = None
+  random_mix: float | None = None
+  use_envs: float | None = None
+  use_align: float | None = None
+  c_max: float | None = None
+  c_min: float | None = None
+  dropout: float | None = None
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -99,7 +107,15 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def make_config(**overrides) -> RunConfig:
+  """A complete `RunConfig`: unset model fields take the model's defaults."""
+  from jaxrec.models import get_model   # config is imported by models' users
   unknown = set(overrides) - set(FIELD_TYPES)
   if unknown:
     raise ValueError(f"unknown config fields {sorted(unknown)}; known: {sorted(FIELD_TYPES)}")
-  return RunConfig(**overrides)
+  model = get_model(overrides.get("model", RunConfig.model))
+  defaults = {**model.default_hparams, **model.config_defaults}
+  values = dict(overrides)
+  for name, value in defaults.items():
+    if values.get(name) is None:
+      values[name] = value
+  return RunConfig(**values)

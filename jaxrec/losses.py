@@ -115,3 +115,44 @@ def alignment_mse(*, embeddings: jax.Array, available: jax.Array,
       pair_losses.append(weighted_mean(sq, w))
   return jnp.mean(jnp.stack(pair_losses))
 
+
+
+def info_nce(*, anchors: jax.Array, positives: jax.Array, weights: jax.Array,
+             temperature: float) -> jax.Array:
+  """Mean InfoNCE with cosine similarity and in-batch negatives.
+
+  Row b's positive is `positives[b]`; the other valid rows are its negatives.
+  Args:
+    anchors, positives: (B, D).
+    weights: (B,) 0/1 validity; invalid rows neither count nor act as negatives.
+  References: van den Oord et al., CPC, 2018.
+  """
+  normalise = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  logits = normalise(anchors) @ normalise(positives).T / temperature
+  logits = jnp.where(weights[None, :] > 0, logits, -jnp.inf)
+  per_row = -jnp.diagonal(jax.nn.log_softmax(logits, axis=-1))
+  return weighted_mean(jnp.where(weights > 0, per_row, 0.0), weights)
+
+
+def gaussian_nll(*, mu: jax.Array, logvar: jax.Array, target: jax.Array,
+                 weights: jax.Array) -> jax.Array:
+  """Negative log-likelihood (up to constants) of `target` under N(mu, e^logvar).
+
+  `mean_b Σ_d [(mu - target)^2 / e^logvar + logvar]`, what CLUB's variational
+  network minimises to fit q(target | x).
+  """
+  per_row = jnp.sum(jnp.square(mu - target) / jnp.exp(logvar) + logvar, axis=-1)
+  return weighted_mean(per_row, weights)
+
+
+def club_upper_bound(*, mu: jax.Array, logvar: jax.Array, target: jax.Array,
+                     shuffled_target: jax.Array, weights: jax.Array) -> jax.Array:
+  """Sampled CLUB bound on I(x; target) given q(target | x) = N(mu, e^logvar).
+
+  `mean_b [Σ_d −(mu−y)²/e^logvar − Σ_d −(mu−y_perm)²/e^logvar] / 2`, with
+  `y_perm` the targets of a random in-batch permutation.
+  References: Cheng et al., CLUB, ICML 2020 (sampled form, eq. 10).
+  """
+  positive = -jnp.sum(jnp.square(mu - target) / jnp.exp(logvar), axis=-1)
+  negative = -jnp.sum(jnp.square(mu - shuffled_target) / jnp.exp(logvar), axis=-1)
+  return weighted_mean(positive - negative, weights) / 2.0

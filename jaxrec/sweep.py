@@ -27,6 +27,7 @@ from jaxrec.engine import sampler
 from jaxrec.engine.train import (GroupData, GroupOutcome, RunInputs, TrainSettings,
                                  train_group)
 from jaxrec.eval import make_eval_split
+from jaxrec.graph import Graph
 from jaxrec.models import Model, ModelSpec, get_model
 
 
@@ -74,6 +75,7 @@ def group_data(dataset: Dataset, split: protocol.Split) -> GroupData:
       features=tuple(jnp.asarray(protocol.l2_normalise(f)) for f in dataset.features),
       train_pairs=jnp.asarray(split.train_pairs),
       positives=sampler.PositiveIndex.from_pairs(split.train_pairs, dataset.n_users),
+      graph=Graph.from_pairs(split.train_pairs, dataset.n_users, dataset.n_items),
       val=make_eval_split(eval_pairs=split.val_pairs, **common),
       test=make_eval_split(eval_pairs=split.test_pairs, **common))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.struct
 import jax
@@ -24,6 +24,7 @@ import optax
 
 from jaxrec import eval as evaluation
 from jaxrec.engine import sampler, sharding
+from jaxrec.graph import Graph
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 
 EVAL_BUDGET_ELEMENTS = 1 << 25   # scores held per device during evaluation
@@ -47,6 +48,7 @@ class GroupData:
   features: tuple[jax.Array, ...]
   train_pairs: jax.Array
   positives: sampler.PositiveIndex
+  graph: Graph
   val: evaluation.EvalSplit
   test: evaluation.EvalSplit
 
@@ -73,6 +75,7 @@ class RunInputs:
 @flax.struct.dataclass
 class TrainState:
   params: dict
+  aux: Any
   opt_state: optax.OptState
   key: jax.Array
   epoch: jax.Array
@@ -118,11 +121,13 @@ class GroupTrainer:
 
   # --- per-run pure functions (vmapped above) -------------------------------
   def _init_one(self, run: RunInputs) -> TrainState:
-    init_key, train_key = jax.random.split(run.key)
+    init_key, train_key, aux_key = jax.random.split(run.key, 3)
     params = self.model.init(init_key, self.spec, run.hp)
+    aux = (self.model.init_aux(aux_key, self.spec, run.hp, params)
+           if self.model.init_aux else {})
     names = _metric_names(self.settings.ks)
     return TrainState(
-        params=params, opt_state=optimizer(run.hp["lr"]).init(params),
+        params=params, aux=aux, opt_state=optimizer(run.hp["lr"]).init(params),
         key=train_key, epoch=jnp.int32(0), best_params=params,
         best_score=jnp.float32(-jnp.inf), best_epoch=jnp.int32(0),
         best_val={n: jnp.float32(0.0) for n in names},
@@ -131,13 +136,19 @@ class GroupTrainer:
 
   def _epoch_one(self, state: TrainState, run: RunInputs, data: GroupData):
     b, n, n_batches = self.settings.batch_size, self.n_train, self.n_batches
-    key, perm_key, next_key = jax.random.split(state.key, 3)
+    key, perm_key, aux_key, next_key = jax.random.split(state.key, 4)
     order = jnp.pad(jax.random.permutation(perm_key, n), (0, n_batches * b - n))
     valid = (jnp.arange(n_batches * b) < n).astype(jnp.float32)
     inputs = ModelInputs(features=data.features, available=run.train_available,
-                         fill=run.fill)
+                         fill=run.fill, graph=data.graph)
     tx = optimizer(run.hp["lr"])
     n_items = self.spec.n_items
+    aux = state.aux
+    extra = {}
+    if self.model.init_aux:
+      if self.model.pre_epoch:
+        aux = self.model.pre_epoch(state.params, aux, inputs, run.hp, aux_key, self.spec)
+      extra = {"aux": aux}
 
     def step(carry, index):
       params, opt_state, key = carry
@@ -149,14 +160,14 @@ class GroupTrainer:
                                                  data.positives, n_items),
                     weights=jax.lax.dynamic_slice(valid, (index * b,), (b,)))
       (loss, terms), grads = jax.value_and_grad(self.model.loss, has_aux=True)(
-          params, batch, inputs, run.hp, loss_key, self.spec)
+          params, batch, inputs, run.hp, loss_key, self.spec, **extra)
       updates, opt_state = tx.update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
       return (params, opt_state, key), dict(loss=loss, **terms)
 
     (params, opt_state, _), terms = jax.lax.scan(
         step, (state.params, state.opt_state, key), jnp.arange(n_batches))
-    trained = state.replace(params=params, opt_state=opt_state, key=next_key,
+    trained = state.replace(params=params, aux=aux, opt_state=opt_state, key=next_key,
                             epoch=state.epoch + 1)
     # A run whose loss or parameters went non-finite keeps its last finite state,
     # stops, and records the epoch; the other runs of the group are untouched.
@@ -183,11 +194,11 @@ class GroupTrainer:
         best_val=keep(val, state.best_val), bad_evals=bad,
         stopped=state.stopped | (bad >= self.settings.patience))
 
-  def _evaluate_all(self, params, run: RunInputs, features, split, chunk: int):
+  def _evaluate_all(self, params, run: RunInputs, data: GroupData, split, chunk: int):
     def one(params, run):
       users, items = self.model.embed(params, ModelInputs(
-          features=features, available=run.eval_available, fill=run.fill),
-          run.hp, self.spec)
+          features=data.features, available=run.eval_available, fill=run.fill,
+          graph=data.graph), run.hp, self.spec)
       return evaluation.evaluate(users, items, split, ks=self.settings.ks,
                                  chunk_size=chunk)
     return jax.vmap(one)(params, run)
@@ -202,7 +213,7 @@ class GroupTrainer:
   def run_eval(self, params, run: RunInputs, data: GroupData,
                split: evaluation.EvalSplit) -> dict:
     chunk = self.eval_chunk(run.key.shape[0])
-    return self.evaluate(params, run, data.features, split, chunk)
+    return self.evaluate(params, run, data, split, chunk)
 
 
 @dataclasses.dataclass

@@ -1,8 +1,9 @@
 """Model registry: every model is a `Model` of three pure functions."""
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.i3mrec import I3MREC
 from jaxrec.models.milk import MILK
 
-REGISTRY = {MILK.name: MILK}
+REGISTRY = {MILK.name: MILK, I3MREC.name: I3MREC}
 
 
 def register_model(model: Model) -> Model:

@@ -7,6 +7,16 @@ runs and shard them without knowing anything about the model:
   loss(params, batch, inputs, hp, key, spec) -> (scalar, {term_name: scalar})
   embed(params, inputs, hp, spec)        -> (user_emb (U, D), item_emb (I, D))
 
+A model with parameters that the main optimiser must not touch (I3-MRec's CLUB
+networks, a GAN's discriminator) keeps them in an auxiliary state with its own
+update rule:
+
+  init_aux(key, spec, hp, params)       -> aux
+  pre_epoch(params, aux, inputs, hp, key, spec) -> aux   (once per epoch)
+
+and then receives it as `loss(..., spec, aux)`. `aux` is stored, stacked and
+sharded with the rest of the run's state.
+
 `spec` is the group's static `ModelSpec` (shapes and shape-changing options);
 `hp` is a dict of this run's scalar hyper-parameters (traced, one per run).
 """
@@ -51,10 +61,12 @@ class ModelInputs:
     features: per modality (I, d_m) L2-normalised features (shared by runs).
     available: (I, M) bool observed for this run (natural and simulated).
     fill: per modality (d_m,) vector that replaces a missing row for this run.
+    graph: the normalised training user-item graph (shared by runs).
   """
   features: tuple[jax.Array, ...]
   available: jax.Array
   fill: tuple[jax.Array, ...]
+  graph: Any = None
 
   def item_features(self, items: jax.Array) -> tuple[jax.Array, ...]:
     """Per modality (N, d_m) rows of `items` with missing rows filled."""
@@ -66,9 +78,17 @@ class ModelInputs:
 
 
 class Model(NamedTuple):
-  """A model as three pure functions (see module docstring)."""
+  """A model as pure functions (see module docstring).
+
+  `default_hparams` names the per-run hyper-parameters the model reads from
+  `hp` and their defaults; `config_defaults` other `RunConfig` fields it
+  changes the default of (e.g. the fill).
+  """
   name: str
   init: Callable[..., Any]
   loss: Callable[..., tuple[jax.Array, dict]]
   embed: Callable[..., tuple[jax.Array, jax.Array]]
   default_hparams: dict
+  config_defaults: dict = {}
+  init_aux: Callable[..., Any] | None = None
+  pre_epoch: Callable[..., Any] | None = None

@@ -205,4 +205,4 @@ def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 MILK = Model(name="milk", init=init, loss=loss, embed=embed,
-             default_hparams=DEFAULT_HPARAMS)
+             default_hparams=DEFAULT_HPARAMS, config_defaults={"fill": "mean"})

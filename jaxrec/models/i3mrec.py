@@ -1,0 +1,234 @@
+"""I3-MRec: invariant learning with an information bottleneck for incomplete
+modality recommendation (Chen et al., 2025). Spec: ../shared/spec/I3MRec.md.
+
+Per-modality 3-layer LightGCN encoders over the shared training graph with a
+shared user table; each modality is an environment (all M scored in one `vmap`)
+with the same penalty choices as MILK; a missing-aware fusion
+`z = tanh(dropout(W · (1/M) Σ_m sg(I_m)))` (W = identity at init) scores items;
+an information bottleneck adds InfoNCE between simulated missing views (every
+non-empty modality subset, one `vmap`) and the CLUB bound between each
+modality's features and z. The CLUB networks live in the auxiliary state: fitted
+by their own Adam on the (x_m, z) pairs they are applied to, never by the main
+optimiser. Under the new-item protocol, new items have no edges, so their
+embedding is their projected content alone (H0 / 4 after the layer mean).
+"""
+from __future__ import annotations
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrec import losses
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.milk import PENALTIES, torch_linear_init
+
+N_LAYERS = 3
+TEMPERATURE = 0.4
+CLUB_HIDDEN = 32
+CLUB_LR = 1e-4
+CLUB_STEPS = 10
+CLUB_BATCH = 2048
+
+# The authors' Baby settings (their README): lr, reg, β (penalty), c_max, c_min.
+DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-3, penalty_weight=300.0, c_max=1e-3, c_min=1e-5,
+                       dropout=0.5)
+
+
+class I3MRecNet(nn.Module):
+  """Shared user table, one linear item encoder per modality, the fusion map."""
+  n_users: int
+  embed_dim: int
+  feature_dims: tuple[int, ...]
+
+  def setup(self):
+    self.user_table = nn.Embed(self.n_users, self.embed_dim,
+                               embedding_init=nn.initializers.normal(0.1))
+    self.encoders = [nn.Dense(self.embed_dim, kernel_init=torch_linear_init(d),
+                              bias_init=torch_linear_init(d), name=f"encoder_{m}")
+                     for m, d in enumerate(self.feature_dims)]
+    self.fusion = nn.Dense(self.embed_dim, use_bias=False,
+                           kernel_init=lambda key, shape, dtype=jnp.float32:
+                           jnp.eye(shape[0], shape[1], dtype=dtype))
+
+  def __call__(self, item_feats):
+    return self.users(), self.project(item_feats), self.fuse(
+        jnp.zeros((1, self.embed_dim)))
+
+  def users(self):
+    return self.user_table.embedding
+
+  def project(self, item_feats):
+    """(M, I, D) per-modality linear item embeddings."""
+    return jnp.stack([f(x) for f, x in zip(self.encoders, item_feats)])
+
+  def fuse(self, x):
+    return self.fusion(x)
+
+
+class CLUBNet(nn.Module):
+  """q(z | x) = N(mu(x), diag(exp(logvar(x)))) for one modality."""
+  embed_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    mu = nn.Dense(self.embed_dim)(nn.relu(nn.Dense(CLUB_HIDDEN)(x)))
+    logvar = jnp.tanh(nn.Dense(self.embed_dim)(nn.relu(nn.Dense(CLUB_HIDDEN)(x))))
+    return mu, logvar
+
+
+def _net(spec: ModelSpec) -> I3MRecNet:
+  return I3MRecNet(spec.n_users, spec.embed_dim, spec.feature_dims)
+
+
+def init(key, spec: ModelSpec, hp):
+  del hp
+  feats = tuple(jnp.zeros((1, d)) for d in spec.feature_dims)
+  return _net(spec).init(key, feats)["params"]
+
+
+def subset_masks(n_modalities: int) -> jnp.ndarray:
+  """(2^M - 1, M) 0/1 rows: every non-empty modality subset, a simulated missing view."""
+  rows = [mask for mask in itertools.product((0.0, 1.0), repeat=n_modalities) if any(mask)]
+  return jnp.array(rows, jnp.float32)
+
+
+def _l2_rows(x):
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def encode(params, inputs: ModelInputs, spec: ModelSpec):
+  """Graph encoders: (E_u (U, D), U_m (M, U, D), I_m (M, I, D))."""
+  net, variables = _net(spec), {"params": params}
+  users = net.apply(variables, method=I3MRecNet.users)
+  items = net.apply(variables, inputs.item_features(jnp.arange(spec.n_items)),
+                    method=I3MRecNet.project)                     # (M, I, D)
+  h0 = _l2_rows(jnp.concatenate(
+      [jnp.broadcast_to(users, (spec.n_modalities,) + users.shape), items], axis=1))
+  h = jax.vmap(lambda x: inputs.graph.layer_mean(x, N_LAYERS))(h0)
+  return users, h[:, :spec.n_users], h[:, spec.n_users:]
+
+
+def fuse(params, item_sum, spec: ModelSpec, key=None, rate=0.0):
+  """`tanh(dropout(W · item_sum))`; no dropout without a key (evaluation)."""
+  out = _net(spec).apply({"params": params}, item_sum, method=I3MRecNet.fuse)
+  if key is not None:
+    keep = jax.random.bernoulli(key, 1.0 - rate, out.shape)
+    out = jnp.where(keep, out / (1.0 - rate), 0.0)
+  return jnp.tanh(out)
+
+
+def _club_apply(club_params, x, spec: ModelSpec):
+  return CLUBNet(spec.embed_dim).apply({"params": club_params}, x)
+
+
+def club_inputs(inputs: ModelInputs, items, fused):
+  """Per modality (sigmoid(x_m), sigmoid(z)) at `items`: the pairs CLUB measures."""
+  feats = inputs.item_features(items)
+  return [jax.nn.sigmoid(x) for x in feats], jax.nn.sigmoid(fused)
+
+
+def init_aux(key, spec: ModelSpec, hp, params):
+  del hp, params
+  keys = jax.random.split(key, spec.n_modalities)
+  nets = [CLUBNet(spec.embed_dim).init(k, jnp.zeros((1, d)))["params"]
+          for k, d in zip(keys, spec.feature_dims)]
+  return {"club": nets, "opt": optax.adam(CLUB_LR).init(nets)}
+
+
+def pre_epoch(params, aux, inputs: ModelInputs, hp, key, spec: ModelSpec):
+  """Fits the CLUB networks by maximum likelihood on (x_m, z) of random items."""
+  del hp
+  _, _, items_m = encode(params, inputs, spec)
+  fused_all = jax.lax.stop_gradient(fuse(params, jnp.mean(items_m, axis=0), spec))
+  tx = optax.adam(CLUB_LR)
+
+  def nll(nets, items):
+    xs, z = club_inputs(inputs, items, fused_all[items])
+    ones = jnp.ones(items.shape[0])
+    return sum(losses.gaussian_nll(mu=mu, logvar=logvar, target=z, weights=ones)
+               for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs)))
+
+  def step(carry, step_key):
+    nets, opt = carry
+    items = jax.random.randint(step_key, (CLUB_BATCH,), 0, spec.n_items)
+    grads = jax.grad(nll)(nets, items)
+    updates, opt = tx.update(grads, opt, nets)
+    return (optax.apply_updates(nets, updates), opt), None
+
+  (nets, opt), _ = jax.lax.scan(step, (aux["club"], aux["opt"]),
+                                jax.random.split(key, CLUB_STEPS))
+  return {"club": nets, "opt": opt}
+
+
+def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec,
+                 aux) -> dict:
+  """The named, unweighted loss terms of one I3-MRec mini-batch."""
+  if spec.penalty not in PENALTIES:
+    raise ValueError(f"unknown penalty {spec.penalty!r}; expected one of {PENALTIES}")
+  k_pos, k_neg, k_views, k_perm = jax.random.split(key, 4)
+  user_table, users_m, items_m = encode(params, inputs, spec)
+  n_mod = spec.n_modalities
+  items_sg = jax.lax.stop_gradient(items_m)                      # sg(I_m)
+  u = (user_table + jnp.mean(users_m, axis=0))[batch.users]      # (B, D)
+  z_pos = fuse(params, jnp.mean(items_sg[:, batch.pos], axis=0), spec, k_pos, hp["dropout"])
+  z_neg = fuse(params, jnp.mean(items_sg[:, batch.neg], axis=0), spec, k_neg, hp["dropout"])
+  bpr = losses.bpr_risk(score_diff=jnp.sum(u * (z_pos - z_neg), -1), weights=batch.weights)
+
+  def one_env(user_m, item_m):
+    """Modality environment m scores with (E_u + U_m) · I_m."""
+    eu = user_table[batch.users] + user_m[batch.users]
+    diff = jnp.sum(eu * (item_m[batch.pos] - item_m[batch.neg]), -1)
+    risk = losses.bpr_risk(score_diff=diff, weights=batch.weights)
+    if spec.penalty == "variance":
+      return risk, jnp.zeros(())
+    return risk, losses.bpr_irm_penalties(score_diff=diff, weights=batch.weights,
+                                          split=spec.penalty == "irm_split")
+
+  env_risks, irm = jax.vmap(one_env)(users_m, items_m)
+  penalty = (losses.variance_penalty(risks=env_risks) if spec.penalty == "variance"
+             else jnp.mean(irm))
+
+  views = subset_masks(n_mod)                                     # (S, M)
+  view_keys = jax.random.split(k_views, views.shape[0])
+  z_views = jax.vmap(lambda mask, k: fuse(
+      params, jnp.einsum("m,mbd->bd", mask, items_sg[:, batch.pos]) / n_mod, spec, k,
+      hp["dropout"]))(views, view_keys)                           # (S, B, D)
+  pairs = [(a, b) for a in range(views.shape[0]) for b in range(views.shape[0]) if a != b]
+  nce = jnp.mean(jnp.stack([losses.info_nce(
+      anchors=z_views[a], positives=z_views[b], weights=batch.weights,
+      temperature=TEMPERATURE) for a, b in pairs]))
+
+  xs, z = club_inputs(inputs, batch.pos, z_pos)
+  shuffled = z[jax.random.permutation(k_perm, z.shape[0])]
+  nets = jax.lax.stop_gradient(aux["club"])
+  club = sum(losses.club_upper_bound(mu=mu, logvar=logvar, target=z,
+                                     shuffled_target=shuffled, weights=batch.weights)
+             for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs)))
+  l2 = 0.5 * losses.weighted_mean(
+      jnp.sum(u ** 2, -1) + jnp.sum(z_pos ** 2, -1) + jnp.sum(z_neg ** 2, -1),
+      batch.weights)
+  return dict(bpr=bpr, env_risk=jnp.sum(env_risks), penalty=penalty, infonce=nce,
+              club=club, l2=l2)
+
+
+def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec, aux):
+  """`BPR(u, z) + c_max·InfoNCE + c_min·CLUB + Σ_m R_m + reg·L2 + β·penalty`."""
+  t = i3mrec_terms(params, batch, inputs, hp, key, spec, aux)
+  total = (t["bpr"] + hp["c_max"] * t["infonce"] + hp["c_min"] * t["club"]
+           + t["env_risk"] + hp["reg"] * t["l2"] + hp["penalty_weight"] * t["penalty"])
+  return total, t
+
+
+def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+  """Final users `E_u + mean_m U_m`, items `z` without dropout."""
+  del hp
+  user_table, users_m, items_m = encode(params, inputs, spec)
+  return user_table + jnp.mean(users_m, axis=0), fuse(params, jnp.mean(items_m, axis=0), spec)
+
+
+I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed,
+               default_hparams=DEFAULT_HPARAMS, config_defaults={"fill": "zero"},
+               init_aux=init_aux, pre_epoch=pre_epoch)
