@@ -99,3 +99,23 @@ def write_summary(workdir: str, records: Sequence[dict]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
   return table
+
+
+def write_report(workdir: str) -> str:
+  """Regenerates the tables and plots of a finished or partial work directory.
+
+  Writes summary.md, summary.csv, plots/metrics_vs_rate.png and one
+  plots/curves-<group>.png per group; returns the Markdown table.
+  """
+  from jaxrec import plots   # matplotlib only when a report is made
+  records = read_jsonl(os.path.join(workdir, "results.jsonl"))
+  table = write_summary(workdir, records)
+  out = os.path.join(workdir, "plots")
+  os.makedirs(out, exist_ok=True)
+  if records:
+    plots.plot_metrics_vs_rate(records, os.path.join(out, "metrics_vs_rate.png"))
+  curves = os.path.join(workdir, "curves")
+  for name in sorted(os.listdir(curves)) if os.path.isdir(curves) else []:
+    plots.plot_curves(os.path.join(curves, name),
+                      os.path.join(out, f"curves-{name.replace('.jsonl', '')}.png"))
+  return table

@@ -208,10 +208,10 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None,
     bar.update(configs[0].max_epochs - (bar.n - start))
     results.append_jsonl(results_path, run_records(coords, configs, outcome, name))
   bar.close()
-  records = results.read_jsonl(results_path)
-  table = results.write_summary(workdir, records)
+  table = results.write_report(workdir)
   print(table)
-  return records
+  print(f"plots: {os.path.join(workdir, 'plots')}")
+  return results.read_jsonl(results_path)
 
 
 def _progress(total: int, enabled: bool):

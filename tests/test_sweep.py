@@ -83,3 +83,23 @@ def test_parse_value_types():
   with pytest.raises(ValueError, match="unknown config field"):
     parse_value("nope", "1")
   assert make_config(seed=3).run_id != make_config(seed=4).run_id
+
+
+def test_report_command_regenerates_tables_and_plots(tmp_path):
+  base = dict(synthetic_users=150, synthetic_items=300, synthetic_dims=(8, 6),
+              embed_dim=8, batch_size=128, max_epochs=2, eval_every=1)
+  workdir = str(tmp_path)
+  run_sweep(Grid(base=base, axes=dict(seed=[0, 1], missing_rate=[0.0, 0.5],
+                                      setting=["fm", "mm"])), workdir, progress=False)
+  for name in ("summary.md", "summary.csv"):
+    os.remove(os.path.join(workdir, name))
+  out = subprocess.run([sys.executable, "-m", "experiments.report", workdir], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "test recall@20" in open(os.path.join(workdir, "summary.md")).read()
+  assert open(os.path.join(workdir, "summary.csv")).readline().startswith("model,")
+  plots = os.listdir(os.path.join(workdir, "plots"))
+  assert "metrics_vs_rate.png" in plots and any(p.startswith("curves-") for p in plots)
+  for name in plots:
+    with open(os.path.join(workdir, "plots", name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"

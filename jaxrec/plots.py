@@ -1,0 +1,73 @@
+"""PNG plots of a sweep: metrics against missing rate, and training curves."""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")   # files only; no display needed
+import matplotlib.pyplot as plt
+import numpy as np
+
+RATE_METRICS = ("recall@20", "ndcg@20")
+
+
+def _rate(record: dict) -> float:
+  """The run's missing rate; None (paper fractions) is plotted at the new-item 0.5."""
+  rate = record["config"]["missing_rate"]
+  return 0.5 if rate is None else float(rate)
+
+
+def plot_metrics_vs_rate(records: Sequence[dict], path: str, split: str = "test") -> str:
+  """Test Recall@20 and NDCG@20 against missing rate: one line per (model, setting),
+  mean over seeds with error bars of the sample std."""
+  lines = defaultdict(lambda: defaultdict(list))
+  for rec in records:
+    label = f"{rec['config']['model']} / {rec['config']['setting']}"
+    lines[label][_rate(rec)].append(rec)
+  fig, axes = plt.subplots(1, len(RATE_METRICS), figsize=(5.5 * len(RATE_METRICS), 4))
+  for ax, metric in zip(np.atleast_1d(axes), RATE_METRICS):
+    for label in sorted(lines):
+      rates = sorted(lines[label])
+      values = [[r[split][metric] for r in lines[label][x]] for x in rates]
+      mean = [np.mean(v) for v in values]
+      std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
+      ax.errorbar(rates, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set_xlabel("missing rate")
+    ax.set_ylabel(f"{split} {metric}")
+    ax.set_title(f"{split} {metric} (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def plot_curves(curves_path: str, path: str) -> str:
+  """Every named loss term of a group against epoch, one thin line per run."""
+  with open(curves_path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  if not rows:
+    return ""
+  terms = [k for k in rows[0] if k != "epoch"]
+  epochs = [r["epoch"] for r in rows]
+  cols = min(3, len(terms))
+  n_rows = -(-len(terms) // cols)
+  fig, axes = plt.subplots(n_rows, cols, figsize=(4.5 * cols, 3.2 * n_rows), squeeze=False)
+  for ax, term in zip(axes.ravel(), terms):
+    values = np.array([r[term] for r in rows], dtype=float)      # (epochs, runs)
+    ax.plot(epochs, values, linewidth=0.8, alpha=0.8)
+    ax.set_title(term)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+  for ax in axes.ravel()[len(terms):]:
+    ax.axis("off")
+  fig.suptitle(os.path.basename(curves_path).replace(".jsonl", "") + " (one line per run)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
