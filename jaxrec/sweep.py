@@ -9,10 +9,11 @@ different grid is refused rather than mixed in.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
-import time
+import shutil
 from typing import Any, Sequence
 
 import jax
@@ -113,8 +114,8 @@ def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
   return spec, settings
 
 
-def train_configs(configs: Sequence[RunConfig], *, devices=None,
-                  on_epoch=None) -> GroupOutcome:
+def train_configs(configs: Sequence[RunConfig], *, devices=None, on_epoch=None,
+                  on_start=None, checkpoint_dir: str | None = None) -> GroupOutcome:
   """Trains configs that share a group key as one vmapped, sharded group."""
   keys = {c.group_key() for c in configs}
   if len(keys) != 1:
@@ -127,7 +128,8 @@ def train_configs(configs: Sequence[RunConfig], *, devices=None,
   spec, settings = group_settings(first)
   return train_group(model, spec, settings, group_data(dataset, split),
                      run_inputs(model, configs, dataset, split),
-                     devices=devices, on_epoch=on_epoch)
+                     devices=devices, on_epoch=on_epoch, on_start=on_start,
+                     checkpoint_dir=checkpoint_dir)
 
 
 def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
@@ -147,7 +149,8 @@ def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
         "timing": {"group_train_s": outcome.train_seconds,
                    "group_eval_s": outcome.eval_seconds,
                    "group_first_epoch_s": outcome.first_epoch_seconds,
-                   "group_runs": len(configs)}})
+                   "group_runs": len(configs),
+                   "resumed_from_epoch": outcome.resumed_from_epoch}})
   return records
 
 
@@ -175,38 +178,71 @@ def plan_groups(grid: Grid) -> list[list[tuple[dict, RunConfig]]]:
   return list(groups.values())
 
 
+def _truncate_curves(path: str, epoch: int) -> None:
+  """Keeps the curve lines up to `epoch` (a resumed group re-runs the rest)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f.read().splitlines() if l.strip()]
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["epoch"] <= epoch:
+        kept.append(line)
+    except json.JSONDecodeError:
+      break                     # a torn last line from a killed writer
+  with open(path, "w") as f:
+    f.write("".join(l + "\n" for l in kept))
+
+
 def run_sweep(grid: Grid, workdir: str, *, devices=None,
               progress: bool = True) -> list[dict]:
-  """Runs every unfinished run of `grid`, appending to `workdir`; returns all records."""
+  """Runs every unfinished run of `grid`, appending to `workdir`; returns all records.
+
+  Each group is checkpointed at every evaluation under `workdir/checkpoints/`,
+  so re-running after an interruption resumes mid-group with the same results.
+  """
   _check_workdir(workdir, grid)
   results_path = os.path.join(workdir, "results.jsonl")
   done = {rec["run_id"] for rec in results.read_jsonl(results_path)}
   groups = plan_groups(grid)
-  todo = [[(c, cfg) for c, cfg in g if cfg.run_id not in done] for g in groups]
-  todo = [g for g in todo if g]
   n_runs = sum(len(g) for g in groups)
+  todo = [(index, [(c, cfg) for c, cfg in g if cfg.run_id not in done])
+          for index, g in enumerate(groups)]
+  todo = [(index, g) for index, g in todo if g]
   print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
-        f"{n_runs - sum(len(g) for g in todo)} already done; "
+        f"{n_runs - sum(len(g) for _, g in todo)} already done; "
         f"devices: {len(devices or jax.devices())} x {jax.default_backend()}")
-  bar = _progress(total=sum(g[0][1].max_epochs for g in todo), enabled=progress)
-  for index, group in enumerate(todo):
+  bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo), enabled=progress)
+  for step, (index, group) in enumerate(todo):
     coords, configs = zip(*group)
-    name = f"g{index:03d}-{configs[0].model}-{configs[0].run_id[:6]}"
-    # Line-buffered, so a running sweep can be inspected with `tail -f`.
-    curves = open(os.path.join(workdir, "curves", f"{name}.jsonl"), "a", buffering=1)
-    bar.set_description(f"group {index + 1}/{len(todo)} ({len(configs)} runs)")
+    name = f"g{index:03d}-{configs[0].model}"
+    runs_hash = hashlib.sha1("".join(c.run_id for c in configs).encode()).hexdigest()[:10]
+    curves_path = os.path.join(workdir, "curves", f"{name}.jsonl")
+    bar.set_description(f"group {step + 1}/{len(todo)} ({len(configs)} runs)")
+    start = bar.n
+    curves = None
 
-    def on_epoch(epoch, terms, curves=curves):
+    def on_start(epoch, curves_path=curves_path, start=start):
+      nonlocal curves
+      _truncate_curves(curves_path, epoch)
+      # Line-buffered, so a running sweep can be inspected with `tail -f`.
+      curves = open(curves_path, "a", buffering=1)
+      bar.update(epoch)
+
+    def on_epoch(epoch, terms):
       bar.update(1)
       bar.set_postfix(loss=f"{float(np.mean(terms['loss'])):.4f}")
       curves.write(json.dumps({"epoch": epoch, **{k: np.asarray(v).tolist()
                                                   for k, v in terms.items()}}) + "\n")
 
-    start = bar.n
-    outcome = train_configs(list(configs), devices=devices, on_epoch=on_epoch)
+    checkpoint_dir = os.path.join(workdir, "checkpoints", f"{name}-{runs_hash}")
+    outcome = train_configs(list(configs), devices=devices, on_epoch=on_epoch,
+                            on_start=on_start, checkpoint_dir=checkpoint_dir)
     curves.close()
     bar.update(configs[0].max_epochs - (bar.n - start))
     results.append_jsonl(results_path, run_records(coords, configs, outcome, name))
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
   bar.close()
   table = results.write_report(workdir)
   print(table)

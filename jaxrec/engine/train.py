@@ -23,7 +23,8 @@ import numpy as np
 import optax
 
 from jaxrec import eval as evaluation
-from jaxrec.engine import sampler, sharding
+from jaxrec.engine import checkpoint, sampler, sharding
+from jaxrec.engine.checkpoint import GroupCheckpointer
 from jaxrec.graph import Graph
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 
@@ -223,19 +224,21 @@ class GroupOutcome:
   epochs_trained: np.ndarray
   val: dict
   test: dict
-  history: list[dict]
   eval_history: list[dict]
   train_seconds: float
   eval_seconds: float
   first_epoch_seconds: float
   best_params: dict
   diverged_epoch: np.ndarray
+  resumed_from_epoch: int
 
 
 def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
                 data: GroupData, runs: RunInputs, *,
                 devices: Sequence[jax.Device] | None = None,
-                on_epoch: Callable[[int, dict], None] | None = None) -> GroupOutcome:
+                on_epoch: Callable[[int, dict], None] | None = None,
+                on_start: Callable[[int], None] | None = None,
+                checkpoint_dir: str | None = None) -> GroupOutcome:
   """Trains R runs together until every run has stopped or max_epochs.
 
   Args:
@@ -244,6 +247,11 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     runs: per-run `RunInputs` with leading axis R.
     devices: devices to shard the runs axis over (default: all).
     on_epoch: called after each epoch with (epoch, host terms dict of (R,)).
+    on_start: called once with the epoch training starts after (0, or the
+      epoch of the checkpoint it resumed from).
+    checkpoint_dir: if given, the stacked state is saved there at every
+      evaluation and training resumes from it; the result is the same as an
+      uninterrupted run.
   Returns:
     A `GroupOutcome`; test metrics are computed once, with each run's
     selected parameters (also returned, stacked, as `best_params`).
@@ -255,47 +263,46 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
   runs = jax.device_put(runs, sharding.runs_sharding(mesh))
   data = jax.device_put(data, sharding.replicated(mesh))
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
+  host = lambda x: np.asarray(x)[:n_runs]
 
-  t0 = time.perf_counter()
   state = trainer.init(runs)
-  state, terms = trainer.epoch(state, runs, data)
-  jax.block_until_ready(state)
-  first_epoch_seconds = time.perf_counter() - t0
-  history, eval_history = [], []
-  train_seconds = eval_seconds = 0.0
-  epoch = 1
-  while True:
-    host_terms = jax.tree.map(lambda x: np.asarray(x)[:n_runs], terms)
-    history.append(host_terms)
-    if on_epoch is not None:
-      on_epoch(epoch, host_terms)
-    if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
-      t1 = time.perf_counter()
-      val = trainer.run_eval(state.params, runs, data, data.val)
-      state = trainer.select(state, val)
-      stopped = np.asarray(state.stopped)[:n_runs]
-      eval_seconds += time.perf_counter() - t1
-      eval_history.append({"epoch": epoch, **jax.tree.map(
-          lambda x: np.asarray(x)[:n_runs], val)})
-      if stopped.all():
-        break
-    if epoch == settings.max_epochs:
-      break
-    t1 = time.perf_counter()
+  epoch, eval_history = 0, []
+  times = {"train": 0.0, "eval": 0.0, "first_epoch": 0.0}
+  ckpt = GroupCheckpointer(checkpoint_dir) if checkpoint_dir else None
+  restored = ckpt.restore(state) if ckpt else None
+  if restored is not None:
+    epoch, state, meta = restored
+    eval_history = meta["eval_history"]
+    times = meta["times"]
+  resumed_from = epoch
+  if on_start is not None:
+    on_start(epoch)
+
+  while epoch < settings.max_epochs and not np.asarray(state.stopped)[:n_runs].all():
+    t0 = time.perf_counter()
     state, terms = trainer.epoch(state, runs, data)
     jax.block_until_ready(terms)
-    train_seconds += time.perf_counter() - t1
+    elapsed = time.perf_counter() - t0
+    times["first_epoch" if epoch == resumed_from else "train"] += elapsed
     epoch += 1
+    if on_epoch is not None:
+      on_epoch(epoch, jax.tree.map(host, terms))
+    if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
+      t0 = time.perf_counter()
+      val = trainer.run_eval(state.params, runs, data, data.val)
+      state = trainer.select(state, val)
+      eval_history.append({"epoch": epoch, **checkpoint.to_json(jax.tree.map(host, val))})
+      times["eval"] += time.perf_counter() - t0
+      if ckpt:
+        ckpt.save(epoch, state, {"eval_history": eval_history, "times": times})
 
-  t1 = time.perf_counter()
-  test = trainer.run_eval(state.best_params, runs, data, data.test)
-  host = lambda x: np.asarray(x)[:n_runs]
-  test = jax.tree.map(host, test)
-  eval_seconds += time.perf_counter() - t1
+  t0 = time.perf_counter()
+  test = jax.tree.map(host, trainer.run_eval(state.best_params, runs, data, data.test))
+  times["eval"] += time.perf_counter() - t0
   return GroupOutcome(
       selected_epoch=host(state.best_epoch), epochs_trained=host(state.epoch),
-      val=jax.tree.map(host, state.best_val), test=test, history=history,
-      eval_history=eval_history, train_seconds=train_seconds,
-      eval_seconds=eval_seconds, first_epoch_seconds=first_epoch_seconds,
+      val=jax.tree.map(host, state.best_val), test=test, eval_history=eval_history,
+      train_seconds=times["train"], eval_seconds=times["eval"],
+      first_epoch_seconds=times["first_epoch"],
       best_params=jax.tree.map(host, state.best_params),
-      diverged_epoch=host(state.diverged_epoch))
+      diverged_epoch=host(state.diverged_epoch), resumed_from_epoch=resumed_from)
