@@ -32,6 +32,9 @@ flags.DEFINE_multi_string("set", [], "Override a config field for every run: FIE
 flags.DEFINE_multi_string("axis", [],
                           "Sweep a config field: FIELD=V1,V2,... (replaces the grid's axis).")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+flags.DEFINE_float("memory_budget_gb", None,
+                   "Device memory per device for planning how many runs to train at once "
+                   "(default: the accelerator's memory; no planning on CPU).")
 
 
 def _split(assignment: str) -> tuple[str, str]:
@@ -86,7 +89,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)   # keep JAX's backend probing out of the output
   grid = grid_from_flags()
   workdir = FLAGS.workdir or os.path.join("runs", FLAGS.grid)
-  run_sweep(grid, workdir, progress=FLAGS.progress)
+  budget = int(FLAGS.memory_budget_gb * 2**30) if FLAGS.memory_budget_gb else None
+  run_sweep(grid, workdir, progress=FLAGS.progress, memory_budget_bytes=budget)
   print(f"results: {os.path.join(workdir, 'results.jsonl')}  "
         f"summary: {os.path.join(workdir, 'summary.md')}")
 

@@ -24,7 +24,7 @@ from jaxrec import results
 from jaxrec.config import PER_RUN_FIELDS, RunConfig, make_config
 from jaxrec.data import loading, protocol
 from jaxrec.data.dataset import Dataset
-from jaxrec.engine import sampler
+from jaxrec.engine import memory, sampler
 from jaxrec.engine.train import (GroupData, GroupOutcome, RunInputs, TrainSettings,
                                  train_group)
 from jaxrec.eval import make_eval_split
@@ -195,24 +195,47 @@ def _truncate_curves(path: str, epoch: int) -> None:
     f.write("".join(l + "\n" for l in kept))
 
 
-def run_sweep(grid: Grid, workdir: str, *, devices=None,
-              progress: bool = True) -> list[dict]:
+def plan_chunks(group: list, budget_bytes: int | None, n_devices: int) -> list[list]:
+  """Cuts a group's runs into chunks that fit `budget_bytes` per device (memory.py)."""
+  if budget_bytes is None:
+    return [group]
+  configs = [cfg for _, cfg in group]
+  model = get_model(configs[0].model)
+  dataset, split = dataset_for(configs[0]), split_for(configs[0])
+  spec, settings = group_settings(configs[0])
+  est = memory.estimate(model, spec, settings, group_data(dataset, split),
+                        run_inputs(model, configs[:1], dataset, split))
+  size = memory.runs_per_chunk(est, len(group), budget_bytes, n_devices)
+  chunks = memory.chunk(group, size)
+  print(f"memory: {memory.describe(est)}; budget {budget_bytes / 2**30:.2f} GiB per "
+        f"device -> {len(group)} runs in {len(chunks)} chunks of <= {size} runs")
+  return chunks
+
+
+def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
+              memory_budget_bytes: int | None = None) -> list[dict]:
   """Runs every unfinished run of `grid`, appending to `workdir`; returns all records.
 
   Each group is checkpointed at every evaluation under `workdir/checkpoints/`,
   so re-running after an interruption resumes mid-group with the same results.
+  Groups are cut into chunks that fit `memory_budget_bytes` per device (default:
+  the accelerator's memory; no planning where JAX reports none, as on CPU).
   """
   _check_workdir(workdir, grid)
   results_path = os.path.join(workdir, "results.jsonl")
   done = {rec["run_id"] for rec in results.read_jsonl(results_path)}
+  devices = list(devices or jax.devices())
+  budget = memory_budget_bytes or memory.device_budget_bytes(devices[0])
   groups = plan_groups(grid)
   n_runs = sum(len(g) for g in groups)
-  todo = [(index, [(c, cfg) for c, cfg in g if cfg.run_id not in done])
-          for index, g in enumerate(groups)]
-  todo = [(index, g) for index, g in todo if g]
+  todo = []
+  for index, group in enumerate(groups):
+    left = [(c, cfg) for c, cfg in group if cfg.run_id not in done]
+    todo += [(index, part) for part in (plan_chunks(left, budget, len(devices))
+                                        if left else [])]
   print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
         f"{n_runs - sum(len(g) for _, g in todo)} already done; "
-        f"devices: {len(devices or jax.devices())} x {jax.default_backend()}")
+        f"devices: {len(devices)} x {jax.default_backend()}")
   bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo), enabled=progress)
   for step, (index, group) in enumerate(todo):
     coords, configs = zip(*group)

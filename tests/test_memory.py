@@ -1,0 +1,71 @@
+"""Memory planning: XLA-based estimate, chunks that fit a budget, a clear error."""
+import numpy as np
+import pytest
+
+from jaxrec.config import make_config
+from jaxrec.engine import memory, sharding
+from jaxrec.engine.train import GroupTrainer
+from jaxrec.models import get_model
+from jaxrec.sweep import (Grid, dataset_for, group_data, group_settings, run_inputs,
+                          run_sweep, split_for)
+from jaxrec import results
+
+TINY = dict(synthetic_users=300, synthetic_items=250, synthetic_dims=(24, 16), embed_dim=16,
+            batch_size=256, max_epochs=2, eval_every=1)
+
+
+def _group(n_runs, **kw):
+  configs = [make_config(**{**TINY, **kw}, seed=s) for s in range(n_runs)]
+  model = get_model(configs[0].model)
+  dataset, split = dataset_for(configs[0]), split_for(configs[0])
+  spec, settings = group_settings(configs[0])
+  return model, spec, settings, group_data(dataset, split), run_inputs(
+      model, configs, dataset, split)
+
+
+@pytest.mark.parametrize("model_name", ["milk", "i3mrec"])
+def test_estimate_is_affine_and_predicts_a_larger_group(model_name):
+  kw = {"model": model_name}
+  model, spec, settings, data, runs = _group(1, **kw)
+  est = memory.estimate(model, spec, settings, data, runs)
+  assert est.per_run_bytes > 0 and est.shared_bytes > 0
+  # Compile R = 6 for real and compare with the extrapolation.
+  _, _, _, _, runs6 = _group(6, **kw)
+  mesh = sharding.runs_mesh(None)
+  trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
+  import jax
+  abstract = memory._abstract(runs6)
+  state = jax.eval_shape(trainer.init, abstract)
+  compiled = trainer.epoch.lower(state, abstract, memory._abstract(data)).compile()
+  actual = memory._program_bytes(compiled)
+  assert actual <= est.bytes_for(6) * 1.25
+
+
+def test_chunks_fit_the_budget():
+  est = memory.MemoryEstimate(shared_bytes=100, per_run_bytes=10)
+  size = memory.runs_per_chunk(est, n_runs=50, budget_bytes=200, margin=1.0)
+  assert size == 10 and est.bytes_for(size) <= 200 < est.bytes_for(size + 1)
+  assert memory.runs_per_chunk(est, n_runs=50, budget_bytes=200, n_devices=4,
+                               margin=1.0) == 40
+  chunks = memory.chunk(list(range(23)), 10)
+  assert [len(c) for c in chunks] == [8, 7, 8] and sum(chunks, []) == list(range(23))
+  with pytest.raises(ValueError, match="one run needs about"):
+    memory.runs_per_chunk(est, n_runs=5, budget_bytes=105, margin=1.0)
+
+
+def test_sweep_chunks_a_group_and_gets_the_same_results(tmp_path, capsys):
+  grid = Grid(base=TINY, axes=dict(seed=[0, 1, 2, 3]))
+  whole = run_sweep(grid, str(tmp_path / "whole"), progress=False)
+  model, spec, settings, data, runs = _group(1)
+  est = memory.estimate(model, spec, settings, data, runs)
+  budget = int((est.bytes_for(2) + est.per_run_bytes // 2) / memory.MARGIN)
+  chunked = run_sweep(grid, str(tmp_path / "chunked"), progress=False,
+                      memory_budget_bytes=budget)
+  assert "in 2 chunks of <= 2 runs" in capsys.readouterr().out
+  assert len({r["group"] for r in chunked}) == 1
+  assert sorted(r["timing"]["group_runs"] for r in chunked) == [2, 2, 2, 2]
+  by_id = {r["run_id"]: r["test"] for r in whole}
+  for rec in chunked:
+    assert rec["test"] == pytest.approx(by_id[rec["run_id"]], abs=1e-6)
+  with pytest.raises(ValueError, match="one run needs about"):
+    run_sweep(grid, str(tmp_path / "tiny"), progress=False, memory_budget_bytes=1000)
