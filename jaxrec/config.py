@@ -53,6 +53,7 @@ class RunConfig:
   batch_size: int = 2048
   penalty: str = "variance"
   max_epochs: int = 1000
+  pretrain_epochs: int = 0
   eval_every: int = 10
   patience: int = 3
   eval_chunk: int = 0

@@ -110,7 +110,8 @@ def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
                    penalty=cfg.penalty)
   settings = TrainSettings(batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
                            eval_every=cfg.eval_every, patience=cfg.patience,
-                           eval_chunk=cfg.eval_chunk or None)
+                           eval_chunk=cfg.eval_chunk or None,
+                           pretrain_epochs=cfg.pretrain_epochs)
   return spec, settings
 
 

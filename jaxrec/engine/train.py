@@ -41,6 +41,7 @@ class TrainSettings:
   ks: tuple[int, ...] = (10, 20, 50)
   select_metric: str = "ndcg@10"
   eval_chunk: int | None = None
+  pretrain_epochs: int = 0       # first stage: no evaluation or selection before its end
 
 
 @flax.struct.dataclass
@@ -144,30 +145,33 @@ class GroupTrainer:
                          fill=run.fill, graph=data.graph)
     tx = optimizer(run.hp["lr"])
     n_items = self.spec.n_items
+    model = self.model
+    hp = {**run.hp, "epoch": state.epoch.astype(jnp.float32),
+          "pretrain_epochs": jnp.float32(self.settings.pretrain_epochs)}
     aux = state.aux
-    extra = {}
-    if self.model.init_aux:
-      if self.model.pre_epoch:
-        aux = self.model.pre_epoch(state.params, aux, inputs, run.hp, aux_key, self.spec)
-      extra = {"aux": aux}
+    if model.pre_epoch:
+      aux = model.pre_epoch(state.params, aux, inputs, hp, aux_key, self.spec)
 
     def step(carry, index):
-      params, opt_state, key = carry
-      key, neg_key, loss_key = jax.random.split(key, 3)
+      params, opt_state, aux, key = carry
+      key, neg_key, aux_step_key, loss_key = jax.random.split(key, 4)
       rows = jax.lax.dynamic_slice(order, (index * b,), (b,))
       pairs = data.train_pairs[rows]
       batch = Batch(users=pairs[:, 0], pos=pairs[:, 1],
                     neg=sampler.sample_negatives(neg_key, pairs[:, 0],
                                                  data.positives, n_items),
                     weights=jax.lax.dynamic_slice(valid, (index * b,), (b,)))
-      (loss, terms), grads = jax.value_and_grad(self.model.loss, has_aux=True)(
-          params, batch, inputs, run.hp, loss_key, self.spec, **extra)
+      if model.aux_step:
+        aux = model.aux_step(params, aux, batch, inputs, hp, aux_step_key, self.spec)
+      extra = {"aux": aux} if model.init_aux else {}
+      (loss, terms), grads = jax.value_and_grad(model.loss, has_aux=True)(
+          params, batch, inputs, hp, loss_key, self.spec, **extra)
       updates, opt_state = tx.update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
-      return (params, opt_state, key), dict(loss=loss, **terms)
+      return (params, opt_state, aux, key), dict(loss=loss, **terms)
 
-    (params, opt_state, _), terms = jax.lax.scan(
-        step, (state.params, state.opt_state, key), jnp.arange(n_batches))
+    (params, opt_state, aux, _), terms = jax.lax.scan(
+        step, (state.params, state.opt_state, aux, key), jnp.arange(n_batches))
     trained = state.replace(params=params, aux=aux, opt_state=opt_state, key=next_key,
                             epoch=state.epoch + 1)
     # A run whose loss or parameters went non-finite keeps its last finite state,
@@ -287,7 +291,8 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     epoch += 1
     if on_epoch is not None:
       on_epoch(epoch, jax.tree.map(host, terms))
-    if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
+    due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
+    if epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs:
       t0 = time.perf_counter()
       val = trainer.run_eval(state.params, runs, data, data.val)
       state = trainer.select(state, val)

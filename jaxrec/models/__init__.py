@@ -1,9 +1,16 @@
-"""Model registry: every model is a `Model` of three pure functions."""
+"""Model registry: every `Model` defined at module level in this package.
+
+A new model is one file here that defines a `Model` (see base.py); it is found
+and registered under its name, so configs and sweeps can use `model=<name>`.
+"""
+import importlib
+import pkgutil
+
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 from jaxrec.models.i3mrec import I3MREC
 from jaxrec.models.milk import MILK
 
-REGISTRY = {MILK.name: MILK, I3MREC.name: I3MREC}
+REGISTRY: dict[str, Model] = {}
 
 
 def register_model(model: Model) -> Model:
@@ -12,7 +19,18 @@ def register_model(model: Model) -> Model:
   return model
 
 
+def _discover() -> None:
+  for info in pkgutil.iter_modules(__path__):
+    module = importlib.import_module(f"{__name__}.{info.name}")
+    for value in vars(module).values():
+      if isinstance(value, Model):
+        register_model(value)
+
+
 def get_model(name: str) -> Model:
   if name not in REGISTRY:
     raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
   return REGISTRY[name]
+
+
+_discover()

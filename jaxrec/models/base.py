@@ -12,10 +12,16 @@ networks, a GAN's discriminator) keeps them in an auxiliary state with its own
 update rule:
 
   init_aux(key, spec, hp, params)       -> aux
-  pre_epoch(params, aux, inputs, hp, key, spec) -> aux   (once per epoch)
+  pre_epoch(params, aux, inputs, hp, key, spec) -> aux         (once per epoch)
+  aux_step(params, aux, batch, inputs, hp, key, spec) -> aux   (every step,
+                                                     before the main update)
 
 and then receives it as `loss(..., spec, aux)`. `aux` is stored, stacked and
 sharded with the rest of the run's state.
+
+During training `hp` also holds `epoch` (epochs completed before this one) and
+`pretrain_epochs` (the group's first stage, see `TrainSettings`): a two-stage
+model switches its loss on them; selection only starts after the first stage.
 
 `spec` is the group's static `ModelSpec` (shapes and shape-changing options);
 `hp` is a dict of this run's scalar hyper-parameters (traced, one per run).
@@ -92,3 +98,4 @@ class Model(NamedTuple):
   config_defaults: dict = {}
   init_aux: Callable[..., Any] | None = None
   pre_epoch: Callable[..., Any] | None = None
+  aux_step: Callable[..., Any] | None = None
