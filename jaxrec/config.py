@@ -87,6 +87,9 @@ class RunConfig:
                  if k not in PER_RUN_FIELDS)
 
 
+# Defaults of None-valued fields for models that do not set their own.
+GENERIC_DEFAULTS = {"fill": "mean"}
+
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 
 
@@ -114,7 +117,7 @@ def make_config(**overrides) -> RunConfig:
   if unknown:
     raise ValueError(f"unknown config fields {sorted(unknown)}; known: {sorted(FIELD_TYPES)}")
   model = get_model(overrides.get("model", RunConfig.model))
-  defaults = {**model.default_hparams, **model.config_defaults}
+  defaults = {**GENERIC_DEFAULTS, **model.default_hparams, **model.config_defaults}
   values = dict(overrides)
   for name, value in defaults.items():
     if values.get(name) is None:

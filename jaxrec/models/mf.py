@@ -1,0 +1,52 @@
+"""MF-BPR (Rendle et al., UAI 2009): free user and item embeddings, BPR.
+
+The warm baseline, and the collaborative model that DropoutNet, Heater and GAR
+pretrain as their first stage (`mf_params`, `mf_terms` are the shared pieces).
+It has no content, so under the new-item protocol new items keep their random
+initial embeddings: that is the point of the comparison.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrec import losses
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+
+DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-4)
+INIT_STD = 0.1
+
+
+def mf_params(key, n_users: int, n_items: int, dim: int) -> dict:
+  """{"users": (U, D), "items": (I, D)} drawn from N(0, 0.1²)."""
+  k_users, k_items = jax.random.split(key)
+  return {"users": INIT_STD * jax.random.normal(k_users, (n_users, dim)),
+          "items": INIT_STD * jax.random.normal(k_items, (n_items, dim))}
+
+
+def mf_terms(mf: dict, batch: Batch) -> dict:
+  """BPR risk and the batch L2 (mean over the batch of the three squared norms)."""
+  u, p, n = mf["users"][batch.users], mf["items"][batch.pos], mf["items"][batch.neg]
+  bpr = losses.bpr_risk(score_diff=jnp.sum(u * (p - n), -1), weights=batch.weights)
+  l2 = losses.weighted_mean(jnp.sum(u ** 2 + p ** 2 + n ** 2, -1), batch.weights)
+  return {"bpr": bpr, "l2": l2}
+
+
+def init(key, spec: ModelSpec, hp):
+  del hp
+  return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
+
+
+def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+  del inputs, key, spec
+  terms = mf_terms(params["mf"], batch)
+  return terms["bpr"] + hp["reg"] * terms["l2"], terms
+
+
+def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+  del inputs, hp, spec
+  return params["mf"]["users"], params["mf"]["items"]
+
+
+MF_BPR = Model(name="mf", init=init, loss=loss, embed=embed,
+               default_hparams=DEFAULT_HPARAMS)
