@@ -15,7 +15,7 @@ PER_RUN_FIELDS = (
     "seed", "setting", "missing_rate", "fill",
     "lr", "penalty_weight", "align_weight", "alpha", "reg",
     "use_uniform_env", "cyclic", "random_mix", "use_envs", "use_align",
-    "c_max", "c_min", "dropout")
+    "c_max", "c_min", "dropout", "temperature", "aux_weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +71,8 @@ class RunConfig:
   c_max: float | None = None
   c_min: float | None = None
   dropout: float | None = None
+  temperature: float | None = None   # contrastive temperature (CLCRec, ...)
+  aux_weight: float | None = None    # weight of a model's auxiliary term (CLCRec, GAR, ...)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
