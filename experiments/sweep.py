@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 from absl import app, flags, logging
 
 from experiments import configs
@@ -32,6 +33,11 @@ flags.DEFINE_multi_string("set", [], "Override a config field for every run: FIE
 flags.DEFINE_multi_string("axis", [],
                           "Sweep a config field: FIELD=V1,V2,... (replaces the grid's axis).")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0, to run one sweep over several processes/hosts "
+                    "(jax.distributed.initialize); every process runs the same command.")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 flags.DEFINE_float("memory_budget_gb", None,
                    "Device memory per device for planning how many runs to train at once "
                    "(default: the accelerator's memory; no planning on CPU).")
@@ -87,12 +93,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)   # keep JAX's backend probing out of the output
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
   grid = grid_from_flags()
   workdir = FLAGS.workdir or os.path.join("runs", FLAGS.grid)
   budget = int(FLAGS.memory_budget_gb * 2**30) if FLAGS.memory_budget_gb else None
   run_sweep(grid, workdir, progress=FLAGS.progress, memory_budget_bytes=budget)
-  print(f"results: {os.path.join(workdir, 'results.jsonl')}  "
-        f"summary: {os.path.join(workdir, 'summary.md')}")
+  if jax.process_index() == 0:
+    print(f"results: {os.path.join(workdir, 'results.jsonl')}  "
+          f"summary: {os.path.join(workdir, 'summary.md')}")
 
 
 if __name__ == "__main__":

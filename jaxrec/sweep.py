@@ -155,8 +155,12 @@ def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
   return records
 
 
+def _is_writer() -> bool:
+  """Only process 0 writes results; every process trains its share of the runs."""
+  return jax.process_index() == 0
+
+
 def _check_workdir(workdir: str, grid: Grid) -> None:
-  os.makedirs(os.path.join(workdir, "curves"), exist_ok=True)
   path = os.path.join(workdir, "sweep.json")
   wanted = json.loads(json.dumps(grid.to_json(), default=list))
   if os.path.exists(path):
@@ -167,8 +171,10 @@ def _check_workdir(workdir: str, grid: Grid) -> None:
           f"{workdir} holds a different sweep (see {path}); resume it with the same "
           "grid and flags, or pass a new --workdir")
     return
-  with open(path, "w") as f:
-    json.dump(wanted, f, indent=1)
+  if _is_writer():
+    os.makedirs(os.path.join(workdir, "curves"), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(wanted, f, indent=1)
 
 
 def plan_groups(grid: Grid) -> list[list[tuple[dict, RunConfig]]]:
@@ -226,7 +232,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   results_path = os.path.join(workdir, "results.jsonl")
   done = {rec["run_id"] for rec in results.read_jsonl(results_path)}
   devices = list(devices or jax.devices())
-  budget = memory_budget_bytes or memory.device_budget_bytes(devices[0])
+  budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
   groups = plan_groups(grid)
   n_runs = sum(len(g) for g in groups)
   todo = []
@@ -237,7 +243,8 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
         f"{n_runs - sum(len(g) for _, g in todo)} already done; "
         f"devices: {len(devices)} x {jax.default_backend()}")
-  bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo), enabled=progress)
+  bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo),
+                  enabled=progress and _is_writer())
   for step, (index, group) in enumerate(todo):
     coords, configs = zip(*group)
     name = f"g{index:03d}-{configs[0].model}"
@@ -247,27 +254,32 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
     start = bar.n
     curves = None
 
-    def on_start(epoch, curves_path=curves_path, start=start):
+    def on_start(epoch, curves_path=curves_path):
       nonlocal curves
-      _truncate_curves(curves_path, epoch)
-      # Line-buffered, so a running sweep can be inspected with `tail -f`.
-      curves = open(curves_path, "a", buffering=1)
+      if _is_writer():
+        _truncate_curves(curves_path, epoch)
+        # Line-buffered, so a running sweep can be inspected with `tail -f`.
+        curves = open(curves_path, "a", buffering=1)
       bar.update(epoch)
 
     def on_epoch(epoch, terms):
       bar.update(1)
       bar.set_postfix(loss=f"{float(np.mean(terms['loss'])):.4f}")
-      curves.write(json.dumps({"epoch": epoch, **{k: np.asarray(v).tolist()
-                                                  for k, v in terms.items()}}) + "\n")
+      if curves is not None:
+        curves.write(json.dumps({"epoch": epoch, **{k: np.asarray(v).tolist()
+                                                    for k, v in terms.items()}}) + "\n")
 
     checkpoint_dir = os.path.join(workdir, "checkpoints", f"{name}-{runs_hash}")
     outcome = train_configs(list(configs), devices=devices, on_epoch=on_epoch,
                             on_start=on_start, checkpoint_dir=checkpoint_dir)
-    curves.close()
     bar.update(configs[0].max_epochs - (bar.n - start))
-    results.append_jsonl(results_path, run_records(coords, configs, outcome, name))
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if _is_writer():
+      curves.close()
+      results.append_jsonl(results_path, run_records(coords, configs, outcome, name))
+      shutil.rmtree(checkpoint_dir, ignore_errors=True)
   bar.close()
+  if not _is_writer():
+    return []
   table = results.write_report(workdir)
   print(table)
   print(f"plots: {os.path.join(workdir, 'plots')}")

@@ -32,7 +32,7 @@ class MemoryEstimate:
 
 def device_budget_bytes(device: jax.Device | None = None) -> int | None:
   """The device's memory limit, or None where JAX does not report one (CPU)."""
-  stats = (device or jax.devices()[0]).memory_stats()
+  stats = (device or jax.local_devices()[0]).memory_stats()
   return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 

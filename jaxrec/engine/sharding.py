@@ -3,6 +3,9 @@
 Runs are independent, so sharding their leading axis needs no communication;
 shared data (features, splits) is replicated. A group whose size does not divide
 the device count is padded with copies of its last run, discarded afterwards.
+With several processes (`jax.distributed.initialize`), every process holds the
+same host values; `to_device` builds global arrays from them and `to_host`
+gathers results back, so the same code runs on one CPU or many hosts.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 RUNS_AXIS = "runs"
@@ -40,3 +44,22 @@ def pad_runs(tree, n_runs: int, target: int):
     return tree
   idx = np.minimum(np.arange(target), n_runs - 1)
   return jax.tree.map(lambda x: np.asarray(x)[idx], tree)
+
+
+def to_device(tree, sharding: NamedSharding):
+  """Global arrays from host values that every process holds identically."""
+  def put(x):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+      return x
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+  return jax.tree.map(put, tree)
+
+
+def to_host(tree):
+  """NumPy copies of (possibly multi-process) global arrays, on every process."""
+  def get(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return jax.tree.map(get, tree)

@@ -264,10 +264,10 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
   n_runs = int(runs.key.shape[0])
   target = sharding.padded_size(n_runs, mesh)
   runs = sharding.pad_runs(runs, n_runs, target)
-  runs = jax.device_put(runs, sharding.runs_sharding(mesh))
-  data = jax.device_put(data, sharding.replicated(mesh))
+  runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
+  data = sharding.to_device(data, sharding.replicated(mesh))
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
-  host = lambda x: np.asarray(x)[:n_runs]
+  host = lambda tree: jax.tree.map(lambda x: x[:n_runs], sharding.to_host(tree))
 
   state = trainer.init(runs)
   epoch, eval_history = 0, []
@@ -282,7 +282,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
   if on_start is not None:
     on_start(epoch)
 
-  while epoch < settings.max_epochs and not np.asarray(state.stopped)[:n_runs].all():
+  while epoch < settings.max_epochs and not host(state.stopped).all():
     t0 = time.perf_counter()
     state, terms = trainer.epoch(state, runs, data)
     jax.block_until_ready(terms)
@@ -290,24 +290,23 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     times["first_epoch" if epoch == resumed_from else "train"] += elapsed
     epoch += 1
     if on_epoch is not None:
-      on_epoch(epoch, jax.tree.map(host, terms))
+      on_epoch(epoch, host(terms))
     due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
     if epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs:
       t0 = time.perf_counter()
       val = trainer.run_eval(state.params, runs, data, data.val)
       state = trainer.select(state, val)
-      eval_history.append({"epoch": epoch, **checkpoint.to_json(jax.tree.map(host, val))})
+      eval_history.append({"epoch": epoch, **checkpoint.to_json(host(val))})
       times["eval"] += time.perf_counter() - t0
       if ckpt:
         ckpt.save(epoch, state, {"eval_history": eval_history, "times": times})
 
   t0 = time.perf_counter()
-  test = jax.tree.map(host, trainer.run_eval(state.best_params, runs, data, data.test))
+  test = host(trainer.run_eval(state.best_params, runs, data, data.test))
   times["eval"] += time.perf_counter() - t0
   return GroupOutcome(
       selected_epoch=host(state.best_epoch), epochs_trained=host(state.epoch),
-      val=jax.tree.map(host, state.best_val), test=test, eval_history=eval_history,
+      val=host(state.best_val), test=test, eval_history=eval_history,
       train_seconds=times["train"], eval_seconds=times["eval"],
-      first_epoch_seconds=times["first_epoch"],
-      best_params=jax.tree.map(host, state.best_params),
+      first_epoch_seconds=times["first_epoch"], best_params=host(state.best_params),
       diverged_epoch=host(state.diverged_epoch), resumed_from_epoch=resumed_from)
