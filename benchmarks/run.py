@@ -1,0 +1,192 @@
+"""The benchmark: throughput, evaluation time and memory of R runs, against the device's floors.
+
+  python -m benchmarks.run --quick            # CPU, under 10 minutes
+  python -m benchmarks.run                    # full: both shapes, R up to 1024 (a GPU)
+  python -m benchmarks.run --shapes tiktok --models milk --runs 1,64 --json out.json
+
+For each (model, data shape, R): compile time of one epoch (`lower().compile()`),
+training time per epoch -> run-epochs/s, evaluation time (full ranking, all test
+users, all R runs), device bytes per run (XLA's buffer assignment, see
+jaxrec/engine/memory.py), and the two floors of an epoch: counted FLOPs over the
+measured matmul rate, and counted bytes over the measured memory bandwidth. The
+last column is measured time / the larger floor. Data is synthetic with the
+real datasets' shapes (TikTok: 9,308 users, 6,710 items, 2 x 128-d; Baby: 19,445
+users, 7,050 items, 4,096-d + 384-d).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from jaxrec import sweep
+from jaxrec.config import make_config
+from jaxrec.engine import memory, sharding
+from jaxrec.engine.train import GroupTrainer
+from jaxrec.models import get_model
+
+FLAGS = flags.FLAGS
+flags.DEFINE_boolean("quick", False, "CPU-sized run: fewer R, one timed epoch.")
+flags.DEFINE_string("shapes", None, "Comma list of data shapes (tiktok, baby).")
+flags.DEFINE_string("models", "milk,i3mrec", "Comma list of models.")
+flags.DEFINE_string("runs", None, "Comma list of group sizes R (default by mode).")
+flags.DEFINE_integer("epochs", None, "Timed epochs per point (default 3, quick 1).")
+flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  users: int
+  items: int
+  dims: tuple[int, ...]
+  per_user: float          # interactions per user (TikTok 7.4, Baby 8.3)
+
+
+SHAPES = {"tiktok": Shape(9308, 6710, (128, 128), 7.4),
+          "baby": Shape(19445, 7050, (4096, 384), 8.3)}
+
+
+def measure_ceilings() -> dict:
+  """Measured f32 matmul FLOP/s and copy bandwidth (bytes read + written per s)."""
+  n = 4096 if jax.default_backend() != "cpu" else 1536
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+  matmul = jax.jit(lambda x: x @ x)
+  matmul(a).block_until_ready()
+  t0, reps = time.perf_counter(), 10
+  for _ in range(reps):
+    out = matmul(a)
+  out.block_until_ready()
+  flops = 2 * n ** 3 * reps / (time.perf_counter() - t0)
+  big = jnp.ones((64 * 2 ** 20,), jnp.float32)                  # 256 MiB
+  copy = jax.jit(lambda x: x + 1.0)
+  copy(big).block_until_ready()
+  t0 = time.perf_counter()
+  for _ in range(reps):
+    out = copy(big)
+  out.block_until_ready()
+  bandwidth = 2 * big.nbytes * reps / (time.perf_counter() - t0)
+  return {"matmul_flops": flops, "bandwidth_bytes": bandwidth}
+
+
+def epoch_counts(model: str, shape: Shape, n_train: int, batch: int, dim: int,
+                 n_edges: int) -> tuple[float, float]:
+  """(FLOPs, bytes) one run needs per epoch, counted from the algorithm.
+
+  FLOPs: matrix products (forward, and the weight gradient: x2 forward), the
+  per-modality scoring and, for I3-MRec, graph propagation. Bytes: the fewest
+  each step must touch: feature rows read, embeddings read and gradients
+  written, and Adam's dense update (read param, grad, m, v; write param, m, v)
+  of every parameter, which dominates for large user tables.
+  """
+  n_batches = -(-n_train // batch)
+  feat = sum(shape.dims)
+  n_mod = len(shape.dims)
+  projected = shape.items if model == "i3mrec" or shape.items < 2 * batch else 2 * batch
+  params = shape.users * dim + feat * dim + n_mod * dim
+  flops = 3 * 2 * projected * feat * dim + 3 * 2 * 2 * batch * n_mod * dim
+  bytes_ = 4 * (projected * feat + 3 * batch * dim * (1 + 2 * n_mod)) + 4 * 7 * params
+  if model == "i3mrec":
+    nodes = shape.users + shape.items
+    flops += 3 * n_mod * 3 * 2 * n_edges * dim          # 3 layers, fwd + bwd
+    bytes_ += 4 * 3 * n_mod * 3 * (2 * n_edges * dim + nodes * dim)
+  return n_batches * flops, n_batches * bytes_
+
+
+def run_point(model_name: str, shape_name: str, n_runs: int, epochs: int,
+              ceilings: dict) -> dict:
+  shape = SHAPES[shape_name]
+  configs = [make_config(model=model_name, synthetic_users=shape.users,
+                         synthetic_items=shape.items, synthetic_dims=shape.dims,
+                         seed=s, setting=("fm", "mm")[s % 2], missing_rate=0.5)
+             for s in range(n_runs)]
+  model = get_model(model_name)
+  dataset = sweep.dataset_for(configs[0])
+  split = sweep.split_for(configs[0])
+  spec, settings = sweep.group_settings(configs[0])
+  mesh = sharding.runs_mesh()
+  data = sharding.to_device(sweep.group_data(dataset, split), sharding.replicated(mesh))
+  one = sweep.run_inputs(model, configs[:1], dataset, split)
+  est = memory.estimate(model, spec, settings, data, one)
+  runs = sharding.pad_runs(sweep.run_inputs(model, configs, dataset, split), n_runs,
+                           sharding.padded_size(n_runs, mesh))
+  runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
+  trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
+  state = trainer.init(runs)
+  t0 = time.perf_counter()
+  compiled = trainer.epoch.lower(state, runs, data).compile()
+  compile_s = time.perf_counter() - t0
+  state, terms = compiled(state, runs, data)               # warm-up
+  jax.block_until_ready(terms)
+  t0 = time.perf_counter()
+  for _ in range(epochs):
+    state, terms = compiled(state, runs, data)
+  jax.block_until_ready(terms)
+  epoch_s = (time.perf_counter() - t0) / epochs
+  jax.block_until_ready(trainer.run_eval(state.params, runs, data, data.test))
+  t0 = time.perf_counter()
+  jax.block_until_ready(trainer.run_eval(state.params, runs, data, data.test))
+  eval_s = time.perf_counter() - t0
+  flops, bytes_ = epoch_counts(model_name, shape, len(split.train_pairs), settings.batch_size,
+                               spec.embed_dim, int(data.graph.src.shape[0]) // 2)
+  flop_floor = n_runs * flops / ceilings["matmul_flops"]
+  byte_floor = n_runs * bytes_ / ceilings["bandwidth_bytes"]
+  return dict(model=model_name, shape=shape_name, runs=n_runs, compile_s=compile_s,
+              epoch_s=epoch_s, run_epochs_per_s=n_runs / epoch_s, eval_s=eval_s,
+              bytes_per_run=est.per_run_bytes, shared_bytes=est.shared_bytes,
+              flop_floor_s=flop_floor, byte_floor_s=byte_floor,
+              x_floor=epoch_s / max(flop_floor, byte_floor))
+
+
+def main(argv):
+  del argv
+  quick = FLAGS.quick
+  shapes = (FLAGS.shapes or ("tiktok" if quick else "tiktok,baby")).split(",")
+  runs = [int(r) for r in (FLAGS.runs or ("1,4,16,64" if quick else
+                                          "1,4,16,64,256,1024")).split(",")]
+  epochs = FLAGS.epochs or (1 if quick else 3)
+  device = jax.devices()[0]
+  ceilings = measure_ceilings()
+  budget = memory.device_budget_bytes() or memory.host_memory_bytes()
+  print(f"device: {len(jax.devices())} x {device.platform} ({device.device_kind}); "
+        f"measured matmul {ceilings['matmul_flops'] / 1e9:.1f} GFLOP/s, bandwidth "
+        f"{ceilings['bandwidth_bytes'] / 1e9:.1f} GB/s; memory budget {budget / 2**30:.1f} GiB",
+        flush=True)
+  rows = []
+  for model_name in FLAGS.models.split(","):
+    for shape_name in shapes:
+      for n_runs in runs:
+        row = run_point(model_name, shape_name, n_runs, epochs, ceilings)
+        rows.append(row)
+        fits = int((memory.MARGIN * budget - row["shared_bytes"]) // row["bytes_per_run"])
+        row["runs_that_fit"] = fits
+        print(f"{model_name:7s} {shape_name:6s} R={n_runs:5d} compile {row['compile_s']:6.1f}s "
+              f"epoch {row['epoch_s']:8.3f}s {row['run_epochs_per_s']:8.2f} run-epochs/s "
+              f"eval {row['eval_s']:7.3f}s mem/run {row['bytes_per_run'] / 2**20:7.1f} MiB "
+              f"floor {max(row['flop_floor_s'], row['byte_floor_s']):.3f}s "
+              f"x{row['x_floor']:.1f}", flush=True)
+        if n_runs * 2 > fits:
+          break                                # the next R would not fit
+  print("\n| model | shape | R | compile s | epoch s | run-epochs/s | × R=1 | eval s | "
+        "MiB/run | runs fit | FLOP floor s | byte floor s | × floor |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+  base = {}
+  for r in rows:
+    key = (r["model"], r["shape"])
+    base.setdefault(key, r["run_epochs_per_s"])
+    print(f"| {r['model']} | {r['shape']} | {r['runs']} | {r['compile_s']:.1f} | "
+          f"{r['epoch_s']:.3f} | {r['run_epochs_per_s']:.2f} | "
+          f"{r['run_epochs_per_s'] / base[key]:.2f} | {r['eval_s']:.3f} | "
+          f"{r['bytes_per_run'] / 2**20:.1f} | {r['runs_that_fit']} | "
+          f"{r['flop_floor_s']:.3f} | {r['byte_floor_s']:.3f} | {r['x_floor']:.1f} |")
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump({"device": str(device), "ceilings": ceilings, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)

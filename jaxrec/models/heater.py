@@ -1,0 +1,131 @@
+"""Heater (Zhu et al., SIGIR 2020) on a pretrained MF-BPR model.
+
+Stage 1 (epoch < pretrain_epochs) is MF-BPR, as in DropoutNet (see
+dropoutnet.py for the staging). Stage 2, with the MF tables (P users, Q items)
+frozen:
+  * mixture of experts: content x_i goes to the CF space as
+      Ψ_i = Σ_t g_t(x_i) · (W_t x_i + b_t),  g(x_i) = softmax(W_g x_i)   (T experts);
+  * similarity constraint: `α · mean_i ||Ψ_i − Q_i||²` over the batch's warm
+    items pulls the content representation towards the pretrained CF one;
+  * randomized training: each sample's item representation is Q_i, or, with
+    probability `dropout`, Ψ_i, so the shared transform below learns to score
+    both;
+  * the two towers f_U(P_u), f_V(rep_i) reproduce the pretrained scores
+    `P_u · Q_i` (MSE), as in DropoutNet.
+New items are scored with f_V(Ψ_i), warm items with f_V(Q_i).
+
+Per-run hyper-parameters: lr, reg (MF stage), dropout (p of randomized
+training), align_weight (α of the similarity constraint).
+
+[D] Experts are affine maps (the paper's experts are small one-layer nets;
+    an affine expert keeps Ψ unbounded like the MF vectors) and N_EXPERTS = 5.
+[D] The randomized choice is per (user, item) sample of the batch.
+[D] Towers as in DropoutNet (tanh hidden layer of `HIDDEN`, linear output);
+    the user side has no content here, so it is f_U(P_u) with no MoE and no
+    randomization.
+[D] α defaults to 1.0 and p to 0.5: Heater tunes α and p per data set (its
+    §5 sensitivity study); these values are our choice for small data, not
+    figures copied from the paper. Module constants: N_EXPERTS, HIDDEN.
+[D] Adam at the per-run `lr` for both stages; see dropoutnet.py on the
+    short Adam tail on the frozen MF tables after the switch.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxrec import losses
+from jaxrec.models import mf
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.dropoutnet import (HIDDEN, Tower, content_dim, frozen_mf, item_content,
+                                      mf_stage_loss, score_pairs, staged, warm_items)
+
+N_EXPERTS = 5
+
+DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.5, align_weight=1.0)
+CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}
+
+
+class MixtureOfExperts(nn.Module):
+  """Ψ(x) = Σ_t softmax(W_g x)_t · (W_t x + b_t)."""
+  n_experts: int
+  out: int
+
+  def setup(self):
+    self.gate = nn.Dense(self.n_experts)
+    self.experts = nn.DenseGeneral((self.n_experts, self.out))
+
+  def __call__(self, x):
+    return jnp.einsum("nt,ntd->nd", self.gates(x), self.experts(x))   # (N, D)
+
+  def gates(self, x):
+    """(N, T) expert weights, each row on the simplex."""
+    return jax.nn.softmax(self.gate(x), axis=-1)
+
+
+def _moe(spec: ModelSpec) -> MixtureOfExperts:
+  return MixtureOfExperts(N_EXPERTS, spec.embed_dim)
+
+
+def _tower(spec: ModelSpec) -> Tower:
+  return Tower(HIDDEN, spec.embed_dim)
+
+
+def init(key, spec: ModelSpec, hp):
+  del hp
+  k_mf, k_moe, k_user, k_item = jax.random.split(key, 4)
+  d = spec.embed_dim
+  return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, d),
+          "moe": _moe(spec).init(k_moe, jnp.zeros((1, content_dim(spec))))["params"],
+          "user_tower": _tower(spec).init(k_user, jnp.zeros((1, d)))["params"],
+          "item_tower": _tower(spec).init(k_item, jnp.zeros((1, d)))["params"]}
+
+
+def content_embedding(params, content: jax.Array, spec: ModelSpec) -> jax.Array:
+  """(N, D) Ψ: the mixture of experts' map of content into the CF space."""
+  return _moe(spec).apply({"params": params["moe"]}, content)
+
+
+def gate_weights(params, content: jax.Array, spec: ModelSpec) -> jax.Array:
+  """(N, T) the experts' gate weights for `content`."""
+  return _moe(spec).apply({"params": params["moe"]}, content,
+                          method=MixtureOfExperts.gates)
+
+
+def heater_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
+                 spec: ModelSpec) -> dict:
+  """Stage-2 terms: `mse` (score reconstruction), `similarity` (||Ψ − Q||²)."""
+  cf = frozen_mf(params)
+  users, items, weights = score_pairs(batch)
+  q = cf["items"][items]
+  psi = content_embedding(params, item_content(inputs, items), spec)
+  use_content = jax.random.bernoulli(key, hp["dropout"], (items.shape[0],))
+  rep = jnp.where(use_content[:, None], psi, q)
+  u = _tower(spec).apply({"params": params["user_tower"]}, cf["users"][users])
+  v = _tower(spec).apply({"params": params["item_tower"]}, rep)
+  target = jnp.sum(cf["users"][users] * q, -1)
+  mse = losses.weighted_mean(jnp.square(jnp.sum(u * v, -1) - target), weights)
+  similarity = losses.weighted_mean(jnp.sum(jnp.square(psi - q), -1), weights)
+  return {"mse": mse, "similarity": similarity}
+
+
+def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+  mf_loss, mf_t = mf_stage_loss(params, batch, hp)
+  t = heater_terms(params, batch, inputs, hp, key, spec)
+  own = t["mse"] + hp["align_weight"] * t["similarity"]
+  return staged(hp, mf_loss, own), {**mf_t, **t}
+
+
+def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+  """Users f_U(P_u); warm items f_V(Q_i), new items f_V(Ψ_i)."""
+  del hp
+  cf = params["mf"]
+  psi = content_embedding(params, item_content(inputs, jnp.arange(spec.n_items)), spec)
+  rep = jnp.where(warm_items(inputs, spec.n_items)[:, None], cf["items"], psi)
+  return (_tower(spec).apply({"params": params["user_tower"]}, cf["users"]),
+          _tower(spec).apply({"params": params["item_tower"]}, rep))
+
+
+HEATER = Model(name="heater", init=init, loss=loss, embed=embed,
+               default_hparams=DEFAULT_HPARAMS, config_defaults=CONFIG_DEFAULTS)

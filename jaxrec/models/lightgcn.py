@@ -1,0 +1,70 @@
+"""LightGCN (He et al., SIGIR 2020): free ID embeddings smoothed over the graph, BPR.
+
+  E^(k+1) = Â E^(k),   e = (1 / (K + 1)) Σ_{k=0..K} E^(k),   x̂_ui = <e_u, e_i>
+
+over the shared normalised training graph `Â = D^-1/2 A D^-1/2` (no self-loops,
+no feature transforms, no non-linearities: the paper's point). The only
+parameters are the layer-0 embeddings E^(0) (`mf_params`), and only they are
+L2-regularised. The whole graph is propagated at every step, as in the
+authors' code, so a batch's gradient reaches every neighbour's E^(0).
+
+No content: under the new-item protocol a new item has no edges, so its final
+embedding is E^(0)_i / (K + 1), a random vector (like MF-BPR's).
+
+[D] The L2 term is the authors' code's `½ (‖e_u⁰‖² + ‖e_i⁰‖² + ‖e_j⁰‖²)`
+    averaged over the batch (the paper writes λ‖E^(0)‖² for the batch); `reg` is
+    the λ of that code, so its 1e-4 means what it means there.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrec import losses
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.mf import mf_params, mf_terms
+
+# Paper, section 4.1.2: K = 3 layers (α_k = 1 / (K + 1)), Adam lr 1e-3, L2
+# coefficient 1e-4 (optimal in most cases of their search), N(0, 0.1²) init as in
+# the authors' code (= `mf_params`); embedding size 64 and batch 2048 are
+# `RunConfig` defaults already.
+N_LAYERS = 3
+DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-4)
+
+
+def propagate(params, inputs: ModelInputs, spec: ModelSpec):
+  """Final (layer-mean) embeddings: users (U, D), items (I, D)."""
+  h0 = jnp.concatenate([params["mf"]["users"], params["mf"]["items"]], axis=0)
+  h = inputs.graph.layer_mean(h0, N_LAYERS)
+  return h[:spec.n_users], h[spec.n_users:]
+
+
+def init(key, spec: ModelSpec, hp):
+  del hp
+  return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
+
+
+def lightgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -> dict:
+  """BPR risk on the propagated embeddings; L2 on the batch's layer-0 rows."""
+  users, items = propagate(params, inputs, spec)
+  u, p, n = users[batch.users], items[batch.pos], items[batch.neg]
+  bpr = losses.bpr_risk(score_diff=jnp.sum(u * (p - n), -1), weights=batch.weights)
+  # mf_terms' l2 is the batch mean of ‖e_u⁰‖² + ‖e_i⁰‖² + ‖e_j⁰‖² (its BPR on the
+  # raw embeddings is unused and removed by XLA); ½ as in the authors' code.
+  l2 = 0.5 * mf_terms(params["mf"], batch)["l2"]
+  return {"bpr": bpr, "l2": l2}
+
+
+def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+  del key
+  terms = lightgcn_terms(params, batch, inputs, spec)
+  return terms["bpr"] + hp["reg"] * terms["l2"], terms
+
+
+def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+  del hp
+  return propagate(params, inputs, spec)
+
+
+LIGHTGCN = Model(name="lightgcn", init=init, loss=loss, embed=embed,
+                 default_hparams=DEFAULT_HPARAMS)
