@@ -42,7 +42,8 @@ def test_vbpr_visual_part_follows_only_the_items_features():
   params["visual_bias"] = jnp.asarray(rng.standard_normal(7), jnp.float32)
   params["item_bias"] = jnp.asarray(rng.standard_normal(7), jnp.float32)
   items = jnp.arange(spec.n_items)
-  gamma, visual, bias = vbpr.item_parts(params, inputs, items)
+  item_parts = jax.jit(vbpr.item_parts)     # one compile instead of op by op
+  gamma, visual, bias = item_parts(params, inputs, items)
 
   # The embeddings' inner product is the paper's x̂_ui.
   users, item_emb = vbpr.embed(params, inputs, {}, spec)
@@ -56,7 +57,7 @@ def test_vbpr_visual_part_follows_only_the_items_features():
   # bias move; every ID factor stays.
   changed = list(inputs.features)
   changed[1] = changed[1].at[3].set(jnp.asarray(rng.standard_normal(3), jnp.float32))
-  gamma2, visual2, bias2 = vbpr.item_parts(
+  gamma2, visual2, bias2 = item_parts(
       params, inputs.replace(features=tuple(changed)), items)
   np.testing.assert_array_equal(gamma2, gamma)
   others = np.arange(spec.n_items) != 3
@@ -69,7 +70,7 @@ def test_vbpr_visual_part_follows_only_the_items_features():
   missing = inputs.replace(available=inputs.available.at[3, 0].set(0.0),
                            fill=(jnp.full(4, 0.5), inputs.fill[1]))
   f3 = np.concatenate([np.full(4, 0.5), np.asarray(inputs.features[1][3])])
-  _, visual3, _ = vbpr.item_parts(params, missing, items)
+  _, visual3, _ = item_parts(params, missing, items)
   np.testing.assert_allclose(visual3[3], f3 @ np.asarray(params["E"]), rtol=1e-5, atol=1e-6)
 
 
