@@ -18,10 +18,10 @@ from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, ru
 MODELS = ("dropoutnet", "heater", "gar")
 LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
              embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
-             pretrain_epochs=15, max_epochs=30, eval_every=5, patience=3)
+             pretrain_epochs=20, max_epochs=30, eval_every=5, patience=3)
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
-            pretrain_epochs=2, max_epochs=4, eval_every=1, patience=5)
+            pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
 
 
 def _test_recall(cfg, scorer):

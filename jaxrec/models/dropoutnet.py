@@ -42,9 +42,9 @@ from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 
 HIDDEN = 200
 
-# Paper §4 (CiteULike item cold start): dropout rate 0.5. lr / reg are MF-BPR's
-# (mf.DEFAULT_HPARAMS) raised to 5e-3 for lr, the paper's learning rate, so that
-# the short first stage fits the MF tables on small data.
+# Dropout 0.5: the paper's item cold-start setting (CiteULike). lr 5e-3: the
+# learning rate of the paper's SGD (momentum 0.9) used here with Adam [D], which
+# also lets the short first stage fit MF-BPR on small data. reg: MF-BPR's.
 DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.5)
 # A first stage of 20 epochs suits the small data of tests and examples [D].
 CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}

@@ -43,6 +43,8 @@ from jaxrec.models.dropoutnet import (HIDDEN, Tower, content_dim, frozen_mf, ite
 
 N_EXPERTS = 5
 
+# [D] lr 5e-3 as DropoutNet's (Heater builds on its training scheme), reg MF-BPR's;
+# p = 0.5 and α = 1.0 are our picks (see the module docstring), not paper figures.
 DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.5, align_weight=1.0)
 CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}
 
