@@ -33,7 +33,8 @@ from jaxrec.models import get_model
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("quick", False, "CPU-sized run: fewer R, one timed epoch.")
 flags.DEFINE_string("shapes", None, "Comma list of data shapes (tiktok, baby).")
-flags.DEFINE_string("models", "milk,i3mrec", "Comma list of models.")
+flags.DEFINE_string("models", None,
+                    "Comma list of models (default milk,i3mrec; --quick: milk).")
 flags.DEFINE_string("runs", None, "Comma list of group sizes R (default by mode).")
 flags.DEFINE_integer("epochs", None, "Timed epochs per point (default 3, quick 1).")
 flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
@@ -102,6 +103,7 @@ def run_point(model_name: str, shape_name: str, n_runs: int, epochs: int,
   shape = SHAPES[shape_name]
   configs = [make_config(model=model_name, synthetic_users=shape.users,
                          synthetic_items=shape.items, synthetic_dims=shape.dims,
+                         synthetic_interactions=shape.per_user,
                          seed=s, setting=("fm", "mm")[s % 2], missing_rate=0.5)
              for s in range(n_runs)]
   model = get_model(model_name)
@@ -157,7 +159,8 @@ def main(argv):
         f"{ceilings['bandwidth_bytes'] / 1e9:.1f} GB/s; memory budget {budget / 2**30:.1f} GiB",
         flush=True)
   rows = []
-  for model_name in FLAGS.models.split(","):
+  models = FLAGS.models or ("milk" if quick else "milk,i3mrec")
+  for model_name in models.split(","):
     for shape_name in shapes:
       for n_runs in runs:
         row = run_point(model_name, shape_name, n_runs, epochs, ceilings)

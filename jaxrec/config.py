@@ -42,6 +42,7 @@ class RunConfig:
   synthetic_users: int = 1200
   synthetic_items: int = 1000
   synthetic_dims: tuple[int, ...] = (48, 32)
+  synthetic_interactions: float = 25.0      # mean interactions per user
   data_seed: int = 0
   protocol: str = "new_item"
   split_seed: int = 0

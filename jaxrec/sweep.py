@@ -56,7 +56,8 @@ def loaded_for(cfg: RunConfig) -> loading.Loaded:
   return loading.load(cfg.data, modalities=cfg.modalities, min_rating=cfg.min_rating,
                       synthetic_users=cfg.synthetic_users,
                       synthetic_items=cfg.synthetic_items,
-                      synthetic_dims=tuple(cfg.synthetic_dims), data_seed=cfg.data_seed)
+                      synthetic_dims=tuple(cfg.synthetic_dims),
+                      synthetic_interactions=cfg.synthetic_interactions, data_seed=cfg.data_seed)
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:

@@ -61,8 +61,8 @@ def parse_modalities(text: str) -> tuple[str, ...] | None:
 
 def load(data: str, *, modalities: str = "", min_rating: int = 4,
          synthetic_users: int = 1200, synthetic_items: int = 1000,
-         synthetic_dims: tuple[int, ...] = (48, 32), data_seed: int = 0,
-         use_cache: bool = True) -> Loaded:
+         synthetic_dims: tuple[int, ...] = (48, 32), synthetic_interactions: float = 25.0,
+         data_seed: int = 0, use_cache: bool = True) -> Loaded:
   """`data` = "synthetic" or a folder in one of the layouts of PROTOCOL.md.
 
   Memoised in the process while the files' sizes and mtimes are unchanged;
@@ -70,16 +70,18 @@ def load(data: str, *, modalities: str = "", min_rating: int = 4,
   """
   signature = () if data == "synthetic" else cache.stat_signature(data)
   return _load(data, modalities, min_rating, synthetic_users, synthetic_items,
-               tuple(synthetic_dims), data_seed, use_cache, signature)
+               tuple(synthetic_dims), synthetic_interactions, data_seed, use_cache, signature)
 
 
 @functools.lru_cache(maxsize=8)
 def _load(data, modalities, min_rating, synthetic_users, synthetic_items, synthetic_dims,
-          data_seed, use_cache, signature) -> Loaded:
+          synthetic_interactions, data_seed, use_cache, signature) -> Loaded:
   del signature    # part of the memo key only
   if data == "synthetic":
     return Loaded(make_synthetic(n_users=synthetic_users, n_items=synthetic_items,
-                                 feature_dims=tuple(synthetic_dims), seed=data_seed),
+                                 feature_dims=tuple(synthetic_dims),
+                                 interactions_per_user=synthetic_interactions,
+                                 seed=data_seed),
                   None, "")
   args = dict(version=CACHE_VERSION, reader="read_dataset", modalities=modalities,
               min_rating=min_rating)
