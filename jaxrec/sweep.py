@@ -14,7 +14,7 @@ import itertools
 import json
 import os
 import shutil
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,7 @@ import pytest
 from jaxrec import reference_scorers
 from jaxrec.config import make_config
 from jaxrec.eval import evaluate
-from jaxrec.models import clcrec, duif, mtpr
+from jaxrec.models import clcrec, mtpr
 from jaxrec.models.base import Batch, ModelInputs
 from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, run_inputs,
                           split_for, train_configs)

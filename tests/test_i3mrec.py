@@ -1,6 +1,5 @@
 """I3-MRec: its loss terms against float64 references, CLUB isolation, the runs
 axis, and that it learns under the warm protocol."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp

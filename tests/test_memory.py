@@ -1,5 +1,4 @@
 """Memory planning: XLA-based estimate, chunks that fit a budget, a clear error."""
-import numpy as np
 import pytest
 
 from jaxrec.config import make_config
@@ -8,7 +7,6 @@ from jaxrec.engine.train import GroupTrainer
 from jaxrec.models import get_model
 from jaxrec.sweep import (Grid, dataset_for, group_data, group_settings, run_inputs,
                           run_sweep, split_for)
-from jaxrec import results
 
 TINY = dict(synthetic_users=300, synthetic_items=250, synthetic_dims=(24, 16), embed_dim=16,
             batch_size=256, max_epochs=2, eval_every=1)

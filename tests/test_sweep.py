@@ -1,5 +1,4 @@
 """The sweep command end to end on the tiny grid; resume; a changed grid is refused."""
-import json
 import os
 import subprocess
 import sys

@@ -12,7 +12,6 @@ Axes: `R` runs, `B` batch, `U` users, `I` items, `M` modalities, `D` embedding.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, Callable, Sequence
 

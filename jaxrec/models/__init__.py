@@ -10,6 +10,9 @@ from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 from jaxrec.models.i3mrec import I3MREC
 from jaxrec.models.milk import MILK
 
+__all__ = ["Batch", "Model", "ModelInputs", "ModelSpec", "MILK", "I3MREC", "REGISTRY",
+           "register_model", "get_model"]
+
 REGISTRY: dict[str, Model] = {}
 
 

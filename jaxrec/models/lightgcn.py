@@ -17,7 +17,6 @@ embedding is E^(0)_i / (K + 1), a random vector (like MF-BPR's).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
