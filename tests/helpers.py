@@ -14,3 +14,25 @@ def load_fixture(name: str) -> dict:
 
 def fixture_available(name: str) -> bool:
   return os.path.exists(os.path.join(FIXTURES, name))
+
+
+def one_run(cfg):
+  """(model, spec, settings, data, split, hp, train inputs) of one run, outside the engine.
+
+  For tests that call a model's pure functions directly: the same data, masks,
+  fills and hyper-parameters the engine would give run 0 of a group.
+  """
+  import jax
+  import jax.numpy as jnp
+  from jaxrec.models.base import ModelInputs
+  from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, run_inputs,
+                            split_for)
+  model = get_model(cfg.model)
+  dataset, split = dataset_for(cfg), split_for(cfg)
+  spec, settings = group_settings(cfg)
+  data = group_data(dataset, split)
+  runs = run_inputs(model, [cfg], dataset, split)
+  hp = jax.tree.map(lambda x: jnp.asarray(x[0]), runs.hp)
+  inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
+                       fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
+  return model, spec, settings, data, split, hp, inputs

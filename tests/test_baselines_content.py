@@ -13,8 +13,8 @@ from jaxrec.config import make_config
 from jaxrec.eval import evaluate
 from jaxrec.models import clcrec, mtpr
 from jaxrec.models.base import Batch, ModelInputs
-from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, run_inputs,
-                          split_for, train_configs)
+from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
+from tests.helpers import one_run
 
 MODELS = ("duif", "mtpr", "clcrec")
 # tests/test_learning.py's data. DUIF (lr 1e-3, content only) needs 30 epochs
@@ -76,15 +76,7 @@ def test_group_equals_runs_alone(name):
 @functools.lru_cache(maxsize=None)
 def _single_run(name):
   """(model, spec, hp, train inputs, params, split) of one fresh TINY run."""
-  cfg = make_config(**TINY, model=name)
-  model = get_model(name)
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  spec, _ = group_settings(cfg)
-  data = group_data(dataset, split)
-  runs = run_inputs(model, [cfg], dataset, split)
-  hp = jax.tree.map(lambda x: jnp.asarray(x[0]), runs.hp)
-  inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
-                       fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
+  model, spec, _, _, split, hp, inputs = one_run(make_config(**TINY, model=name))
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   return model, spec, hp, inputs, params, split
 

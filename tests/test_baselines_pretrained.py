@@ -11,9 +11,9 @@ from jaxrec import reference_scorers
 from jaxrec.config import make_config
 from jaxrec.eval import evaluate
 from jaxrec.models import dropoutnet, gar, heater
-from jaxrec.models.base import Batch, ModelInputs
-from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, run_inputs,
-                          split_for, train_configs)
+from jaxrec.models.base import Batch
+from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
+from tests.helpers import one_run
 
 MODELS = ("dropoutnet", "heater", "gar")
 LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
@@ -67,17 +67,10 @@ def test_group_equals_runs_alone(name):
 
 def _single_run(name, **overrides):
   """(model, spec, hp in stage 2, inputs, batch, params) of one TINY run."""
-  cfg = make_config(**{**TINY, **overrides}, model=name)
-  model = get_model(name)
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  spec, settings = group_settings(cfg)
-  data = group_data(dataset, split)
-  runs = run_inputs(model, [cfg], dataset, split)
-  hp = jax.tree.map(lambda x: jnp.asarray(x[0]), runs.hp)
+  model, spec, settings, data, _, hp, inputs = one_run(
+      make_config(**{**TINY, **overrides}, model=name))
   hp = {**hp, "epoch": jnp.float32(settings.pretrain_epochs),
         "pretrain_epochs": jnp.float32(settings.pretrain_epochs)}
-  inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
-                       fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
   pairs = data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(128))

@@ -10,8 +10,8 @@ from jaxrec import losses, reference_scorers
 from jaxrec.config import make_config
 from jaxrec.eval import evaluate
 from jaxrec.models import i3mrec
-from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, run_inputs,
-                          split_for, train_configs)
+from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
+from tests.helpers import one_run
 
 TINY = dict(model="i3mrec", protocol="warm", synthetic_users=150, synthetic_items=120,
             synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
@@ -54,16 +54,8 @@ def test_subset_views():
 
 
 def _single_run(cfg):
-  model = get_model("i3mrec")
-  dataset = dataset_for(cfg)
-  split = split_for(cfg)
-  spec, _ = group_settings(cfg)
-  data = group_data(dataset, split)
-  runs = run_inputs(model, [cfg], dataset, split)
-  hp = jax.tree.map(lambda x: jnp.asarray(x[0]), runs.hp)
-  from jaxrec.models.base import Batch, ModelInputs
-  inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
-                       fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
+  from jaxrec.models.base import Batch
+  model, spec, _, data, _, hp, inputs = one_run(cfg)
   pairs = data.train_pairs[:64]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(64))
