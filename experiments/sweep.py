@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from experiments import configs
 from jaxrec import config as jconfig
+from jaxrec.models import get_model
 from jaxrec.sweep import Grid, run_sweep
 
 FLAGS = flags.FLAGS
@@ -29,7 +30,9 @@ flags.DEFINE_string("model", None,
 flags.DEFINE_integer("seeds", None, "Number of seeds (sets the seed axis to 0..N-1).")
 flags.DEFINE_integer("epochs", None, "Maximum epochs per run (max_epochs).")
 flags.DEFINE_string("data", None, "'synthetic' (default) or a dataset path.")
-flags.DEFINE_multi_string("set", [], "Override a config field for every run: FIELD=VALUE.")
+flags.DEFINE_multi_string("set", [],
+                          "Override a config field for every run: FIELD=VALUE; or for one "
+                          "model's runs only: MODEL.FIELD=VALUE (e.g. i3mrec.max_epochs=60).")
 flags.DEFINE_multi_string("axis", [],
                           "Sweep a config field: FIELD=V1,V2,... (replaces the grid's axis).")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
@@ -57,10 +60,13 @@ def grid_from_flags() -> Grid:
   except ValueError as err:
     raise app.UsageError(str(err)) from err
   base, axes = dict(grid.base), dict(grid.axes)
+  per_model = {m: dict(v) for m, v in grid.per_model.items()}
 
   def set_field(name, value):
     base[name] = value
     axes.pop(name, None)
+    for fields in per_model.values():
+      fields.pop(name, None)
 
   try:
     if FLAGS.epochs is not None:
@@ -77,16 +83,23 @@ def grid_from_flags() -> Grid:
         axes["model"] = models
     for assignment in FLAGS.set:
       name, value = _split(assignment)
-      set_field(name, jconfig.parse_value(name, value))
+      if "." in name:                      # MODEL.FIELD=VALUE: one model's runs only
+        model, name = name.split(".", 1)
+        get_model(model)                   # an unknown model name is a usage error
+        per_model.setdefault(model, {})[name] = jconfig.parse_value(name, value)
+      else:
+        set_field(name, jconfig.parse_value(name, value))
     for assignment in FLAGS.axis:
       name, values = _split(assignment)
       if jconfig.FIELD_TYPES.get(name, "").startswith("tuple"):
         raise app.UsageError(f"--axis {name}: tuple fields cannot be swept")
       axes[name] = [jconfig.parse_value(name, v) for v in values.split(",")]
       base.pop(name, None)
+      for fields in per_model.values():
+        fields.pop(name, None)
   except ValueError as err:
     raise app.UsageError(str(err)) from err
-  return Grid(base=base, axes=axes)
+  return Grid(base=base, axes=axes, per_model=per_model)
 
 
 def main(argv):

@@ -34,9 +34,16 @@ from jaxrec.models import Model, ModelSpec, get_model
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-  """A base configuration and the axes to cross (field -> list of values)."""
+  """A base configuration and the axes to cross (field -> list of values).
+
+  `per_model` holds fields that apply only to runs of one model (model name ->
+  {field: value}), e.g. MILK's TikTok hyper-parameters in a grid that compares it
+  with baselines that keep their own defaults. Precedence: base < per_model <
+  axes.
+  """
   base: dict
   axes: dict
+  per_model: dict = dataclasses.field(default_factory=dict)
 
   def expand(self) -> list[tuple[dict, RunConfig]]:
     """All (coordinates, config) pairs, in a stable order."""
@@ -44,12 +51,18 @@ class Grid:
     out = []
     for values in itertools.product(*(self.axes[n] for n in names)):
       coords = dict(zip(names, values))
-      out.append((coords, make_config(**{**self.base, **coords})))
+      model = coords.get("model", self.base.get("model", RunConfig.model))
+      fields = {**self.base, **self.per_model.get(model, {}), **coords}
+      out.append((coords, make_config(**fields)))
     return out
 
   def to_json(self) -> dict:
-    return {"base": {k: self.base[k] for k in sorted(self.base)},
-            "axes": {k: list(self.axes[k]) for k in sorted(self.axes)}}
+    out = {"base": {k: self.base[k] for k in sorted(self.base)},
+           "axes": {k: list(self.axes[k]) for k in sorted(self.axes)}}
+    if self.per_model:       # absent when empty, so older sweep.json files still match
+      out["per_model"] = {m: {k: v[k] for k in sorted(v)}
+                          for m, v in sorted(self.per_model.items())}
+    return out
 
 
 def loaded_for(cfg: RunConfig) -> loading.Loaded:

@@ -102,3 +102,37 @@ def test_report_command_regenerates_tables_and_plots(tmp_path):
   for name in plots:
     with open(os.path.join(workdir, "plots", name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_per_model_fields_apply_to_their_model_only():
+  grid = Grid(base=dict(max_epochs=2, align_weight=0.3),
+              axes=dict(model=["milk", "heater"], seed=[0, 1]),
+              per_model=dict(milk=dict(align_weight=0.5, penalty_weight=7.0)))
+  by_model = {}
+  for coords, cfg in grid.expand():
+    by_model.setdefault(coords["model"], set()).add((cfg.align_weight, cfg.penalty_weight))
+  assert by_model["milk"] == {(0.5, 7.0)}
+  heater_default_penalty = make_config(model="heater").penalty_weight
+  assert by_model["heater"] == {(0.3, heater_default_penalty)}
+  assert "per_model" in grid.to_json()
+  assert "per_model" not in Grid(base={}, axes={}).to_json()   # old sweep.json still match
+
+
+def test_model_qualified_set_flag():
+  from absl import flags
+  from experiments import sweep as cli
+  argv = ["sweep", "--grid", "newitem_compare", "--set", "milk.align_weight=0.7",
+          "--set", "heater.max_epochs=3", "--set", "penalty_weight=9"]
+  flags.FLAGS(argv)
+  try:
+    grid = cli.grid_from_flags()
+    flags.FLAGS(["sweep", "--set", "nomodel.lr=1"])
+    with pytest.raises(Exception, match="unknown model 'nomodel'"):
+      cli.grid_from_flags()
+  finally:
+    flags.FLAGS.unparse_flags()
+  configs = {(c["model"], c["setting"], c["seed"]): cfg for c, cfg in grid.expand()}
+  milk, heater = configs[("milk", "fm", 0)], configs[("heater", "fm", 0)]
+  assert milk.align_weight == 0.7 and milk.penalty_weight == 9.0   # a global --set wins over the grid's per-model value
+  assert heater.max_epochs == 3 and milk.max_epochs == 1000
+  assert heater.align_weight == make_config(model="heater").align_weight
