@@ -8,7 +8,8 @@ over users:
              a normalised hit count, not the 0/1 hit rate of some other papers.
 Non-candidate items and each user's `seen` (training) items are never ranked.
 Users are processed in chunks (`lax.map`), so peak memory is chunk x items per
-run, and results do not depend on the chunk size.
+run, and results do not depend on the chunk size. Only candidate items are
+scored (see `EvalSplit`).
 """
 from __future__ import annotations
 
@@ -26,17 +27,23 @@ METRICS = ("recall", "ndcg", "hr")
 class EvalSplit:
   """Ground truth of one split, shared by every run of a group.
 
+  Only candidate items are scored: under the new-item protocol that is the new
+  items alone (a fifth of TikTok's), so the score matrix and the top-k shrink by
+  the same factor. Truth and seen lists therefore hold *positions* in `items`.
+
   Attributes:
     users: (U_e,) int32 ids of the evaluated users.
-    truth: (U_e, T) int32 ground-truth items, padded with -1.
-    seen: (U_e, P) int32 items never ranked for the user (training positives),
-      padded with n_items (an out-of-range index that scatter drops).
-    candidates: (I,) bool items that may be ranked.
+    truth: (U_e, T) int32 positions in `items` of the ground truth, padded with -1.
+    seen: (U_e, P) int32 positions in `items` never ranked for the user (training
+      positives that are candidates), padded with len(items) (an out-of-range
+      index that scatter drops).
+    items: (C,) int32 ids of the candidate items, ascending (so ties among equal
+      scores break towards the lower item id, as when ranking all items).
   """
   users: jax.Array
   truth: jax.Array
   seen: jax.Array
-  candidates: jax.Array
+  items: jax.Array
 
 
 def _pad_lists(lists: Sequence[np.ndarray], fill: int) -> np.ndarray:
@@ -61,17 +68,26 @@ def make_eval_split(*, eval_pairs: np.ndarray, train_pairs: np.ndarray,
 
   Users are those with at least one evaluation pair; ground truth is restricted
   to candidate items (a pair on a non-candidate item can never be hit).
+  `candidates` is an (n_items,) bool mask.
   """
   candidates = np.asarray(candidates, bool)
+  if candidates.shape != (n_items,):
+    raise ValueError(f"candidates must be a ({n_items},) bool mask, got {candidates.shape}")
+  items = np.flatnonzero(candidates).astype(np.int32)
+  position = np.full(n_items, len(items), np.int32)       # non-candidates -> dropped
+  position[items] = np.arange(len(items), dtype=np.int32)
+  eval_pairs = np.asarray(eval_pairs).reshape(-1, 2)
+  train_pairs = np.asarray(train_pairs).reshape(-1, 2)
   eval_pairs = eval_pairs[candidates[eval_pairs[:, 1]]]
+  train_pairs = train_pairs[candidates[train_pairs[:, 1]]]   # others are never scored
   truth_by_user = _group_by_user(eval_pairs, n_users)
   seen_by_user = _group_by_user(train_pairs, n_users)
   users = np.array([u for u in range(n_users) if len(truth_by_user[u])], np.int32)
   return EvalSplit(
       users=jnp.asarray(users),
-      truth=jnp.asarray(_pad_lists([truth_by_user[u] for u in users], -1)),
-      seen=jnp.asarray(_pad_lists([seen_by_user[u] for u in users], n_items)),
-      candidates=jnp.asarray(candidates))
+      truth=jnp.asarray(_pad_lists([position[truth_by_user[u]] for u in users], -1)),
+      seen=jnp.asarray(_pad_lists([position[seen_by_user[u]] for u in users], len(items))),
+      items=jnp.asarray(items))
 
 
 def _ideal_dcg_table(max_truth: int, k: int) -> jax.Array:
@@ -81,12 +97,11 @@ def _ideal_dcg_table(max_truth: int, k: int) -> jax.Array:
   return jnp.asarray(cums[np.minimum(np.arange(max_truth + 1), k)], jnp.float32)
 
 
-def _chunk_sums(user_emb, item_emb, users, truth, seen, candidates, valid, ks):
+def _chunk_sums(user_emb, candidate_emb, users, truth, seen, valid, ks):
   """Metric sums over one chunk of C users, for one run."""
-  n_items = item_emb.shape[0]
+  n_items = candidate_emb.shape[0]
   k_max = min(max(ks), n_items)
-  scores = user_emb[users] @ item_emb.T                        # (C, I)
-  scores = jnp.where(candidates[None, :], scores, -jnp.inf)
+  scores = user_emb[users] @ candidate_emb.T                   # (C, candidates)
   rows = jnp.arange(users.shape[0])[:, None]
   scores = scores.at[rows, seen].set(-jnp.inf, mode="drop")
   top_scores, top_items = jax.lax.top_k(scores, k_max)          # (C, K)
@@ -129,7 +144,8 @@ def evaluate(user_emb: jax.Array, item_emb: jax.Array, split: EvalSplit, *,
   chunk_size = max(1, min(chunk_size, n_eval))
   n_chunks = -(-n_eval // chunk_size)
   pad = n_chunks * chunk_size - n_eval
-  n_items = item_emb.shape[0]
+  candidate_emb = item_emb[split.items]          # once per evaluation, not per chunk
+  n_items = candidate_emb.shape[0]
 
   def padded(x, fill):
     x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
@@ -141,8 +157,7 @@ def evaluate(user_emb: jax.Array, item_emb: jax.Array, split: EvalSplit, *,
 
   def one_chunk(args):
     users, truth, seen, valid = args
-    return _chunk_sums(user_emb, item_emb, users, truth, seen,
-                       split.candidates, valid, ks)
+    return _chunk_sums(user_emb, candidate_emb, users, truth, seen, valid, ks)
 
   sums = jax.lax.map(one_chunk, chunks)
   return {name: jnp.sum(v) / max(n_eval, 1) for name, v in sums.items()}

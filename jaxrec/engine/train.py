@@ -207,16 +207,16 @@ class GroupTrainer:
                                  chunk_size=chunk)
     return jax.vmap(one)(params, run)
 
-  def eval_chunk(self, n_runs: int) -> int:
-    """Users per evaluation chunk so that R x chunk x I scores fit the budget."""
+  def eval_chunk(self, n_runs: int, n_candidates: int) -> int:
+    """Users per evaluation chunk so that R x chunk x candidates scores fit the budget."""
     if self.settings.eval_chunk:
       return self.settings.eval_chunk
     per_device = max(1, n_runs // self.mesh.devices.size)
-    return int(max(8, EVAL_BUDGET_ELEMENTS // (per_device * self.spec.n_items)))
+    return int(max(8, EVAL_BUDGET_ELEMENTS // (per_device * max(n_candidates, 1))))
 
   def run_eval(self, params, run: RunInputs, data: GroupData,
                split: evaluation.EvalSplit) -> dict:
-    chunk = self.eval_chunk(run.key.shape[0])
+    chunk = self.eval_chunk(run.key.shape[0], split.items.shape[0])
     return self.evaluate(params, run, data, split, chunk)
 
 
