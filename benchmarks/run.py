@@ -3,6 +3,7 @@
   python -m benchmarks.run --quick            # CPU, under 10 minutes
   python -m benchmarks.run                    # full: both shapes, R up to 1024 (a GPU)
   python -m benchmarks.run --shapes tiktok --models milk --runs 1,64 --json out.json
+  python -m benchmarks.run --scaling          # time vs items and feature width (R = 1, 16)
 
 For each (model, data shape, R): compile time of one epoch (`lower().compile()`),
 training time per epoch -> run-epochs/s, evaluation time (full ranking, all test
@@ -37,6 +38,9 @@ flags.DEFINE_string("models", None,
 flags.DEFINE_string("runs", None, "Comma list of group sizes R (default by mode).")
 flags.DEFINE_integer("epochs", None, "Timed epochs per point (default 3, quick 1).")
 flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+flags.DEFINE_boolean("scaling", False,
+                     "Scaling study instead: MILK on the TikTok shape with the number of "
+                     "items and the feature width varied, at R = 1 and 16 (or --runs).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +101,19 @@ def epoch_counts(model: str, shape: Shape, n_train: int, batch: int, dim: int,
   return n_batches * flops, n_batches * bytes_
 
 
+def scaling_shapes() -> dict[str, Shape]:
+  """TikTok shape with items x0.5..x4 (same interactions per user), and widths 32..512."""
+  base = SHAPES["tiktok"]
+  out = {f"items={n}": dataclasses.replace(base, items=n)
+         for n in (base.items // 2, base.items, base.items * 2, base.items * 4)}
+  out.update({f"width=2x{d}": dataclasses.replace(base, dims=(d, d))
+              for d in (32, 64, 256, 512)})
+  return out
+
+
 def run_point(model_name: str, shape_name: str, n_runs: int, epochs: int,
-              ceilings: dict) -> dict:
-  shape = SHAPES[shape_name]
+              ceilings: dict, shapes: dict | None = None) -> dict:
+  shape = (shapes or SHAPES)[shape_name]
   configs = [make_config(model=model_name, synthetic_users=shape.users,
                          synthetic_items=shape.items, synthetic_dims=shape.dims,
                          synthetic_interactions=shape.per_user,
@@ -149,6 +163,11 @@ def main(argv):
   shapes = (FLAGS.shapes or ("tiktok" if quick else "tiktok,baby")).split(",")
   runs = [int(r) for r in (FLAGS.runs or ("1,4,16,64" if quick else
                                           "1,4,16,64,256,1024")).split(",")]
+  shape_table = SHAPES
+  if FLAGS.scaling:
+    shape_table = scaling_shapes()
+    shapes = FLAGS.shapes.split(",") if FLAGS.shapes else list(shape_table)
+    runs = [int(r) for r in (FLAGS.runs or "1,16").split(",")]
   epochs = FLAGS.epochs or (1 if quick else 3)
   device = jax.devices()[0]
   ceilings = measure_ceilings()
@@ -158,11 +177,11 @@ def main(argv):
         f"{ceilings['bandwidth_bytes'] / 1e9:.1f} GB/s; memory budget {budget / 2**30:.1f} GiB",
         flush=True)
   rows = []
-  models = FLAGS.models or ("milk" if quick else "milk,i3mrec")
+  models = FLAGS.models or ("milk" if quick or FLAGS.scaling else "milk,i3mrec")
   for model_name in models.split(","):
     for shape_name in shapes:
       for n_runs in runs:
-        row = run_point(model_name, shape_name, n_runs, epochs, ceilings)
+        row = run_point(model_name, shape_name, n_runs, epochs, ceilings, shape_table)
         rows.append(row)
         fits = int((memory.MARGIN * budget - row["shared_bytes"]) // row["bytes_per_run"])
         row["runs_that_fit"] = fits
