@@ -111,9 +111,8 @@ def scaling_shapes() -> dict[str, Shape]:
   return out
 
 
-def run_point(model_name: str, shape_name: str, n_runs: int, epochs: int,
-              ceilings: dict, shapes: dict | None = None) -> dict:
-  shape = (shapes or SHAPES)[shape_name]
+def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epochs: int,
+              ceilings: dict) -> dict:
   configs = [make_config(model=model_name, synthetic_users=shape.users,
                          synthetic_items=shape.items, synthetic_dims=shape.dims,
                          synthetic_interactions=shape.per_user,
@@ -181,7 +180,8 @@ def main(argv):
   for model_name in models.split(","):
     for shape_name in shapes:
       for n_runs in runs:
-        row = run_point(model_name, shape_name, n_runs, epochs, ceilings, shape_table)
+        row = run_point(model_name, shape_name, shape_table[shape_name], n_runs, epochs,
+                        ceilings)
         rows.append(row)
         fits = int((memory.MARGIN * budget - row["shared_bytes"]) // row["bytes_per_run"])
         row["runs_that_fit"] = fits

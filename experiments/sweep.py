@@ -62,11 +62,14 @@ def grid_from_flags() -> Grid:
   base, axes = dict(grid.base), dict(grid.axes)
   per_model = {m: dict(v) for m, v in grid.per_model.items()}
 
+  def drop_per_model(name):
+    for fields in per_model.values():
+      fields.pop(name, None)
+
   def set_field(name, value):
     base[name] = value
     axes.pop(name, None)
-    for fields in per_model.values():
-      fields.pop(name, None)
+    drop_per_model(name)
 
   try:
     if FLAGS.epochs is not None:
@@ -95,8 +98,7 @@ def grid_from_flags() -> Grid:
         raise app.UsageError(f"--axis {name}: tuple fields cannot be swept")
       axes[name] = [jconfig.parse_value(name, v) for v in values.split(",")]
       base.pop(name, None)
-      for fields in per_model.values():
-        fields.pop(name, None)
+      drop_per_model(name)
   except ValueError as err:
     raise app.UsageError(str(err)) from err
   return Grid(base=base, axes=axes, per_model=per_model)

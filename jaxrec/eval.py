@@ -7,9 +7,9 @@ over users:
   HR@K     = hits@K / min(K, |T_u|)   -- the MILK/GoRec evaluator's "HR", which is
              a normalised hit count, not the 0/1 hit rate of some other papers.
 Non-candidate items and each user's `seen` (training) items are never ranked.
-Users are processed in chunks (`lax.map`), so peak memory is chunk x items per
-run, and results do not depend on the chunk size. Only candidate items are
-scored (see `EvalSplit`).
+Only candidate items are scored (see `EvalSplit`). Users are processed in chunks
+(`lax.map`), so peak memory is chunk x candidates per run, and results do not
+depend on the chunk size.
 """
 from __future__ import annotations
 
@@ -99,8 +99,7 @@ def _ideal_dcg_table(max_truth: int, k: int) -> jax.Array:
 
 def _chunk_sums(user_emb, candidate_emb, users, truth, seen, valid, ks):
   """Metric sums over one chunk of C users, for one run."""
-  n_items = candidate_emb.shape[0]
-  k_max = min(max(ks), n_items)
+  k_max = min(max(ks), candidate_emb.shape[0])
   scores = user_emb[users] @ candidate_emb.T                   # (C, candidates)
   rows = jnp.arange(users.shape[0])[:, None]
   scores = scores.at[rows, seen].set(-jnp.inf, mode="drop")
@@ -145,14 +144,14 @@ def evaluate(user_emb: jax.Array, item_emb: jax.Array, split: EvalSplit, *,
   n_chunks = -(-n_eval // chunk_size)
   pad = n_chunks * chunk_size - n_eval
   candidate_emb = item_emb[split.items]          # once per evaluation, not per chunk
-  n_items = candidate_emb.shape[0]
+  n_candidates = candidate_emb.shape[0]
 
   def padded(x, fill):
     x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
     return x.reshape((n_chunks, chunk_size) + x.shape[1:])
 
   chunks = (padded(split.users, 0), padded(split.truth, -1),
-            padded(split.seen, n_items),
+            padded(split.seen, n_candidates),
             padded(jnp.ones((n_eval,), jnp.float32), 0.0))
 
   def one_chunk(args):

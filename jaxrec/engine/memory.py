@@ -63,8 +63,9 @@ def estimate(model, spec, settings, data: GroupData, one_run: RunInputs) -> Memo
     runs = _abstract(sharding.pad_runs(one_run, 1, n_runs))
     state = jax.eval_shape(trainer.init, runs)
     epoch = trainer.epoch.lower(state, runs, data_abs).compile()
+    chunk = trainer.eval_chunk(n_runs, data.test.items.shape[0])
     evaluate = trainer.evaluate.lower(state.params, runs, data_abs, data_abs.test,
-                                      trainer.eval_chunk(n_runs, data.test.items.shape[0])).compile()
+                                      chunk).compile()
     points.append(max(_program_bytes(epoch), _program_bytes(evaluate)))
   per_run = max(points[1] - points[0], 1)
   return MemoryEstimate(shared_bytes=max(points[0] - per_run, 0), per_run_bytes=per_run)
