@@ -4,6 +4,7 @@
   python -m benchmarks.run                    # full: both shapes, R up to 1024 (a GPU)
   python -m benchmarks.run --shapes tiktok --models milk --runs 1,64 --json out.json
   python -m benchmarks.run --scaling          # time vs items and feature width (R = 1, 16)
+  python -m benchmarks.run --feature_dtype bfloat16   # features stored in bf16
 
 For each (model, data shape, R): compile time of one epoch (`lower().compile()`),
 training time per epoch -> run-epochs/s, evaluation time (full ranking, all test
@@ -38,6 +39,8 @@ flags.DEFINE_string("models", None,
 flags.DEFINE_string("runs", None, "Comma list of group sizes R (default by mode).")
 flags.DEFINE_integer("epochs", None, "Timed epochs per point (default 3, quick 1).")
 flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+flags.DEFINE_enum("feature_dtype", "float32", ["float32", "bfloat16"],
+                  "Storage of item features (arithmetic stays float32).")
 flags.DEFINE_boolean("scaling", False,
                      "Scaling study instead: MILK on the TikTok shape with the number of "
                      "items and the feature width varied, at R = 1 and 16 (or --runs).")
@@ -78,14 +81,15 @@ def measure_ceilings() -> dict:
 
 
 def epoch_counts(model: str, shape: Shape, n_train: int, batch: int, dim: int,
-                 n_edges: int) -> tuple[float, float]:
+                 n_edges: int, feature_bytes: int = 4) -> tuple[float, float]:
   """(FLOPs, bytes) one run needs per epoch, counted from the algorithm.
 
   FLOPs: matrix products (forward, and the weight gradient: x2 forward), the
   per-modality scoring and, for I3-MRec, graph propagation. Bytes: the fewest
   each step must touch: feature rows read, embeddings read and gradients
   written, and Adam's dense update (read param, grad, m, v; write param, m, v)
-  of every parameter, which dominates for large user tables.
+  of every parameter, which dominates for large user tables. `feature_bytes`
+  is 2 for features stored in bfloat16.
   """
   n_batches = -(-n_train // batch)
   feat = sum(shape.dims)
@@ -93,7 +97,8 @@ def epoch_counts(model: str, shape: Shape, n_train: int, batch: int, dim: int,
   projected = shape.items if model == "i3mrec" or shape.items < 2 * batch else 2 * batch
   params = shape.users * dim + feat * dim + n_mod * dim
   flops = 3 * 2 * projected * feat * dim + 3 * 2 * 2 * batch * n_mod * dim
-  bytes_ = 4 * (projected * feat + 3 * batch * dim * (1 + 2 * n_mod)) + 4 * 7 * params
+  bytes_ = (feature_bytes * projected * feat + 4 * 3 * batch * dim * (1 + 2 * n_mod)
+            + 4 * 7 * params)
   if model == "i3mrec":
     nodes = shape.users + shape.items
     flops += 3 * n_mod * 3 * 2 * n_edges * dim          # 3 layers, fwd + bwd
@@ -112,8 +117,9 @@ def scaling_shapes() -> dict[str, Shape]:
 
 
 def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epochs: int,
-              ceilings: dict) -> dict:
-  configs = [make_config(model=model_name, synthetic_users=shape.users,
+              ceilings: dict, feature_dtype: str = "float32") -> dict:
+  configs = [make_config(model=model_name, feature_dtype=feature_dtype,
+                         synthetic_users=shape.users,
                          synthetic_items=shape.items, synthetic_dims=shape.dims,
                          synthetic_interactions=shape.per_user,
                          seed=s, setting=("fm", "mm")[s % 2], missing_rate=0.5)
@@ -123,7 +129,8 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
   split = sweep.split_for(configs[0])
   spec, settings = sweep.group_settings(configs[0])
   mesh = sharding.runs_mesh()
-  data = sharding.to_device(sweep.group_data(dataset, split), sharding.replicated(mesh))
+  data = sharding.to_device(sweep.group_data(dataset, split, feature_dtype),
+                            sharding.replicated(mesh))
   one = sweep.run_inputs(model, configs[:1], dataset, split)
   est = memory.estimate(model, spec, settings, data, one)
   runs = sharding.pad_runs(sweep.run_inputs(model, configs, dataset, split), n_runs,
@@ -146,10 +153,12 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
   jax.block_until_ready(trainer.run_eval(state.params, runs, data, data.test))
   eval_s = time.perf_counter() - t0
   flops, bytes_ = epoch_counts(model_name, shape, len(split.train_pairs), settings.batch_size,
-                               spec.embed_dim, int(data.graph.src.shape[0]) // 2)
+                               spec.embed_dim, int(data.graph.src.shape[0]) // 2,
+                               feature_bytes=jnp.dtype(feature_dtype).itemsize)
   flop_floor = n_runs * flops / ceilings["matmul_flops"]
   byte_floor = n_runs * bytes_ / ceilings["bandwidth_bytes"]
-  return dict(model=model_name, shape=shape_name, runs=n_runs, compile_s=compile_s,
+  return dict(model=model_name, shape=shape_name, runs=n_runs, feature_dtype=feature_dtype,
+              compile_s=compile_s,
               epoch_s=epoch_s, run_epochs_per_s=n_runs / epoch_s, eval_s=eval_s,
               bytes_per_run=est.per_run_bytes, shared_bytes=est.shared_bytes,
               flop_floor_s=flop_floor, byte_floor_s=byte_floor,
@@ -173,7 +182,8 @@ def main(argv):
   budget = memory.device_budget_bytes() or memory.host_memory_bytes()
   print(f"device: {len(jax.devices())} x {device.platform} ({device.device_kind}); "
         f"measured matmul {ceilings['matmul_flops'] / 1e9:.1f} GFLOP/s, bandwidth "
-        f"{ceilings['bandwidth_bytes'] / 1e9:.1f} GB/s; memory budget {budget / 2**30:.1f} GiB",
+        f"{ceilings['bandwidth_bytes'] / 1e9:.1f} GB/s; memory budget {budget / 2**30:.1f} GiB; "
+        f"features stored as {FLAGS.feature_dtype}",
         flush=True)
   rows = []
   models = FLAGS.models or ("milk" if quick or FLAGS.scaling else "milk,i3mrec")
@@ -181,7 +191,7 @@ def main(argv):
     for shape_name in shapes:
       for n_runs in runs:
         row = run_point(model_name, shape_name, shape_table[shape_name], n_runs, epochs,
-                        ceilings)
+                        ceilings, FLAGS.feature_dtype)
         rows.append(row)
         fits = int((memory.MARGIN * budget - row["shared_bytes"]) // row["bytes_per_run"])
         row["runs_that_fit"] = fits

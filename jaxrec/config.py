@@ -74,6 +74,10 @@ class RunConfig:
   dropout: float | None = None
   temperature: float | None = None   # contrastive temperature (CLCRec, ...)
   aux_weight: float | None = None    # weight of a model's auxiliary term (CLCRec, GAR, ...)
+  # How item features are stored on the device: "float32", or "bfloat16" (half
+  # the feature bytes; every product still runs and accumulates in float32, on
+  # features rounded to bfloat16). An option, never on by default.
+  feature_dtype: str = "float32"
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -81,7 +85,9 @@ class RunConfig:
   @property
   def run_id(self) -> str:
     """Stable id from the full configuration (used to resume)."""
-    blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
+    fields = {k: v for k, v in self.to_dict().items()
+              if not (k in ID_OMITS_DEFAULT and v == ID_OMITS_DEFAULT[k])}
+    blob = json.dumps(fields, sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
   def group_key(self) -> tuple:
@@ -89,6 +95,11 @@ class RunConfig:
     return tuple((k, v) for k, v in sorted(self.to_dict().items())
                  if k not in PER_RUN_FIELDS)
 
+
+# Fields added after results were first written: left out of `run_id` while at
+# these defaults, so existing work directories keep resuming.
+ID_OMITS_DEFAULT = {"feature_dtype": "float32"}
+FEATURE_DTYPES = ("float32", "bfloat16")
 
 # Defaults of None-valued fields for models that do not set their own.
 GENERIC_DEFAULTS = {"fill": "mean"}
@@ -119,6 +130,9 @@ def make_config(**overrides) -> RunConfig:
   unknown = set(overrides) - set(FIELD_TYPES)
   if unknown:
     raise ValueError(f"unknown config fields {sorted(unknown)}; known: {sorted(FIELD_TYPES)}")
+  if overrides.get("feature_dtype", "float32") not in FEATURE_DTYPES:
+    raise ValueError(f"feature_dtype {overrides['feature_dtype']!r}: expected one of "
+                     f"{FEATURE_DTYPES}")
   model = get_model(overrides.get("model", RunConfig.model))
   defaults = {**GENERIC_DEFAULTS, **model.default_hparams, **model.config_defaults}
   values = dict(overrides)

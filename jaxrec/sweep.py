@@ -82,12 +82,17 @@ def split_for(cfg: RunConfig) -> protocol.Split:
                             split_seed=cfg.split_seed, new_fraction=cfg.new_fraction)
 
 
-def group_data(dataset: Dataset, split: protocol.Split) -> GroupData:
-  """Shared device data of a group: normalised features, train pairs, eval splits."""
+def group_data(dataset: Dataset, split: protocol.Split,
+               feature_dtype: str = "float32") -> GroupData:
+  """Shared device data of a group: normalised features, train pairs, eval splits.
+
+  Features are normalised in float32 and then stored as `feature_dtype`.
+  """
   common = dict(train_pairs=split.train_pairs, candidates=split.candidates,
                 n_users=dataset.n_users, n_items=dataset.n_items)
   return GroupData(
-      features=tuple(jnp.asarray(protocol.l2_normalise(f)) for f in dataset.features),
+      features=tuple(jnp.asarray(protocol.l2_normalise(f), dtype=feature_dtype)
+                     for f in dataset.features),
       train_pairs=jnp.asarray(split.train_pairs),
       positives=sampler.PositiveIndex.from_pairs(split.train_pairs, dataset.n_users),
       graph=Graph.from_pairs(split.train_pairs, dataset.n_users, dataset.n_items),
@@ -141,7 +146,7 @@ def train_configs(configs: Sequence[RunConfig], *, devices=None, on_epoch=None,
   dataset = dataset_for(first)
   split = split_for(first)
   spec, settings = group_settings(first)
-  return train_group(model, spec, settings, group_data(dataset, split),
+  return train_group(model, spec, settings, group_data(dataset, split, first.feature_dtype),
                      run_inputs(model, configs, dataset, split),
                      devices=devices, on_epoch=on_epoch, on_start=on_start,
                      checkpoint_dir=checkpoint_dir)
@@ -165,7 +170,8 @@ def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
                    "group_eval_s": outcome.eval_seconds,
                    "group_first_epoch_s": outcome.first_epoch_seconds,
                    "group_runs": len(configs),
-                   "resumed_from_epoch": outcome.resumed_from_epoch}})
+                   "resumed_from_epoch": outcome.resumed_from_epoch,
+                   "compactions": [list(c) for c in outcome.compactions]}})
   return records
 
 
@@ -224,7 +230,8 @@ def plan_chunks(group: list, budget_bytes: int | None, n_devices: int) -> list[l
   model = get_model(configs[0].model)
   dataset, split = dataset_for(configs[0]), split_for(configs[0])
   spec, settings = group_settings(configs[0])
-  est = memory.estimate(model, spec, settings, group_data(dataset, split),
+  est = memory.estimate(model, spec, settings,
+                        group_data(dataset, split, configs[0].feature_dtype),
                         run_inputs(model, configs[:1], dataset, split))
   size = memory.runs_per_chunk(est, len(group), budget_bytes, n_devices)
   chunks = memory.chunk(group, size)
@@ -278,7 +285,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
 
     def on_epoch(epoch, terms):
       bar.update(1)
-      bar.set_postfix(loss=f"{float(np.mean(terms['loss'])):.4f}")
+      bar.set_postfix(loss=f"{float(np.nanmean(terms['loss'])):.4f}")   # NaN: stopped
       if curves is not None:
         curves.write(json.dumps({"epoch": epoch, **{k: np.asarray(v).tolist()
                                                     for k, v in terms.items()}}) + "\n")

@@ -74,3 +74,102 @@ def test_diverged_run_is_frozen_and_others_are_untouched():
     np.testing.assert_allclose(with_bad.test[name][[0, 2]], without.test[name], atol=1e-6)
   for path, leaf in _leaves(with_bad.best_params):
     assert np.all(np.isfinite(leaf)), path
+
+
+def _train(configs, checkpoint_dir=None, **settings):
+  """train_group on configs with TrainSettings fields overridden."""
+  from jaxrec.engine.train import train_group
+  from jaxrec.models import get_model
+  from jaxrec.sweep import dataset_for, group_data, group_settings, run_inputs, split_for
+  model, dataset, split = (get_model(configs[0].model), dataset_for(configs[0]),
+                           split_for(configs[0]))
+  spec, base = group_settings(configs[0])
+  return train_group(model, spec, dataclasses.replace(base, **settings),
+                     group_data(dataset, split), run_inputs(model, configs, dataset, split),
+                     checkpoint_dir=checkpoint_dir)
+
+
+# Runs that stop at different epochs (patience 1, evaluation every epoch).
+STOPPING = [make_config(**{**TINY, "max_epochs": 12, "eval_every": 1, "patience": 1},
+                        seed=s, lr=lr, setting=setting)
+            for s, lr, setting in [(0, 0.05, "fm"), (1, 1e-4, "mm"), (2, 0.05, "mm"),
+                                   (3, 0.02, "fm"), (4, 1e-4, "fm")]]
+
+
+def _assert_same_outcome(got, want):
+  assert got.selected_epoch.tolist() == want.selected_epoch.tolist()
+  assert got.epochs_trained.tolist() == want.epochs_trained.tolist()
+  for path, leaf in _leaves(got.best_params):
+    np.testing.assert_allclose(leaf, dict(_leaves(want.best_params))[path],
+                               rtol=2e-5, atol=2e-6, err_msg=path)
+  for name in want.test:
+    np.testing.assert_allclose(got.test[name], want.test[name], atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(got.val[name], want.val[name], atol=1e-6, err_msg=name)
+  assert [h["epoch"] for h in got.eval_history] == [h["epoch"] for h in want.eval_history]
+  for g, w in zip(got.eval_history, want.eval_history):
+    np.testing.assert_allclose(g["ndcg@10"], w["ndcg@10"], atol=1e-6)
+
+
+def test_compacting_stopped_runs_matches_the_uncompacted_path(tmp_path):
+  plain = _train(STOPPING, compact_at=0.0)
+  stops = sorted(plain.epochs_trained.tolist())
+  assert stops[0] < stops[-2], f"runs must stop at different epochs: {stops}"
+  assert plain.compactions == []
+  compact = _train(STOPPING, compact_at=0.75)
+  assert compact.compactions, "a run stopped early, so the axis must have been compacted"
+  epoch, left = compact.compactions[0]
+  assert left == int((plain.epochs_trained > epoch).sum()) <= 0.75 * len(STOPPING)
+  _assert_same_outcome(compact, plain)
+
+  # Interrupted after the first compaction and resumed: the checkpoint holds every
+  # run (parked ones included) and the resumed group keeps the compacted layout.
+  ckpt = str(tmp_path / "ckpt")
+  _train(STOPPING, checkpoint_dir=ckpt, max_epochs=epoch + 1)
+  resumed = _train(STOPPING, checkpoint_dir=ckpt)
+  assert resumed.resumed_from_epoch == epoch + 1
+  assert resumed.compactions[0] == compact.compactions[0]
+  _assert_same_outcome(resumed, plain)
+
+
+def test_stopped_runs_report_no_training_loss():
+  terms = []
+  out = train_configs(STOPPING[:2], on_epoch=lambda e, t: terms.append(t["loss"]))
+  for r in range(2):
+    losses = np.array([t[r] for t in terms[:out.epochs_trained.max()]])
+    trained = out.epochs_trained[r]
+    assert np.all(np.isfinite(losses[:trained])) and np.all(np.isnan(losses[trained:]))
+
+
+def test_run_ids_of_existing_work_directories_do_not_change():
+  # Ids recorded before `feature_dtype` existed: sweeps written then still resume.
+  assert make_config().run_id == "0852e3e5f42e"
+  assert make_config(model="gar", data="x", seed=3).run_id == "b274aa427c52"
+  assert make_config(feature_dtype="bfloat16").run_id != make_config().run_id
+  with pytest.raises(ValueError, match="feature_dtype 'float16'"):
+    make_config(feature_dtype="float16")
+
+
+def test_bfloat16_features_equal_float32_training_on_rounded_features():
+  import jax.numpy as jnp
+  from jaxrec.engine.train import train_group
+  from jaxrec.models import get_model
+  from jaxrec.sweep import dataset_for, group_data, group_settings, run_inputs, split_for
+  configs = _configs()[:2]
+  assert all(c.feature_dtype == "float32" for c in configs)      # off by default
+  narrow = [dataclasses.replace(c, feature_dtype="bfloat16") for c in configs]
+  model, dataset, split = get_model("milk"), dataset_for(configs[0]), split_for(configs[0])
+  spec, settings = group_settings(configs[0])
+  assert group_data(dataset, split, "bfloat16").features[0].dtype == jnp.bfloat16
+  got = train_configs(narrow)
+  # Reference: float32 storage of the same features rounded to bfloat16, i.e. the
+  # option changes the stored features and nothing else (float32 arithmetic).
+  wide = group_data(dataset, split)
+  rounded = wide.replace(features=tuple(f.astype(jnp.bfloat16).astype(jnp.float32)
+                                        for f in wide.features))
+  assert any(bool((r != f).any()) for r, f in zip(rounded.features, wide.features))
+  want = train_group(model, spec, settings, rounded, run_inputs(model, configs, dataset, split))
+  for path, leaf in _leaves(got.best_params):
+    np.testing.assert_allclose(leaf, dict(_leaves(want.best_params))[path],
+                               rtol=2e-5, atol=2e-6, err_msg=path)
+  for name in want.test:
+    np.testing.assert_allclose(got.test[name], want.test[name], atol=1e-6, err_msg=name)

@@ -5,7 +5,9 @@ optimiser states, keys, masks and hyper-parameters are stacked on a leading
 runs axis; one step function is `vmap`ped over it and the axis is sharded over
 all devices. An epoch is one jitted call (`lax.scan` over mini-batches, with
 shuffling and negative sampling on device). Early stopping is per run inside
-the stacked state: a stopped run keeps its state bit for bit.
+the stacked state: a stopped run keeps its state bit for bit. Because a stopped
+run still costs a full row of every vmapped step, the runs axis is compacted
+(`RunsLayout`) once the runs still training fit in `compact_at` of its rows.
 
 Axes: `R` runs, `B` batch, `U` users, `I` items, `M` modalities, `D` embedding.
 """
@@ -28,6 +30,7 @@ from jaxrec.graph import Graph
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 
 EVAL_BUDGET_ELEMENTS = 1 << 25   # scores held per device during evaluation
+NOT_TRAINED = float("nan")        # loss terms of a run that has stopped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,11 @@ class TrainSettings:
   select_metric: str = "ndcg@10"
   eval_chunk: int | None = None
   pretrain_epochs: int = 0       # first stage: no evaluation or selection before its end
+  # Compact the runs axis when the runs still training fit in this fraction of
+  # its rows (one recompilation each time; 0 = never). 0.75 bounds the
+  # recompilations to log(R)/log(4/3) and kept 75-95% of the ideal saving on the
+  # TikTok baselines' stopping patterns (BENCHMARKS.md).
+  compact_at: float = 0.75
 
 
 @flax.struct.dataclass
@@ -183,7 +191,9 @@ class GroupTrainer:
     new_state = new_state.replace(
         stopped=frozen,
         diverged_epoch=jnp.where(diverged, state.epoch + 1, state.diverged_epoch))
-    return new_state, jax.tree.map(jnp.mean, terms)
+    # A stopped run was not trained: its terms are NaN, not a discarded epoch's.
+    return new_state, jax.tree.map(
+        lambda t: jnp.where(state.stopped, NOT_TRAINED, jnp.mean(t)), terms)
 
   def _select_one(self, state: TrainState, val: dict) -> TrainState:
     """Early stopping on the selection metric (strict improvement, patience)."""
@@ -220,6 +230,79 @@ class GroupTrainer:
     return self.evaluate(params, run, data, split, chunk)
 
 
+class RunsLayout:
+  """Which runs the device rows hold, and the final states of runs taken off them.
+
+  Rows are the first `len(active)` entries of the runs axis (padded to the
+  device count with copies of the last). `compact` gathers the rows of runs
+  still training into a shorter axis and parks the stopped runs' states on the
+  host, where they no longer change; `merge` puts them back in run order.
+  """
+
+  def __init__(self, n_runs: int, mesh: jax.sharding.Mesh, runs: RunInputs):
+    self.n_runs, self.mesh = n_runs, mesh
+    self.active = np.arange(n_runs)
+    self.runs = runs              # device RunInputs of the active rows
+    self.parked = None            # host TrainState of all runs, once any is parked
+    self._gather = jax.jit(lambda tree, rows: jax.tree.map(lambda x: x[rows], tree),
+                           out_shardings=sharding.runs_sharding(mesh))
+
+  @property
+  def compacted(self) -> bool:
+    return self.parked is not None
+
+  def rows(self, tree):
+    """Host copy of a device tree's rows that hold active runs."""
+    return jax.tree.map(lambda x: x[:len(self.active)], sharding.to_host(tree))
+
+  def merge(self, base, active_rows):
+    """`base` (host, all runs) with the active runs' rows replaced."""
+    def put(full, part):
+      full = np.array(full, copy=True)
+      full[self.active] = part
+      return full
+    return jax.tree.map(put, base, active_rows)
+
+  def full_state(self, state: TrainState, pick=lambda s: s):
+    """Host `pick(state)` for all runs, in run order."""
+    if not self.compacted:
+      return jax.tree.map(lambda x: x[:self.n_runs], sharding.to_host(pick(state)))
+    return self.merge(pick(self.parked), self.rows(pick(state)))
+
+  def should_compact(self, state: TrainState, compact_at: float) -> np.ndarray | None:
+    """The active rows to keep, if so few still train that compacting pays."""
+    keep = ~self.rows(state.stopped)
+    n_rows = sharding.padded_size(len(self.active), self.mesh)
+    if not keep.any() or sharding.padded_size(int(keep.sum()), self.mesh) > compact_at * n_rows:
+      return None
+    return keep
+
+  def compact(self, state: TrainState, keep: np.ndarray) -> TrainState:
+    """Keeps the rows `keep` (bool over active rows); parks the others' states."""
+    self.parked = self.full_state(state)
+    kept = np.flatnonzero(keep)
+    rows = sharding.pad_runs(kept, len(kept), sharding.padded_size(len(kept), self.mesh))
+    rows = sharding.to_device(rows, sharding.replicated(self.mesh))
+    self.active = self.active[kept]
+    self.runs = self._gather(self.runs, rows)
+    return self._gather(state, rows)
+
+  def all_runs(self, tree, parked_values=None):
+    """Host arrays of all runs from a device tree of active rows; the parked
+    runs take `parked_values` (a host tree of all runs), or NaN."""
+    rows = self.rows(tree)
+    if parked_values is None:
+      parked_values = jax.tree.map(
+          lambda x: np.full((self.n_runs,) + x.shape[1:], np.nan, x.dtype), rows)
+    return self.merge(parked_values, rows)
+
+  def to_device_full(self, host_tree):
+    """A host tree of all runs, padded and sharded like the uncompacted runs axis."""
+    target = sharding.padded_size(self.n_runs, self.mesh)
+    return sharding.to_device(sharding.pad_runs(host_tree, self.n_runs, target),
+                              sharding.runs_sharding(self.mesh))
+
+
 @dataclasses.dataclass
 class GroupOutcome:
   """Host-side results of a group: arrays with a leading R axis."""
@@ -230,10 +313,12 @@ class GroupOutcome:
   eval_history: list[dict]
   train_seconds: float
   eval_seconds: float
-  first_epoch_seconds: float
+  first_epoch_seconds: float      # epochs that compiled: the first, and the first
+                                  # after each compaction of the runs axis
   best_params: dict
   diverged_epoch: np.ndarray
   resumed_from_epoch: int
+  compactions: list[tuple[int, int]]   # (epoch, runs still training) after each
 
 
 def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
@@ -267,45 +352,70 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
   data = sharding.to_device(data, sharding.replicated(mesh))
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
   host = lambda tree: jax.tree.map(lambda x: x[:n_runs], sharding.to_host(tree))
+  layout = RunsLayout(n_runs, mesh, runs)
 
   state = trainer.init(runs)
   epoch, eval_history = 0, []
   times = {"train": 0.0, "eval": 0.0, "first_epoch": 0.0}
+  compactions = []                    # (epoch, runs still training) at each compaction
   ckpt = GroupCheckpointer(checkpoint_dir) if checkpoint_dir else None
   restored = ckpt.restore(state) if ckpt else None
   if restored is not None:
     epoch, state, meta = restored
     eval_history = meta["eval_history"]
     times = meta["times"]
+    compactions = [tuple(c) for c in meta.get("compactions", [])]
+    if len(meta.get("active", range(n_runs))) < n_runs:   # same layout as before
+      state = layout.compact(state, np.isin(np.arange(n_runs), meta["active"]))
   resumed_from = epoch
   if on_start is not None:
     on_start(epoch)
+  compiles = True                     # the next epoch compiles (first, or new layout)
 
-  while epoch < settings.max_epochs and not host(state.stopped).all():
+  while epoch < settings.max_epochs and not layout.rows(state.stopped).all():
     t0 = time.perf_counter()
-    state, terms = trainer.epoch(state, runs, data)
+    state, terms = trainer.epoch(state, layout.runs, data)
     jax.block_until_ready(terms)
     elapsed = time.perf_counter() - t0
-    times["first_epoch" if epoch == resumed_from else "train"] += elapsed
+    times["first_epoch" if compiles else "train"] += elapsed
+    compiles = False
     epoch += 1
     if on_epoch is not None:
-      on_epoch(epoch, host(terms))
+      on_epoch(epoch, layout.all_runs(terms))
     due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
     if epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs:
       t0 = time.perf_counter()
-      val = trainer.run_eval(state.params, runs, data, data.val)
+      val = trainer.run_eval(state.params, layout.runs, data, data.val)
       state = trainer.select(state, val)
-      eval_history.append({"epoch": epoch, **checkpoint.to_json(host(val))})
+      # A parked run's parameters are frozen, so its last evaluation still holds.
+      last_val = ({k: np.asarray(v) for k, v in eval_history[-1].items() if k != "epoch"}
+                  if layout.compacted else None)
+      eval_history.append({"epoch": epoch,
+                           **checkpoint.to_json(layout.all_runs(val, last_val))})
+      keep = (layout.should_compact(state, settings.compact_at)
+              if epoch < settings.max_epochs else None)
+      if keep is not None:
+        state, compiles = layout.compact(state, keep), True
+        compactions.append((epoch, len(layout.active)))
       times["eval"] += time.perf_counter() - t0
       if ckpt:
-        ckpt.save(epoch, state, {"eval_history": eval_history, "times": times})
+        saved = layout.to_device_full(layout.full_state(state)) if layout.compacted else state
+        ckpt.save(epoch, saved, {"eval_history": eval_history, "times": times,
+                                 "active": layout.active.tolist(),
+                                 "compactions": compactions})
 
+  final = layout.full_state(state, lambda s: (s.best_params, s.best_epoch, s.epoch,
+                                              s.best_val, s.diverged_epoch))
+  best_params, best_epoch, epochs_trained, best_val, diverged_epoch = final
   t0 = time.perf_counter()
-  test = host(trainer.run_eval(state.best_params, runs, data, data.test))
+  selected = (layout.to_device_full(best_params) if layout.compacted
+              else state.best_params)
+  test = host(trainer.run_eval(selected, runs, data, data.test))
   times["eval"] += time.perf_counter() - t0
   return GroupOutcome(
-      selected_epoch=host(state.best_epoch), epochs_trained=host(state.epoch),
-      val=host(state.best_val), test=test, eval_history=eval_history,
+      selected_epoch=best_epoch, epochs_trained=epochs_trained,
+      val=best_val, test=test, eval_history=eval_history,
       train_seconds=times["train"], eval_seconds=times["eval"],
-      first_epoch_seconds=times["first_epoch"], best_params=host(state.best_params),
-      diverged_epoch=host(state.diverged_epoch), resumed_from_epoch=resumed_from)
+      first_epoch_seconds=times["first_epoch"], best_params=best_params,
+      diverged_epoch=diverged_epoch, resumed_from_epoch=resumed_from,
+      compactions=compactions)

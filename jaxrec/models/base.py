@@ -64,7 +64,8 @@ class ModelInputs:
   """Item content as one run sees it.
 
   Attributes:
-    features: per modality (I, d_m) L2-normalised features (shared by runs).
+    features: per modality (I, d_m) L2-normalised features (shared by runs),
+      float32 or bfloat16 (`RunConfig.feature_dtype`).
     available: (I, M) bool observed for this run (natural and simulated).
     fill: per modality (d_m,) vector that replaces a missing row for this run.
     graph: the normalised training user-item graph (shared by runs).
@@ -75,11 +76,15 @@ class ModelInputs:
   graph: Any = None
 
   def item_features(self, items: jax.Array) -> tuple[jax.Array, ...]:
-    """Per modality (N, d_m) rows of `items` with missing rows filled."""
+    """Per modality (N, d_m) float32 rows of `items` with missing rows filled.
+
+    Features stored in bfloat16 are widened here, right after the gather, so
+    only their reads are narrow and all arithmetic stays float32.
+    """
     out = []
     for m, (feats, fill) in enumerate(zip(self.features, self.fill)):
       observed = self.available[items, m][:, None] > 0
-      out.append(jnp.where(observed, feats[items], fill[None, :]))
+      out.append(jnp.where(observed, feats[items].astype(fill.dtype), fill[None, :]))
     return tuple(out)
 
 
