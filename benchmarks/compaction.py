@@ -10,16 +10,14 @@ independent, compaction only changes which rows XLA computes).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 from absl import app, flags
 
 from jaxrec.config import make_config
-from jaxrec.engine.train import TrainSettings, train_group
-from jaxrec.models import get_model
-from jaxrec.sweep import dataset_for, group_data, group_settings, run_inputs, split_for
+from jaxrec.engine.train import TrainSettings
+from jaxrec.sweep import train_configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "mtpr", "Model of the group.")
@@ -30,14 +28,6 @@ flags.DEFINE_integer("epochs", 200, "Maximum epochs (early stopping as in the sw
 flags.DEFINE_float("compact_at", TrainSettings.compact_at, "Compaction threshold to time.")
 
 
-def time_group(configs, compact_at: float):
-  model = get_model(configs[0].model)
-  dataset, split = dataset_for(configs[0]), split_for(configs[0])
-  spec, settings = group_settings(configs[0])
-  return train_group(model, spec, dataclasses.replace(settings, compact_at=compact_at),
-                     group_data(dataset, split), run_inputs(model, configs, dataset, split))
-
-
 def main(argv):
   del argv
   configs = [make_config(model=FLAGS.model, data=FLAGS.data, protocol="new_item",
@@ -45,7 +35,7 @@ def main(argv):
              for setting in FLAGS.settings.split(",") for seed in range(FLAGS.seeds)]
   rows = {}
   for name, at in (("full axis", 0.0), (f"compact_at={FLAGS.compact_at}", FLAGS.compact_at)):
-    out = time_group(configs, at)
+    out = train_configs(configs, compact_at=at)
     rows[name] = out
     print(f"{name:>18}: train {out.train_seconds:8.1f} s + compiling epochs "
           f"{out.first_epoch_seconds:6.1f} s, eval {out.eval_seconds:6.1f} s; "

@@ -91,8 +91,8 @@ def group_data(dataset: Dataset, split: protocol.Split,
   common = dict(train_pairs=split.train_pairs, candidates=split.candidates,
                 n_users=dataset.n_users, n_items=dataset.n_items)
   return GroupData(
-      features=tuple(jnp.asarray(protocol.l2_normalise(f), dtype=feature_dtype)
-                     for f in dataset.features),
+      features=tuple(jnp.asarray(f, dtype=feature_dtype)
+                     for f in dataset.normalised_features),
       train_pairs=jnp.asarray(split.train_pairs),
       positives=sampler.PositiveIndex.from_pairs(split.train_pairs, dataset.n_users),
       graph=Graph.from_pairs(split.train_pairs, dataset.n_users, dataset.n_items),
@@ -103,7 +103,7 @@ def group_data(dataset: Dataset, split: protocol.Split,
 def run_inputs(model: Model, configs: Sequence[RunConfig], dataset: Dataset,
                split: protocol.Split) -> RunInputs:
   """Stacks per-run masks, fills, hyper-parameters and keys along axis 0."""
-  features = [protocol.l2_normalise(f) for f in dataset.features]
+  features = dataset.normalised_features
   train_masks, eval_masks, fills = [], [], []
   for cfg in configs:
     train_mask, eval_mask = protocol.missing_masks(
@@ -135,8 +135,13 @@ def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
 
 
 def train_configs(configs: Sequence[RunConfig], *, devices=None, on_epoch=None,
-                  on_start=None, checkpoint_dir: str | None = None) -> GroupOutcome:
-  """Trains configs that share a group key as one vmapped, sharded group."""
+                  on_start=None, checkpoint_dir: str | None = None,
+                  **settings_overrides) -> GroupOutcome:
+  """Trains configs that share a group key as one vmapped, sharded group.
+
+  `settings_overrides` replace `TrainSettings` fields that have no config field
+  (e.g. `compact_at=0` to keep stopped runs on the runs axis).
+  """
   keys = {c.group_key() for c in configs}
   if len(keys) != 1:
     raise ValueError("configs differ in group-level fields; split them into groups "
@@ -146,7 +151,8 @@ def train_configs(configs: Sequence[RunConfig], *, devices=None, on_epoch=None,
   dataset = dataset_for(first)
   split = split_for(first)
   spec, settings = group_settings(first)
-  return train_group(model, spec, settings, group_data(dataset, split, first.feature_dtype),
+  return train_group(model, spec, dataclasses.replace(settings, **settings_overrides),
+                     group_data(dataset, split, first.feature_dtype),
                      run_inputs(model, configs, dataset, split),
                      devices=devices, on_epoch=on_epoch, on_start=on_start,
                      checkpoint_dir=checkpoint_dir)

@@ -76,19 +76,6 @@ def test_diverged_run_is_frozen_and_others_are_untouched():
     assert np.all(np.isfinite(leaf)), path
 
 
-def _train(configs, checkpoint_dir=None, **settings):
-  """train_group on configs with TrainSettings fields overridden."""
-  from jaxrec.engine.train import train_group
-  from jaxrec.models import get_model
-  from jaxrec.sweep import dataset_for, group_data, group_settings, run_inputs, split_for
-  model, dataset, split = (get_model(configs[0].model), dataset_for(configs[0]),
-                           split_for(configs[0]))
-  spec, base = group_settings(configs[0])
-  return train_group(model, spec, dataclasses.replace(base, **settings),
-                     group_data(dataset, split), run_inputs(model, configs, dataset, split),
-                     checkpoint_dir=checkpoint_dir)
-
-
 # Runs that stop at different epochs (patience 1, evaluation every epoch).
 STOPPING = [make_config(**{**TINY, "max_epochs": 12, "eval_every": 1, "patience": 1},
                         seed=s, lr=lr, setting=setting)
@@ -111,11 +98,11 @@ def _assert_same_outcome(got, want):
 
 
 def test_compacting_stopped_runs_matches_the_uncompacted_path(tmp_path):
-  plain = _train(STOPPING, compact_at=0.0)
+  plain = train_configs(STOPPING, compact_at=0.0)
   stops = sorted(plain.epochs_trained.tolist())
   assert stops[0] < stops[-2], f"runs must stop at different epochs: {stops}"
   assert plain.compactions == []
-  compact = _train(STOPPING, compact_at=0.75)
+  compact = train_configs(STOPPING, compact_at=0.75)
   assert compact.compactions, "a run stopped early, so the axis must have been compacted"
   epoch, left = compact.compactions[0]
   assert left == int((plain.epochs_trained > epoch).sum()) <= 0.75 * len(STOPPING)
@@ -124,8 +111,8 @@ def test_compacting_stopped_runs_matches_the_uncompacted_path(tmp_path):
   # Interrupted after the first compaction and resumed: the checkpoint holds every
   # run (parked ones included) and the resumed group keeps the compacted layout.
   ckpt = str(tmp_path / "ckpt")
-  _train(STOPPING, checkpoint_dir=ckpt, max_epochs=epoch + 1)
-  resumed = _train(STOPPING, checkpoint_dir=ckpt)
+  train_configs(STOPPING, checkpoint_dir=ckpt, max_epochs=epoch + 1)
+  resumed = train_configs(STOPPING, checkpoint_dir=ckpt)
   assert resumed.resumed_from_epoch == epoch + 1
   assert resumed.compactions[0] == compact.compactions[0]
   _assert_same_outcome(resumed, plain)

@@ -25,13 +25,18 @@ print(json.dumps({"sharded": {k: v.tolist() for k, v in sharded.test.items()},
 """
 
 
-def test_sharded_over_eight_devices_equals_single_device():
+def _run_on_eight_devices(script: str) -> dict:
+  """Runs `script` in a process with 8 fake CPU devices; its last line as JSON."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=REPO,
+  out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  res = json.loads(out.stdout.strip().splitlines()[-1])
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_over_eight_devices_equals_single_device():
+  res = _run_on_eight_devices(SCRIPT)
   for name, values in res["sharded"].items():
     assert len(values) == 5
     for a, b in zip(values, res["single"][name]):
@@ -40,23 +45,15 @@ def test_sharded_over_eight_devices_equals_single_device():
 
 
 COMPACT_SCRIPT = r"""
-import dataclasses, json, jax, numpy as np
+import json, jax, numpy as np
 from jaxrec.config import make_config
-from jaxrec.engine.train import train_group
-from jaxrec.models import get_model
-from jaxrec.sweep import dataset_for, group_data, group_settings, run_inputs, split_for
+from jaxrec.sweep import train_configs
 tiny = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8), embed_dim=8,
             batch_size=128, max_epochs=12, eval_every=1, patience=1)
 configs = [make_config(**tiny, seed=s, lr=lr) for s, lr in
            [(0, 0.05), (1, 1e-4), (2, 0.05), (3, 0.02), (4, 1e-4)]]
-model, dataset, split = get_model("milk"), dataset_for(configs[0]), split_for(configs[0])
-spec, settings = group_settings(configs[0])
-def train(devices, compact_at):
-  return train_group(model, spec, dataclasses.replace(settings, compact_at=compact_at),
-                     group_data(dataset, split), run_inputs(model, configs, dataset, split),
-                     devices=devices)
-sharded = train(jax.devices()[:4], 0.75)          # 5 runs on 4 devices: 8 rows
-single = train(jax.devices()[:1], 0.0)
+sharded = train_configs(configs, devices=jax.devices()[:4])   # 5 runs on 4 devices: 8 rows
+single = train_configs(configs, devices=jax.devices()[:1], compact_at=0.0)
 print(json.dumps({"compactions": sharded.compactions,
                   "epochs": [sharded.epochs_trained.tolist(), single.epochs_trained.tolist()],
                   "test_diff": max(float(np.abs(sharded.test[k] - single.test[k]).max())
@@ -65,12 +62,7 @@ print(json.dumps({"compactions": sharded.compactions,
 
 
 def test_compacting_a_sharded_padded_group_equals_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  out = subprocess.run([sys.executable, "-c", COMPACT_SCRIPT], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  res = json.loads(out.stdout.strip().splitlines()[-1])
+  res = _run_on_eight_devices(COMPACT_SCRIPT)
   assert res["compactions"], res        # 8 rows -> 4 once no more than 4 runs train
   assert res["epochs"][0] == res["epochs"][1]
   assert res["test_diff"] < 1e-5

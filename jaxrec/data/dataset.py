@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -30,6 +31,12 @@ class Dataset:
   @property
   def n_modalities(self) -> int:
     return len(self.features)
+
+  @functools.cached_property
+  def normalised_features(self) -> tuple[np.ndarray, ...]:
+    """Row-wise L2-normalised float32 features, computed once per dataset."""
+    from jaxrec.data.protocol import l2_normalise   # protocol imports this module
+    return tuple(l2_normalise(f) for f in self.features)
 
   @property
   def feature_dims(self) -> tuple[int, ...]:
