@@ -1,7 +1,7 @@
 """The benchmark's measuring code runs, and its byte count follows the feature dtype."""
 import math
 
-from benchmarks import run as bench
+from benchmarks import measure as bench
 
 TINY = bench.Shape(users=200, items=150, dims=(16, 8), per_user=6.0)
 CEILINGS = {"matmul_flops": 1e10, "bandwidth_bytes": 1e10}
