@@ -175,9 +175,37 @@ def test_gar_generator_and_recommender_alternate():
       {**new_aux, "disc": d})[0])(new_aux["disc"])
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(disc_grads))
   gen_grads = jax.grad(lambda p: gar.recommender_loss(
-      new_aux["disc"], p, batch, inputs, jax.random.PRNGKey(5), spec))(params)
+      new_aux["disc"], new_aux["stats"], p, batch, inputs, jax.random.PRNGKey(5), spec)[0])(
+          params)
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(gen_grads))
   # In the first stage the recommender waits for the MF tables.
   first = {**hp, "epoch": hp["pretrain_epochs"] - 1}
   kept = model.aux_step(params, aux, batch, inputs, first, jax.random.PRNGKey(3), spec)
   assert _max_abs_diff(kept, aux) == 0.0
+
+
+def test_gar_recommender_batch_norm_trains_on_batches_and_scores_with_running_averages():
+  model, spec, hp, inputs, batch, params = _single_run("gar")
+  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
+  stepped = model.aux_step(params, aux, batch, inputs, hp, jax.random.PRNGKey(3), spec)
+  # The recommender's step updates the running averages (momentum 0.99) from its batch.
+  mean_before = aux["stats"]["item"]["bn_in"]["mean"]
+  mean_after = stepped["stats"]["item"]["bn_in"]["mean"]
+  cf = params["mf"]
+  items = jnp.concatenate([cf["items"][batch.pos], cf["items"][batch.neg],
+                           gar.generate(params, dropoutnet.item_content(inputs, batch.pos),
+                                        spec)])
+  expected = gar.BN_MOMENTUM * mean_before + (1 - gar.BN_MOMENTUM) * items.mean(0)
+  np.testing.assert_allclose(mean_after, expected, rtol=1e-5, atol=1e-6)
+  # Inference mode (the generator's step, evaluation): a pair's score does not
+  # depend on the rest of its batch, and the running averages do not move.
+  users, pos = cf["users"][batch.users], cf["items"][batch.pos]
+  full, kept = gar.recommender_scores(stepped["disc"], stepped["stats"], users, pos)
+  part, _ = gar.recommender_scores(stepped["disc"], stepped["stats"], users[:7], pos[:7])
+  np.testing.assert_allclose(part, full[:7], rtol=1e-5, atol=1e-6)
+  assert _max_abs_diff(kept, stepped["stats"]) == 0.0
+  # Training mode: batch statistics, so the same pair scores differently in another batch.
+  train_full, _ = gar.recommender_scores(stepped["disc"], stepped["stats"], users, pos, True)
+  train_part, _ = gar.recommender_scores(stepped["disc"], stepped["stats"], users[:7], pos[:7],
+                                         True)
+  assert float(jnp.abs(train_part - train_full[:7]).max()) > 1e-4

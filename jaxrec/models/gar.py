@@ -24,8 +24,18 @@ the updated R. During stage 1 `aux_step` leaves the recommender as it is.
     space (warm items `e_u · e_i`), as the authors' first public GAR-MLP code
     does (GCGAN/main.py ranks cold items by `user_emb · gen_emb`); their later
     code also passes both sides through the recommender's towers at test.
-[D] No batch norm (its running statistics have no place in the pure-function
-    interface); dropout as in the authors' code: generator `dropout`
+Batch norm as in the authors' towers (build_mlp with bn_first): each
+recommender tower is BN(no scale) -> Dense -> BN -> tanh -> dropout -> Dense.
+The recommender's step runs one pass over the concatenated [real; neg; fake]
+items in training mode (batch statistics, running averages updated with TF's
+momentum 0.99 and epsilon 1e-3, kept in the auxiliary state); the generator's
+step uses the recommender in inference mode (running averages), as the code's
+`d_training=False`. Without it the generator ran away on TikTok (its L1 to the
+CF embedding grew from 0.3 to 15-40 within a few epochs of stage 2, new-item
+recall at random level).
+[D] The generator has no batch norm (the code has one after its first layer):
+    its running statistics would be needed at evaluation, and `embed` sees
+    only params. Dropout as in the authors' code: generator `dropout`
     (default 0.1) while G trains, recommender D_DROPOUT = 0.5 while R trains,
     none in the other player's step or at evaluation.
 [D] β (BETA), the L2 weights (D_REG, G_REG) and the recommender's Adam rate
@@ -55,6 +65,8 @@ D_LR = 1e-3
 D_REG = 1e-3
 G_REG = 1e-3
 BETA = 0.1
+BN_MOMENTUM = 0.99     # tf.layers.batch_normalization's defaults
+BN_EPSILON = 1e-3
 
 # [D] lr 5e-3 (the authors' players use 1e-3): one per-run rate drives both
 # stages, and MF-BPR needs 5e-3 to fit in a short first stage on small data.
@@ -84,6 +96,35 @@ def _mlp(spec: ModelSpec, out: int | None = None) -> MLP:
   return MLP(GAR_HIDDEN, out or spec.embed_dim)
 
 
+class Tower(nn.Module):
+  """A recommender tower: BN(no scale) -> Dense -> BN -> tanh -> dropout -> Dense.
+
+  [D] The first norm has no offset and the first Dense no bias (the code has
+  both; the second norm cancels them in training, its running mean absorbs
+  them in inference).
+  """
+  hidden: int
+  out: int
+
+  @nn.compact
+  def __call__(self, x, train: bool, rate=0.0, key=None):
+    norm = lambda name, affine: nn.BatchNorm(
+        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+        use_scale=affine, use_bias=affine, name=name)
+    # No offset before the second batch norm (neither the first norm's nor the
+    # Dense's): that norm's mean cancels it, so its gradient is zero up to
+    # rounding, and Adam would turn that rounding into random +-lr steps.
+    h = nn.Dense(self.hidden, use_bias=False, name="hidden")(norm("bn_in", False)(x))
+    h = jnp.tanh(norm("bn_hidden", True)(h))
+    if key is not None:
+      keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
+      h = jnp.where(keep, h / (1.0 - rate), 0.0)
+    return nn.Dense(self.out, name="out")(h)
+
+
+TOWER = Tower(GAR_HIDDEN, GAR_HIDDEN)
+
+
 def init(key, spec: ModelSpec, hp):
   del hp
   k_mf, k_gen = jax.random.split(key)
@@ -98,19 +139,32 @@ def generate(params, content: jax.Array, spec: ModelSpec, key=None, rate=0.0):
 
 def init_aux(key, spec: ModelSpec, hp, params):
   del hp, params
-  k_user, k_item = jax.random.split(key)
-  d = spec.embed_dim
-  disc = {"user": _mlp(spec, GAR_HIDDEN).init(k_user, jnp.zeros((1, d)))["params"],
-          "item": _mlp(spec, GAR_HIDDEN).init(k_item, jnp.zeros((1, d)))["params"]}
-  return {"disc": disc, "opt": optax.adam(D_LR).init(disc)}
+  towers = {side: TOWER.init(k, jnp.zeros((1, spec.embed_dim)), False)
+            for side, k in zip(("user", "item"), jax.random.split(key))}
+  disc = {side: v["params"] for side, v in towers.items()}
+  return {"disc": disc, "stats": {side: v["batch_stats"] for side, v in towers.items()},
+          "opt": optax.adam(D_LR).init(disc)}
 
 
-def recommender_scores(disc, spec: ModelSpec, users, items, key=None):
-  """(N,) R(u, i) = r_U(users) · r_I(items); dropout D_DROPOUT with a key."""
+def _tower(params, stats, x, train: bool, key=None):
+  """(tower output, updated running statistics); dropout D_DROPOUT with a key."""
+  variables = {"params": params, "batch_stats": stats}
+  if not train:
+    return TOWER.apply(variables, x, False), stats
+  out, updated = TOWER.apply(variables, x, True, D_DROPOUT, key, mutable=["batch_stats"])
+  return out, updated["batch_stats"]
+
+
+def recommender_scores(disc, stats, users, items, train: bool = False, key=None):
+  """(N,) R(u, i) = r_U(users) · r_I(items), and the updated running statistics.
+
+  `train`: batch statistics (and their running averages updated) and dropout
+  with `key`; otherwise the running averages, no dropout.
+  """
   k_u, k_i = jax.random.split(key) if key is not None else (None, None)
-  u = _mlp(spec, GAR_HIDDEN).apply({"params": disc["user"]}, users, D_DROPOUT, k_u)
-  i = _mlp(spec, GAR_HIDDEN).apply({"params": disc["item"]}, items, D_DROPOUT, k_i)
-  return jnp.sum(u * i, -1)
+  u, stats_u = _tower(disc["user"], stats["user"], users, train, k_u)
+  i, stats_i = _tower(disc["item"], stats["item"], items, train, k_i)
+  return jnp.sum(u * i, -1), {"user": stats_u, "item": stats_i}
 
 
 def _kernel_l2(tree) -> jax.Array:
@@ -120,26 +174,30 @@ def _kernel_l2(tree) -> jax.Array:
              if "kernel" in jax.tree_util.keystr(path))
 
 
-def recommender_loss(disc, params, batch: Batch, inputs: ModelInputs, key,
-                     spec: ModelSpec) -> jax.Array:
-  """L_R on the batch, the generator held fixed (no dropout in G)."""
+def recommender_loss(disc, stats, params, batch: Batch, inputs: ModelInputs, key,
+                     spec: ModelSpec):
+  """(L_R on the batch, updated running statistics); the generator held fixed.
+
+  As the authors' code, one training-mode pass over the users repeated three
+  times against [real; negative; generated] items, so batch norm sees all three.
+  """
   cf = frozen_mf(params)
   u = cf["users"][batch.users]
   fake = jax.lax.stop_gradient(generate(params, item_content(inputs, batch.pos), spec))
-  keys = jax.random.split(key, 3)
-  real = recommender_scores(disc, spec, u, cf["items"][batch.pos], keys[0])
-  neg = recommender_scores(disc, spec, u, cf["items"][batch.neg], keys[1])
-  gen = recommender_scores(disc, spec, u, fake, keys[2])
+  items = jnp.concatenate([cf["items"][batch.pos], cf["items"][batch.neg], fake])
+  scores, stats = recommender_scores(disc, stats, jnp.tile(u, (3, 1)), items, True, key)
+  real, neg, gen = jnp.split(scores, 3)
   risk = losses.bpr_risk(score_diff=real - (1.0 - BETA) * gen - BETA * neg,
                          weights=batch.weights)
-  return risk + D_REG * _kernel_l2(disc)
+  return risk + D_REG * _kernel_l2(disc), stats
 
 
 def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
   """One Adam step of the recommender against the current generator (stage 2)."""
-  grads = jax.grad(recommender_loss)(aux["disc"], params, batch, inputs, key, spec)
+  grads, stats = jax.grad(recommender_loss, has_aux=True)(
+      aux["disc"], aux["stats"], params, batch, inputs, key, spec)
   updates, opt = optax.adam(D_LR).update(grads, aux["opt"], aux["disc"])
-  stepped = {"disc": optax.apply_updates(aux["disc"], updates), "opt": opt}
+  stepped = {"disc": optax.apply_updates(aux["disc"], updates), "stats": stats, "opt": opt}
   # In the first stage the MF tables are still moving: the recommender waits.
   first = in_first_stage(hp)
   return jax.tree.map(lambda old, new: jnp.where(first, old, new), aux, stepped)
@@ -149,13 +207,13 @@ def gar_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpe
               aux) -> dict:
   """Stage-2 generator terms: `adversarial` and `similarity` (L1), `l2`."""
   cf = frozen_mf(params)
-  disc = jax.lax.stop_gradient(aux["disc"])
+  disc, stats = jax.lax.stop_gradient((aux["disc"], aux["stats"]))
   u = cf["users"][batch.users]
   real = cf["items"][batch.pos]
   fake = generate(params, item_content(inputs, batch.pos), spec, key, hp["dropout"])
-  adversarial = losses.bpr_risk(
-      score_diff=recommender_scores(disc, spec, u, fake)
-      - recommender_scores(disc, spec, u, real), weights=batch.weights)
+  adversarial = losses.bpr_risk(   # the recommender in inference mode
+      score_diff=recommender_scores(disc, stats, u, fake)[0]
+      - recommender_scores(disc, stats, u, real)[0], weights=batch.weights)
   similarity = losses.weighted_mean(jnp.mean(jnp.abs(fake - real), -1), batch.weights)
   return {"adversarial": adversarial, "similarity": similarity,
           "generator_l2": _kernel_l2(params["generator"])}
