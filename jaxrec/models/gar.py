@@ -70,10 +70,10 @@ BN_EPSILON = 1e-3
 
 # [D] lr 5e-3 (the authors' players use 1e-3): one per-run rate drives both
 # stages, and MF-BPR needs 5e-3 to fit in a short first stage on small data.
-# [D] α (aux_weight) 0.5, not the code's 0.05: without the code's batch norm at
-# the recommender's inputs, α = 0.05 lets the generator run off to saturate the
-# recommender's tanh layers (|G(x) − e| grows every epoch and new-item recall
-# stays below 2x random on the test data); 0.5 keeps it near the CF space.
+# [D] α (aux_weight) 0.5, not the code's 0.05: chosen before the recommender had
+# the code's batch norm, when α = 0.05 let the generator run off to saturate the
+# recommender's tanh layers on synthetic data (new-item recall below 2x random);
+# not re-tuned with the batch norm.
 DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.1, aux_weight=0.5)
 CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}
 
