@@ -30,9 +30,10 @@ The recommender's step runs one pass over the concatenated [real; neg; fake]
 items in training mode (batch statistics, running averages updated with TF's
 momentum 0.99 and epsilon 1e-3, kept in the auxiliary state); the generator's
 step uses the recommender in inference mode (running averages), as the code's
-`d_training=False`. Without it the generator ran away on TikTok (its L1 to the
-CF embedding grew from 0.3 to 15-40 within a few epochs of stage 2, new-item
-recall at random level).
+`d_training=False`. Without it the generator ran away on TikTok at once (its
+L1 to the CF embedding grew from 0.3 to 15-40 within five epochs of stage 2,
+new-item recall at random level); with it the same run-away still comes, but
+15-19 epochs into stage 2, after a useful peak (BUILD_NOTES.md).
 [D] The generator has no batch norm (the code has one after its first layer):
     its running statistics would be needed at evaluation, and `embed` sees
     only params. Dropout as in the authors' code: generator `dropout`
