@@ -8,8 +8,9 @@ for one, reads `align_weight` too).
 Run:     python -m experiments.sweep --grid newitem_compare --data ../shared/data/tiktok-diffmm
 Expect:  7 groups (one per model) of 10 runs; summary.md has one row per model and
          setting with the best value per column marked. On 2 CPU cores with --epochs 200
-         the groups took DUIF 14, DropoutNet 29, MTPR 3, Heater 32 min of training, and
-         CLCRec ~10-19 s per epoch: several hours in all (see BUILD_NOTES.md).
+         the groups took DUIF 14, DropoutNet 29, MTPR 3, Heater 32, CLCRec 45, GAR 48 and
+         MILK 11 min of training: 3 h 07 min in all (table in BUILD_NOTES.md). MILK leads
+         every column (TikTok Recall@20 ~0.055); GAR is near random there (known problem).
 """
 from jaxrec.sweep import Grid
 
