@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxrec.data.protocol import l2_normalise
+from jaxrec.data.dataset import l2_normalise
 
 
 def random_scorer(n_users: int, n_items: int, seed: int = 0, dim: int = 32):

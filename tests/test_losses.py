@@ -7,7 +7,7 @@ import pytest
 from jaxrec import losses
 from jaxrec.models import milk
 from jaxrec.models.base import Batch, ModelInputs, ModelSpec
-from jaxrec.data.protocol import l2_normalise
+from jaxrec.data.dataset import l2_normalise
 from tests.helpers import fixture_available, load_fixture
 
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from jaxrec.data.dataset import l2_normalise
 from jaxrec.data import protocol
 from jaxrec.data.synthetic import make_synthetic
 
@@ -77,7 +78,7 @@ def test_bad_setting_and_rate(data):
 
 def test_fills():
   feats = (np.array([[3.0, 4.0], [0.0, 2.0], [1.0, 0.0]], np.float32),)
-  normed = tuple(protocol.l2_normalise(f) for f in feats)
+  normed = tuple(l2_normalise(f) for f in feats)
   np.testing.assert_allclose(normed[0][0], [0.6, 0.8])
   mask = np.array([[True], [True], [False]])
   rows = np.array([True, True, True])

@@ -7,6 +7,12 @@ import functools
 import numpy as np
 
 
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+  """Row-wise `x / max(||x||, 1e-12)` in float32 (a zero row stays zero)."""
+  x = np.asarray(x, np.float32)
+  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """Implicit-feedback interactions plus per-item modality features (host NumPy).
@@ -35,7 +41,6 @@ class Dataset:
   @functools.cached_property
   def normalised_features(self) -> tuple[np.ndarray, ...]:
     """Row-wise L2-normalised float32 features, computed once per dataset."""
-    from jaxrec.data.protocol import l2_normalise   # protocol imports this module
     return tuple(l2_normalise(f) for f in self.features)
 
   @property

@@ -202,12 +202,6 @@ def missing_masks(*, available: np.ndarray, split: Split, setting: str,
   return train_mask, eval_mask
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-  """Row-wise `x / max(||x||, 1e-12)` in float32 (a zero row stays zero)."""
-  x = np.asarray(x, np.float32)
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def fill_values(features: tuple[np.ndarray, ...], mask: np.ndarray,
                 rows: np.ndarray, fill: str) -> tuple[np.ndarray, ...]:
   """Per-modality (d_m,) vector that replaces a missing row.

@@ -251,6 +251,10 @@ class RunsLayout:
   def compacted(self) -> bool:
     return self.parked is not None
 
+  def host(self, tree):
+    """Host copy of a tree on the full (uncompacted) axis, padding dropped."""
+    return jax.tree.map(lambda x: x[:self.n_runs], sharding.to_host(tree))
+
   def rows(self, tree):
     """Host copy of a device tree's rows that hold active runs."""
     return jax.tree.map(lambda x: x[:len(self.active)], sharding.to_host(tree))
@@ -266,7 +270,7 @@ class RunsLayout:
   def full_state(self, state: TrainState, pick=lambda s: s):
     """Host `pick(state)` for all runs, in run order."""
     if not self.compacted:
-      return jax.tree.map(lambda x: x[:self.n_runs], sharding.to_host(pick(state)))
+      return self.host(pick(state))
     return self.merge(pick(self.parked), self.rows(pick(state)))
 
   def should_compact(self, state: TrainState, compact_at: float) -> np.ndarray | None:
@@ -351,13 +355,13 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
   runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
   data = sharding.to_device(data, sharding.replicated(mesh))
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
-  host = lambda tree: jax.tree.map(lambda x: x[:n_runs], sharding.to_host(tree))
   layout = RunsLayout(n_runs, mesh, runs)
 
   state = trainer.init(runs)
   epoch, eval_history = 0, []
   times = {"train": 0.0, "eval": 0.0, "first_epoch": 0.0}
   compactions = []                    # (epoch, runs still training) at each compaction
+  last_val = None                     # host validation metrics of all runs, latest
   ckpt = GroupCheckpointer(checkpoint_dir) if checkpoint_dir else None
   restored = ckpt.restore(state) if ckpt else None
   if restored is not None:
@@ -365,6 +369,8 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     eval_history = meta["eval_history"]
     times = meta["times"]
     compactions = [tuple(c) for c in meta.get("compactions", [])]
+    if eval_history:
+      last_val = {k: np.asarray(v) for k, v in eval_history[-1].items() if k != "epoch"}
     if len(meta.get("active", range(n_runs))) < n_runs:   # same layout as before
       state = layout.compact(state, np.isin(np.arange(n_runs), meta["active"]))
   resumed_from = epoch
@@ -388,10 +394,8 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
       val = trainer.run_eval(state.params, layout.runs, data, data.val)
       state = trainer.select(state, val)
       # A parked run's parameters are frozen, so its last evaluation still holds.
-      last_val = ({k: np.asarray(v) for k, v in eval_history[-1].items() if k != "epoch"}
-                  if layout.compacted else None)
-      eval_history.append({"epoch": epoch,
-                           **checkpoint.to_json(layout.all_runs(val, last_val))})
+      last_val = layout.all_runs(val, last_val if layout.compacted else None)
+      eval_history.append({"epoch": epoch, **checkpoint.to_json(last_val)})
       keep = (layout.should_compact(state, settings.compact_at)
               if epoch < settings.max_epochs else None)
       if keep is not None:
@@ -410,7 +414,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
   t0 = time.perf_counter()
   selected = (layout.to_device_full(best_params) if layout.compacted
               else state.best_params)
-  test = host(trainer.run_eval(selected, runs, data, data.test))
+  test = layout.host(trainer.run_eval(selected, runs, data, data.test))
   times["eval"] += time.perf_counter() - t0
   return GroupOutcome(
       selected_epoch=best_epoch, epochs_trained=epochs_trained,

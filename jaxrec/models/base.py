@@ -88,6 +88,14 @@ class ModelInputs:
     return tuple(out)
 
 
+def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout of `x` at `rate` with `key`; the identity without a key."""
+  if key is None:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
 class Model(NamedTuple):
   """A model as pure functions (see module docstring).
 

@@ -53,7 +53,7 @@ import optax
 
 from jaxrec import losses
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, dropout
 from jaxrec.models.dropoutnet import (content_dim, frozen_mf, in_first_stage,
                                       item_content, mf_stage_loss, staged, warm_items)
 
@@ -87,10 +87,7 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x, rate=0.0, key=None):
     h = jnp.tanh(nn.Dense(self.hidden, name="hidden")(x))
-    if key is not None:
-      keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
-      h = jnp.where(keep, h / (1.0 - rate), 0.0)
-    return nn.Dense(self.out, name="out")(h)
+    return nn.Dense(self.out, name="out")(dropout(h, rate, key))
 
 
 def _mlp(spec: ModelSpec, out: int | None = None) -> MLP:
@@ -117,10 +114,7 @@ class Tower(nn.Module):
     # rounding, and Adam would turn that rounding into random +-lr steps.
     h = nn.Dense(self.hidden, use_bias=False, name="hidden")(norm("bn_in", False)(x))
     h = jnp.tanh(norm("bn_hidden", True)(h))
-    if key is not None:
-      keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
-      h = jnp.where(keep, h / (1.0 - rate), 0.0)
-    return nn.Dense(self.out, name="out")(h)
+    return nn.Dense(self.out, name="out")(dropout(h, rate, key))
 
 
 TOWER = Tower(GAR_HIDDEN, GAR_HIDDEN)

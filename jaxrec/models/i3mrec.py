@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, dropout
 from jaxrec.models.milk import PENALTIES, torch_linear_init
 
 N_LAYERS = 3
@@ -114,10 +114,7 @@ def encode(params, inputs: ModelInputs, spec: ModelSpec):
 def fuse(params, item_sum, spec: ModelSpec, key=None, rate=0.0):
   """`tanh(dropout(W · item_sum))`; no dropout without a key (evaluation)."""
   out = _net(spec).apply({"params": params}, item_sum, method=I3MRecNet.fuse)
-  if key is not None:
-    keep = jax.random.bernoulli(key, 1.0 - rate, out.shape)
-    out = jnp.where(keep, out / (1.0 - rate), 0.0)
-  return jnp.tanh(out)
+  return jnp.tanh(dropout(out, rate, key))
 
 
 def _club_apply(club_params, x, spec: ModelSpec):
