@@ -19,6 +19,9 @@ MODELS = ("dropoutnet", "heater", "gar")
 LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
              embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
              pretrain_epochs=20, max_epochs=30, eval_every=5, patience=3)
+# GAR is validated every epoch with patience 10, as the authors' main.py (its
+# new-item ranking peaks soon after the players start, then falls).
+LEARN_BY_MODEL = {"gar": dict(max_epochs=40, eval_every=1, patience=10)}
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
             pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
@@ -44,7 +47,8 @@ def references():
 @pytest.mark.parametrize("name", MODELS)
 def test_learns_new_items(name, references):
   random, content_pop = references
-  out = train_configs([make_config(**LEARN, model=name, seed=0)])
+  out = train_configs([make_config(**{**LEARN, **LEARN_BY_MODEL.get(name, {})}, model=name,
+                                   seed=0)])
   got = float(out.test["recall@20"][0])
   print(f"{name} recall@20 {got:.3f} random {random:.3f} content-popularity "
         f"{content_pop:.3f}")
@@ -98,7 +102,10 @@ def test_first_stage_is_mf_bpr_and_second_freezes_mf(name):
   assert float(jnp.abs(first["mf"]["items"]).max()) > 0
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(second["mf"]))
   others = [g for k, sub in second.items() if k != "mf" for g in jax.tree.leaves(sub)]
-  assert max(float(jnp.abs(g).max()) for g in others) > 0
+  if name == "gar":   # its players are in aux (test_gar_generator_and_recommender_alternate)
+    assert others == []
+  else:
+    assert max(float(jnp.abs(g).max()) for g in others) > 0
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
@@ -155,57 +162,115 @@ def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
   assert distance(trained) < 0.5 * distance(params)
 
 
+def _gar_step_inputs():
+  model, spec, hp, inputs, batch, params = _single_run("gar")
+  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
+  return model, spec, hp, inputs, batch, params, aux, gar.players_batch(params, batch, inputs)
+
+
 def test_gar_generator_and_recommender_alternate():
-  model, spec, hp, inputs, batch, params = _single_run("gar")
-  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
-  # The engine's step: aux_step (recommender) first, then the main update.
-  new_aux = model.aux_step(params, aux, batch, inputs, hp, jax.random.PRNGKey(3), spec)
-  assert _max_abs_diff(new_aux["disc"], aux["disc"]) > 0     # recommender moved
-  grads = jax.grad(lambda p: model.loss(p, batch, inputs, hp, jax.random.PRNGKey(4),
-                                        spec, new_aux)[0])(params)
-  assert float(max(jnp.abs(g).max() for g in jax.tree.leaves(grads["generator"]))) > 0
-  tx = optax.adam(1e-3)
-  updates, _ = tx.update(grads, tx.init(params), params)
-  new_params = optax.apply_updates(params, updates)
-  assert _max_abs_diff(new_params["generator"], params["generator"]) > 0
-  # aux_step left the generator (and all params) alone: it returns only aux;
-  # the generator's loss leaves the recommender alone: no gradient reaches it.
-  disc_grads = jax.grad(lambda d: model.loss(
-      params, batch, inputs, hp, jax.random.PRNGKey(4), spec,
-      {**new_aux, "disc": d})[0])(new_aux["disc"])
-  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(disc_grads))
-  gen_grads = jax.grad(lambda p: gar.recommender_loss(
-      new_aux["disc"], new_aux["stats"], p, batch, inputs, jax.random.PRNGKey(5), spec)[0])(
-          params)
-  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(gen_grads))
-  # In the first stage the recommender waits for the MF tables.
+  model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
+  key = jax.random.PRNGKey(3)
+  stepped = model.aux_step(params, aux, batch, inputs, hp, key, spec)
+  assert _max_abs_diff(stepped["recommender"], aux["recommender"]) > 0
+  assert _max_abs_diff(stepped["generator"], aux["generator"]) > 0
+  # The order of the code (train_d, then train_g on the same batch): the
+  # recommender steps against the generator as it was, the generator against
+  # the recommender as it is after its step.
+  k_d, k_g = jax.random.split(key)
+  d_first = gar.recommender_step(aux, b, k_d, spec)
+  # (1e-5: aux_step runs under lax.cond, which XLA fuses differently.)
+  assert _max_abs_diff(stepped["recommender"], d_first["recommender"]) < 1e-5
+  assert _max_abs_diff(stepped["generator"],
+                       gar.generator_step(d_first, b, k_g, spec, hp)["generator"]) < 1e-5
+  against_old = gar.generator_step(aux, b, k_g, spec, hp)["generator"]
+  assert _max_abs_diff(stepped["generator"]["params"], against_old["params"]) > 1e-4
+  # Each player's step moves only that player.
+  assert _max_abs_diff(d_first["generator"], aux["generator"]) == 0.0
+  g_only = gar.generator_step(aux, b, k_g, spec, hp)
+  assert _max_abs_diff(g_only["recommender"], aux["recommender"]) == 0.0
+  # The main loss has no gradient in stage 2 (the MF tables are fixed; the
+  # players move in aux_step only) and reports the generator's loss.
+  value, terms = model.loss(params, batch, inputs, hp, jax.random.PRNGKey(4), spec, stepped)
+  assert float(value) == pytest.approx(float(stepped["last"]["generator_loss"]))
+  assert float(terms["adversarial"]) > 0 and float(terms["recommender_loss"]) > 0
+  grads = jax.grad(lambda p: model.loss(p, batch, inputs, hp, jax.random.PRNGKey(4), spec,
+                                        stepped)[0])(params)
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+  # In the first stage the players wait for the MF tables.
   first = {**hp, "epoch": hp["pretrain_epochs"] - 1}
-  kept = model.aux_step(params, aux, batch, inputs, first, jax.random.PRNGKey(3), spec)
-  assert _max_abs_diff(kept, aux) == 0.0
+  assert _max_abs_diff(model.aux_step(params, aux, batch, inputs, first, key, spec), aux) == 0.0
 
 
-def test_gar_recommender_batch_norm_trains_on_batches_and_scores_with_running_averages():
-  model, spec, hp, inputs, batch, params = _single_run("gar")
-  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
-  stepped = model.aux_step(params, aux, batch, inputs, hp, jax.random.PRNGKey(3), spec)
-  # The recommender's step updates the running averages (momentum 0.99) from its batch.
-  mean_before = aux["stats"]["item"]["bn_in"]["mean"]
-  mean_after = stepped["stats"]["item"]["bn_in"]["mean"]
-  cf = params["mf"]
-  items = jnp.concatenate([cf["items"][batch.pos], cf["items"][batch.neg],
-                           gar.generate(params, dropoutnet.item_content(inputs, batch.pos),
-                                        spec)])
+def test_gar_players_batch_norm_train_on_batches_and_infer_with_running_averages():
+  model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
+  key = jax.random.PRNGKey(3)
+  # The recommender's step: running averages (momentum 0.99) from its one pass
+  # over [real; negative; generated (generator in inference mode)].
+  d_step = gar.recommender_step(aux, b, key, spec)
+  fake, _ = gar.generate(aux["generator"], b.content, spec)
+  items = jnp.concatenate([b.real, b.neg, fake])
+  mean_before = aux["recommender"]["stats"]["item"]["bn_in"]["mean"]
   expected = gar.BN_MOMENTUM * mean_before + (1 - gar.BN_MOMENTUM) * items.mean(0)
-  np.testing.assert_allclose(mean_after, expected, rtol=1e-5, atol=1e-6)
-  # Inference mode (the generator's step, evaluation): a pair's score does not
-  # depend on the rest of its batch, and the running averages do not move.
-  users, pos = cf["users"][batch.users], cf["items"][batch.pos]
-  full, kept = gar.recommender_scores(stepped["disc"], stepped["stats"], users, pos)
-  part, _ = gar.recommender_scores(stepped["disc"], stepped["stats"], users[:7], pos[:7])
+  np.testing.assert_allclose(d_step["recommender"]["stats"]["item"]["bn_in"]["mean"],
+                             expected, rtol=1e-5, atol=1e-6)
+  # The generator's step: its own running averages move, from its hidden layer's batch.
+  g_step = gar.generator_step(aux, b, key, spec, hp)
+  hidden = b.content @ aux["generator"]["params"]["hidden"]["kernel"]
+  g_before = aux["generator"]["stats"]["bn_hidden"]["mean"]
+  np.testing.assert_allclose(g_step["generator"]["stats"]["bn_hidden"]["mean"],
+                             gar.BN_MOMENTUM * g_before + (1 - gar.BN_MOMENTUM) * hidden.mean(0),
+                             rtol=1e-5, atol=1e-6)
+  # Inference mode (the other player's step, evaluation): a pair's score does
+  # not depend on the rest of its batch, and the running averages do not move.
+  rec = d_step["recommender"]
+  full, kept = gar.recommender_scores(rec, b.users, b.real)
+  part, _ = gar.recommender_scores(rec, b.users[:7], b.real[:7])
   np.testing.assert_allclose(part, full[:7], rtol=1e-5, atol=1e-6)
-  assert _max_abs_diff(kept, stepped["stats"]) == 0.0
+  assert _max_abs_diff(kept, rec["stats"]) == 0.0
   # Training mode: batch statistics, so the same pair scores differently in another batch.
-  train_full, _ = gar.recommender_scores(stepped["disc"], stepped["stats"], users, pos, True)
-  train_part, _ = gar.recommender_scores(stepped["disc"], stepped["stats"], users[:7], pos[:7],
-                                         True)
+  train_full, _ = gar.recommender_scores(rec, b.users, b.real, True)
+  train_part, _ = gar.recommender_scores(rec, b.users[:7], b.real[:7], True)
   assert float(jnp.abs(train_part - train_full[:7]).max()) > 1e-4
+
+
+def test_gar_scores_users_and_items_through_the_recommender():
+  model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
+  aux = model.aux_step(params, aux, batch, inputs, hp, jax.random.PRNGKey(3), spec)
+  users, items = model.embed(params, inputs, hp, spec, aux=model.embed_aux(aux))
+  # Warm items enter the recommender as e_i, new items as G(x_i): scores are
+  # R(u, i) in inference mode.
+  warm = dropoutnet.warm_items(inputs, spec.n_items)
+  content = dropoutnet.item_content(inputs, jnp.arange(spec.n_items))
+  item_in = jnp.where(warm[:, None], params["mf"]["items"],
+                      gar.generate(aux["generator"], content, spec)[0])
+  u = jnp.repeat(jnp.arange(5), spec.n_items)
+  i = jnp.tile(jnp.arange(spec.n_items), 5)
+  want, _ = gar.recommender_scores(aux["recommender"], params["mf"]["users"][u], item_in[i])
+  np.testing.assert_allclose(jnp.sum(users[u] * items[i], -1), want, rtol=1e-4, atol=1e-5)
+  assert bool(warm.any()) and not bool(warm.all())
+
+
+def test_gar_selected_recommender_is_that_of_the_selected_epoch(tmp_path):
+  # Evaluation every epoch with patience: the run trains past its selected
+  # epoch, so the final recommender differs from the selected one.
+  cfg = dict(TINY, max_epochs=12, patience=2, lr=0.05, model="gar")
+  configs = [make_config(**cfg, seed=0), make_config(**cfg, seed=1)]
+  full = train_configs(configs)
+  assert (full.selected_epoch < full.epochs_trained).any()
+  # A group stopped at a run's selected epoch selects that same epoch and state.
+  for r, cfg_r in enumerate(configs):
+    cut = train_configs([cfg_r], max_epochs=int(full.selected_epoch[r]))
+    assert cut.selected_epoch[0] == full.selected_epoch[r]
+    assert _max_abs_diff(cut.best_aux, jax.tree.map(lambda x: x[r:r + 1], full.best_aux)) < 1e-5
+    for name in full.test:   # scored with the selected params and recommender
+      assert cut.test[name][0] == pytest.approx(full.test[name][r], abs=1e-5), name
+  # Interrupted after an evaluation and resumed from its checkpoint: the same.
+  ckpt = str(tmp_path / "ckpt")
+  train_configs(configs, checkpoint_dir=ckpt, max_epochs=3)
+  resumed = train_configs(configs, checkpoint_dir=ckpt)
+  assert resumed.resumed_from_epoch == 3
+  assert resumed.selected_epoch.tolist() == full.selected_epoch.tolist()
+  assert _max_abs_diff(resumed.best_aux, full.best_aux) < 1e-5
+  for name in full.test:
+    np.testing.assert_allclose(resumed.test[name], full.test[name], atol=1e-6)

@@ -34,7 +34,8 @@ def test_estimate_is_affine_and_predicts_a_larger_group(model_name):
   import jax
   abstract = memory._abstract(runs6)
   state = jax.eval_shape(trainer.init, abstract)
-  compiled = trainer.epoch.lower(state, abstract, memory._abstract(data)).compile()
+  compiled = trainer.epoch.lower(state, abstract, memory._abstract(data),
+                                  memory.EPOCH).compile()
   actual = memory._program_bytes(compiled)
   assert actual <= est.bytes_for(6) * 1.25
 

@@ -69,3 +69,14 @@ def test_sigkill_then_resume_gives_the_uninterrupted_results(tmp_path):
   curves = os.listdir(os.path.join(killed, "curves"))
   lines = open(os.path.join(killed, "curves", curves[0])).read().splitlines()
   assert len(lines) == 40                                  # no epoch twice, none lost
+
+
+def test_a_checkpoint_of_another_state_structure_is_refused_by_name(tmp_path):
+  import jax.numpy as jnp
+  from jaxrec.engine.checkpoint import GroupCheckpointer
+  ckpt = GroupCheckpointer(str(tmp_path / "group"))
+  ckpt.save(4, {"params": jnp.zeros(3)}, {"eval_history": []})
+  with pytest.raises(ValueError, match=r"group \(epoch 4\) holds a training state of a "
+                                       r"different structure"):
+    ckpt.restore({"params": jnp.zeros(3), "best_aux": {"w": jnp.zeros(2)}})
+  assert ckpt.restore({"params": jnp.ones(3)})[0] == 4      # the checkpoint is untouched

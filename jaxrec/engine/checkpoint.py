@@ -40,8 +40,18 @@ class GroupCheckpointer:
       return None
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_state)
-    restored = self.manager.restore(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    try:
+      restored = self.manager.restore(epoch, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except ValueError as e:
+      if "tree structures do not match" not in str(e):
+        raise
+      raise ValueError(
+          f"the checkpoint {self.directory} (epoch {epoch}) holds a training state of a "
+          "different structure than this version of jaxrec trains (written by an older "
+          "version, or the model's state changed). Finish it with the version that wrote it, "
+          "or move the directory away to restart this group; finished runs' results are "
+          f"kept either way. Orbax says: {e}") from e
     return epoch, restored.state, restored.meta
 
   def delete(self) -> None:

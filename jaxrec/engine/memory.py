@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.engine import sharding
@@ -53,6 +54,9 @@ def _abstract(tree):
                       if not isinstance(x, jax.ShapeDtypeStruct) else x, tree)
 
 
+EPOCH = jax.ShapeDtypeStruct((), jnp.int32)   # the epoch argument, abstract
+
+
 def estimate(model, spec, settings, data: GroupData, one_run: RunInputs) -> MemoryEstimate:
   """Shared and per-run device bytes of a group (peak of the epoch and evaluation)."""
   mesh = sharding.runs_mesh(jax.devices()[:1])
@@ -62,10 +66,10 @@ def estimate(model, spec, settings, data: GroupData, one_run: RunInputs) -> Memo
   for n_runs in (1, 2):
     runs = _abstract(sharding.pad_runs(one_run, 1, n_runs))
     state = jax.eval_shape(trainer.init, runs)
-    epoch = trainer.epoch.lower(state, runs, data_abs).compile()
+    epoch = trainer.epoch.lower(state, runs, data_abs, EPOCH).compile()
     chunk = trainer.eval_chunk(n_runs, data.test.items.shape[0])
-    evaluate = trainer.evaluate.lower(state.params, runs, data_abs, data_abs.test,
-                                      chunk).compile()
+    evaluate = trainer.evaluate.lower(state.params, trainer.embed_aux(state.aux), runs,
+                                      data_abs, data_abs.test, chunk).compile()
     points.append(max(_program_bytes(epoch), _program_bytes(evaluate)))
   per_run = max(points[1] - points[0], 1)
   return MemoryEstimate(shared_bytes=max(points[0] - per_run, 0), per_run_bytes=per_run)

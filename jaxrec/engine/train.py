@@ -89,6 +89,7 @@ class TrainState:
   key: jax.Array
   epoch: jax.Array
   best_params: dict
+  best_aux: Any          # the selected epoch's `model.embed_aux(aux)`, {} without it
   best_score: jax.Array
   best_epoch: jax.Array
   best_val: dict
@@ -120,13 +121,15 @@ class GroupTrainer:
     rep = sharding.replicated(mesh)
     self.init = jax.jit(jax.vmap(self._init_one), in_shardings=(runs,),
                         out_shardings=runs)
-    self.epoch = jax.jit(jax.vmap(self._epoch_one, in_axes=(0, 0, None)),
-                         in_shardings=(runs, runs, rep), out_shardings=(runs, runs),
+    # `epoch` (the group's epochs completed, a scalar) is not batched, so a
+    # model's branch on the training stage is a real `lax.cond` under vmap.
+    self.epoch = jax.jit(jax.vmap(self._epoch_one, in_axes=(0, 0, None, None)),
+                         in_shardings=(runs, runs, rep, rep), out_shardings=(runs, runs),
                          donate_argnums=(0,))
     self.select = jax.jit(jax.vmap(self._select_one), in_shardings=(runs, runs),
                           out_shardings=runs, donate_argnums=(0,))
-    self.evaluate = jax.jit(self._evaluate_all, static_argnums=(4,),
-                            in_shardings=(runs, runs, rep, rep), out_shardings=runs)
+    self.evaluate = jax.jit(self._evaluate_all, static_argnums=(5,),
+                            in_shardings=(runs, runs, runs, rep, rep), out_shardings=runs)
 
   # --- per-run pure functions (vmapped above) -------------------------------
   def _init_one(self, run: RunInputs) -> TrainState:
@@ -138,12 +141,13 @@ class GroupTrainer:
     return TrainState(
         params=params, aux=aux, opt_state=optimizer(run.hp["lr"]).init(params),
         key=train_key, epoch=jnp.int32(0), best_params=params,
+        best_aux=self.embed_aux(aux),
         best_score=jnp.float32(-jnp.inf), best_epoch=jnp.int32(0),
         best_val={n: jnp.float32(0.0) for n in names},
         bad_evals=jnp.int32(0), stopped=jnp.bool_(False),
         diverged_epoch=jnp.int32(0))
 
-  def _epoch_one(self, state: TrainState, run: RunInputs, data: GroupData):
+  def _epoch_one(self, state: TrainState, run: RunInputs, data: GroupData, epoch):
     b, n, n_batches = self.settings.batch_size, self.n_train, self.n_batches
     key, perm_key, aux_key, next_key = jax.random.split(state.key, 4)
     order = jnp.pad(jax.random.permutation(perm_key, n), (0, n_batches * b - n))
@@ -153,7 +157,9 @@ class GroupTrainer:
     tx = optimizer(run.hp["lr"])
     n_items = self.spec.n_items
     model = self.model
-    hp = {**run.hp, "epoch": state.epoch.astype(jnp.float32),
+    # The group's epoch equals every training run's own (a stopped run's
+    # epoch is discarded below).
+    hp = {**run.hp, "epoch": epoch.astype(jnp.float32),
           "pretrain_epochs": jnp.float32(self.settings.pretrain_epochs)}
     aux = state.aux
     if model.pre_epoch:
@@ -203,19 +209,26 @@ class GroupTrainer:
     bad = jnp.where(improved, 0, state.bad_evals + jnp.where(state.stopped, 0, 1))
     return state.replace(
         best_params=keep(state.params, state.best_params),
+        best_aux=keep(self.embed_aux(state.aux), state.best_aux),
         best_score=jnp.where(improved, score, state.best_score),
         best_epoch=jnp.where(improved, state.epoch, state.best_epoch),
         best_val=keep(val, state.best_val), bad_evals=bad,
         stopped=state.stopped | (bad >= self.settings.patience))
 
-  def _evaluate_all(self, params, run: RunInputs, data: GroupData, split, chunk: int):
-    def one(params, run):
+  def embed_aux(self, aux):
+    """The part of the auxiliary state that `embed` reads ({} for most models)."""
+    return self.model.embed_aux(aux) if self.model.embed_aux else {}
+
+  def _evaluate_all(self, params, embed_aux, run: RunInputs, data: GroupData, split,
+                    chunk: int):
+    def one(params, embed_aux, run):
+      extra = {"aux": embed_aux} if self.model.embed_aux else {}
       users, items = self.model.embed(params, ModelInputs(
           features=data.features, available=run.eval_available, fill=run.fill,
-          graph=data.graph), run.hp, self.spec)
+          graph=data.graph), run.hp, self.spec, **extra)
       return evaluation.evaluate(users, items, split, ks=self.settings.ks,
                                  chunk_size=chunk)
-    return jax.vmap(one)(params, run)
+    return jax.vmap(one)(params, embed_aux, run)
 
   def eval_chunk(self, n_runs: int, n_candidates: int) -> int:
     """Users per evaluation chunk so that R x chunk x candidates scores fit the budget."""
@@ -224,10 +237,11 @@ class GroupTrainer:
     per_device = max(1, n_runs // self.mesh.devices.size)
     return int(max(8, EVAL_BUDGET_ELEMENTS // (per_device * max(n_candidates, 1))))
 
-  def run_eval(self, params, run: RunInputs, data: GroupData,
+  def run_eval(self, params, embed_aux, run: RunInputs, data: GroupData,
                split: evaluation.EvalSplit) -> dict:
+    """Metrics of every run scored with `params` (and `embed_aux`, see `embed_aux`)."""
     chunk = self.eval_chunk(run.key.shape[0], split.items.shape[0])
-    return self.evaluate(params, run, data, split, chunk)
+    return self.evaluate(params, embed_aux, run, data, split, chunk)
 
 
 class RunsLayout:
@@ -320,6 +334,7 @@ class GroupOutcome:
   first_epoch_seconds: float      # epochs that compiled: the first, and the first
                                   # after each compaction of the runs axis
   best_params: dict
+  best_aux: Any                   # the selected `model.embed_aux(aux)` ({} without)
   diverged_epoch: np.ndarray
   resumed_from_epoch: int
   compactions: list[tuple[int, int]]   # (epoch, runs still training) after each
@@ -346,7 +361,8 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
       uninterrupted run.
   Returns:
     A `GroupOutcome`; test metrics are computed once, with each run's
-    selected parameters (also returned, stacked, as `best_params`).
+    selected parameters (also returned, stacked, as `best_params` and
+    `best_aux`).
   """
   mesh = sharding.runs_mesh(devices)
   n_runs = int(runs.key.shape[0])
@@ -380,7 +396,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
 
   while epoch < settings.max_epochs and not layout.rows(state.stopped).all():
     t0 = time.perf_counter()
-    state, terms = trainer.epoch(state, layout.runs, data)
+    state, terms = trainer.epoch(state, layout.runs, data, jnp.int32(epoch))
     jax.block_until_ready(terms)
     elapsed = time.perf_counter() - t0
     times["first_epoch" if compiles else "train"] += elapsed
@@ -391,7 +407,8 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
     if epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs:
       t0 = time.perf_counter()
-      val = trainer.run_eval(state.params, layout.runs, data, data.val)
+      val = trainer.run_eval(state.params, trainer.embed_aux(state.aux), layout.runs,
+                             data, data.val)
       state = trainer.select(state, val)
       # A parked run's parameters are frozen, so its last evaluation still holds.
       last_val = layout.all_runs(val, last_val if layout.compacted else None)
@@ -408,18 +425,19 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
                                  "active": layout.active.tolist(),
                                  "compactions": compactions})
 
-  final = layout.full_state(state, lambda s: (s.best_params, s.best_epoch, s.epoch,
-                                              s.best_val, s.diverged_epoch))
-  best_params, best_epoch, epochs_trained, best_val, diverged_epoch = final
+  final = layout.full_state(state, lambda s: (s.best_params, s.best_aux, s.best_epoch,
+                                              s.epoch, s.best_val, s.diverged_epoch))
+  best_params, best_aux, best_epoch, epochs_trained, best_val, diverged_epoch = final
   t0 = time.perf_counter()
-  selected = (layout.to_device_full(best_params) if layout.compacted
-              else state.best_params)
-  test = layout.host(trainer.run_eval(selected, runs, data, data.test))
+  selected = (layout.to_device_full((best_params, best_aux)) if layout.compacted
+              else (state.best_params, state.best_aux))
+  test = layout.host(trainer.run_eval(*selected, runs, data, data.test))
   times["eval"] += time.perf_counter() - t0
   return GroupOutcome(
       selected_epoch=best_epoch, epochs_trained=epochs_trained,
       val=best_val, test=test, eval_history=eval_history,
       train_seconds=times["train"], eval_seconds=times["eval"],
       first_epoch_seconds=times["first_epoch"], best_params=best_params,
+      best_aux=best_aux,
       diverged_epoch=diverged_epoch, resumed_from_epoch=resumed_from,
       compactions=compactions)

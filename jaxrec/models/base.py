@@ -17,11 +17,18 @@ update rule:
                                                      before the main update)
 
 and then receives it as `loss(..., spec, aux)`. `aux` is stored, stacked and
-sharded with the rest of the run's state.
+sharded with the rest of the run's state. A model that also scores with part
+of it (GAR's recommender) names that part:
+
+  embed_aux(aux) -> tree                and is called `embed(..., spec, aux=tree)`;
+
+the engine then keeps that tree of the selected epoch with the selected params.
 
 During training `hp` also holds `epoch` (epochs completed before this one) and
 `pretrain_epochs` (the group's first stage, see `TrainSettings`): a two-stage
 model switches its loss on them; selection only starts after the first stage.
+Both are the same for every run of a group and not batched, so a model can
+branch on them with `lax.cond` and skip the other stage's work.
 
 `spec` is the group's static `ModelSpec` (shapes and shape-changing options);
 `hp` is a dict of this run's scalar hyper-parameters (traced, one per run).
@@ -112,3 +119,4 @@ class Model(NamedTuple):
   init_aux: Callable[..., Any] | None = None
   pre_epoch: Callable[..., Any] | None = None
   aux_step: Callable[..., Any] | None = None
+  embed_aux: Callable[[Any], Any] | None = None

@@ -10,8 +10,8 @@ Two stages inside one training run (and one vmapped sweep):
      preference vector is zeroed (input dropout), so f_V learns to score from
      content alone. New items (no training interaction) are scored with their
      preference input dropped.
-Both losses are computed every step and `jnp.where` picks one, so every run
-of a group shares one program; the engine only evaluates after stage 1.
+`staged` runs only the current stage's loss (`lax.cond` on the group's epoch,
+which every run of a group shares); the engine only evaluates after stage 1.
 
 [D] Pairs: the MSE is taken on the batch's (user, positive) and (user,
     negative) pairs (the paper samples observed and random items per user).
@@ -31,6 +31,8 @@ Shared with Heater and GAR: `staged`, `mf_stage_loss`, `frozen_mf`,
 `item_content`, `warm_items`, `score_pairs`, `Tower`.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -61,13 +63,22 @@ class Tower(nn.Module):
 
 
 # --- pieces shared by the pretrained-CF baselines ----------------------------
-def staged(hp, mf_loss: jax.Array, own_loss: jax.Array) -> jax.Array:
-  """MF-BPR loss during the first stage, the model's own loss afterwards.
+def staged(hp, params, batch: Batch, own: Callable[[], tuple[jax.Array, dict]]):
+  """(loss, terms): MF-BPR's in the first stage, `own()`'s afterwards.
 
-  Both scalars are computed; `jnp.where` keeps runs of a group in one program
-  and gives the unselected branch a zero gradient.
+  Only the stage's branch runs: the stage is the group's (`hp["epoch"]` is not
+  batched), so `lax.cond` stays a branch under the engine's vmap. The other
+  branch's terms are reported as 0.
   """
-  return jnp.where(hp["epoch"] < hp["pretrain_epochs"], mf_loss, own_loss)
+  mf_part = lambda: mf_stage_loss(params, batch, hp)
+  mf_terms, own_terms = jax.eval_shape(lambda: (mf_part()[1], own()[1]))
+  zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
+
+  def with_zeros(part, other_terms):
+    value, terms = part()
+    return value, {**zeros(other_terms), **terms}
+  return jax.lax.cond(in_first_stage(hp), lambda: with_zeros(mf_part, own_terms),
+                      lambda: with_zeros(own, mf_terms))
 
 
 def in_first_stage(hp) -> jax.Array:
@@ -159,9 +170,10 @@ def dropoutnet_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
 
 
 def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  mf_loss, mf_t = mf_stage_loss(params, batch, hp)
-  t = dropoutnet_terms(params, batch, inputs, hp, key, spec)
-  return staged(hp, mf_loss, t["mse"]), {**mf_t, **t}
+  def own():
+    t = dropoutnet_terms(params, batch, inputs, hp, key, spec)
+    return t["mse"], t
+  return staged(hp, params, batch, own)
 
 
 def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):

@@ -1,50 +1,48 @@
 """GAR (Chen et al., SIGIR 2022): a generator of CF-like embeddings for new
 items trained adversarially against a recommender, on a pretrained MF-BPR model.
 
-Stage 1 (epoch < pretrain_epochs) is MF-BPR, as in DropoutNet (see
-dropoutnet.py for the staging). Stage 2, with the MF tables (e_u, e_i) frozen,
-the two players alternate every step (the authors' code: one D step, then one
-G step on the same batch):
-  * recommender / discriminator R(u, i) = r_U(e_u) · r_I(e_i), two tanh MLPs,
-    learns to rank a user's real positive item above its generated embedding
-    and a negative item:
+Stage 1 (epoch < pretrain_epochs) is MF-BPR on `params["mf"]`, as in
+DropoutNet (see dropoutnet.py for the staging). Stage 2, with the MF tables
+(e_u, e_i) fixed, the two players alternate every step, as the authors' code
+(zfnWong/GAR: one recommender step, then one generator step, same batch):
+  * the recommender R(u, i) = r_U(e_u) · r_I(e_i), two towers, learns to rank a
+    user's real positive item above its generated embedding and a negative:
       L_R = softplus(-(R(u, e_pos) − (1−β)·R(u, G(x_pos)) − β·R(u, e_neg)));
-  * generator G(x) (tanh MLP on content) learns to be ranked like the real
-    embedding, plus an L1 similarity to it:
+  * the generator G(x) learns to be ranked like the real embedding, plus an L1
+    similarity to it:
       L_G = (1−α)·softplus(-(R(u, G(x_pos)) − R(u, e_pos))) + α·|G(x_pos) − e_pos|.
-The generator (with the MF tables) is in `params`, moved by the main
-optimiser; the recommender is in the auxiliary state, moved only by
-`aux_step` with its own Adam state (`aux["opt"]`), and is stop-gradient'ed in
-the generator's loss. The engine calls `aux_step` before the main update, so
-each step is one R update against the current G, then one G update against
-the updated R. During stage 1 `aux_step` leaves the recommender as it is.
+At test both sides go through the recommender's towers: users r_U(e_u), warm
+items r_I(e_i), new items r_I(G(x_i)) (the authors' main.py: get_user_emb,
+get_item_emb).
 
-[D] The recommender lives in aux, the generator in params: `embed` sees only
-    params, so new items are scored as `e_u · G(x_i)` in the pretrained CF
-    space (warm items `e_u · e_i`), as the authors' first public GAR-MLP code
-    does (GCGAN/main.py ranks cold items by `user_emb · gen_emb`); their later
-    code also passes both sides through the recommender's towers at test.
-Batch norm as in the authors' towers (build_mlp with bn_first): each
-recommender tower is BN(no scale) -> Dense -> BN -> tanh -> dropout -> Dense.
-The recommender's step runs one pass over the concatenated [real; neg; fake]
-items in training mode (batch statistics, running averages updated with TF's
-momentum 0.99 and epsilon 1e-3, kept in the auxiliary state); the generator's
-step uses the recommender in inference mode (running averages), as the code's
-`d_training=False`. Without it the generator ran away on TikTok at once (its
-L1 to the CF embedding grew from 0.3 to 15-40 within five epochs of stage 2,
-new-item recall at random level); with it the same run-away still comes, but
-15-19 epochs into stage 2, after a useful peak (BUILD_NOTES.md).
-[D] The generator has no batch norm (the code has one after its first layer):
-    its running statistics would be needed at evaluation, and `embed` sees
-    only params. Dropout as in the authors' code: generator `dropout`
-    (default 0.1) while G trains, recommender D_DROPOUT = 0.5 while R trains,
-    none in the other player's step or at evaluation.
-[D] β (BETA), the L2 weights (D_REG, G_REG) and the recommender's Adam rate
-    (D_LR) are module constants (no config field for them); α is `aux_weight`.
-[D] Both players' L2 is the code's 1e-3 kernel regulariser (G_REG, D_REG:
-    1e-3·Σ‖W‖²/2); `reg` weights MF-BPR's L2 in stage 1 only.
+Both players, their batch-norm statistics and their Adam states live in the
+auxiliary state and move only in `aux_step`, each with the code's own Adam at
+1e-3 (the run's `lr` drives stage 1's MF-BPR only). `embed_aux` hands the
+players to `embed`, so the engine keeps the selected epoch's players with the
+selected MF tables. The main loss in stage 2 is the generator's loss of the
+latest step, reported from the aux state (no gradient: the MF tables are
+fixed), so the engine's curves and divergence check see it.
+
+Batch norm as the authors' build_mlp: a recommender tower is BN(no scale) ->
+Dense -> BN -> tanh -> dropout -> Dense (bn_first); the generator is Dense ->
+BN -> tanh -> dropout -> Dense. A player in its own step is in training mode
+(batch statistics, running averages updated with TF's momentum 0.99 and
+epsilon 1e-3, dropout: generator 0.1, recommender 0.5); the other player is
+in inference mode (running averages, no dropout), as the code's `g_training`
+/ `d_training` flags. The recommender's step is one pass over the concatenated
+[real; negative; generated] items, so its batch norm sees all three.
+[D] The offsets right before a batch norm (a Dense's bias, the first norm's
+    offset) are dropped: the norm's mean cancels them in training, so their
+    gradients are rounding noise that Adam turns into ±lr steps (which made
+    a vmapped run differ from the same run alone).
+[D] Batch statistics include the padded slots of an epoch's last batch (the
+    code drops the incomplete batch).
+[D] β, the players' rates and L2 weights are module constants; α is
+    `aux_weight`, the generator's dropout `dropout`.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -55,7 +53,7 @@ from jaxrec import losses
 from jaxrec.models import mf
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, dropout
 from jaxrec.models.dropoutnet import (content_dim, frozen_mf, in_first_stage,
-                                      item_content, mf_stage_loss, staged, warm_items)
+                                      item_content, staged, warm_items)
 
 # The authors' code (zfnWong/GAR, GAR/GAR.py and main.py): 200-unit tanh
 # layers, g_drop 0.1, d_drop 0.5, Adam 1e-3 for both players, 1e-3 L2 on
@@ -63,103 +61,102 @@ from jaxrec.models.dropoutnet import (content_dim, frozen_mf, in_first_stage,
 GAR_HIDDEN = 200
 D_DROPOUT = 0.5
 D_LR = 1e-3
+G_LR = 1e-3
 D_REG = 1e-3
 G_REG = 1e-3
 BETA = 0.1
 BN_MOMENTUM = 0.99     # tf.layers.batch_normalization's defaults
 BN_EPSILON = 1e-3
 
-# [D] lr 5e-3 (the authors' players use 1e-3): one per-run rate drives both
-# stages, and MF-BPR needs 5e-3 to fit in a short first stage on small data.
-# [D] α (aux_weight) 0.5, not the code's 0.05: chosen before the recommender had
-# the code's batch norm, when α = 0.05 let the generator run off to saturate the
-# recommender's tanh layers on synthetic data (new-item recall below 2x random);
-# not re-tuned with the batch norm.
-DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.1, aux_weight=0.5)
+# lr 5e-3 is stage 1's (MF-BPR, as DropoutNet); the players have their own rates.
+DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.1, aux_weight=0.05)
 CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}
+TERMS = ("adversarial", "similarity", "generator_l2", "generator_loss", "recommender_loss")
 
 
-class MLP(nn.Module):
-  """`Dense(out) ∘ dropout ∘ tanh ∘ Dense(hidden)`."""
+class BatchNormMLP(nn.Module):
+  """[BN(no scale) ->] Dense -> BN -> tanh -> dropout -> Dense (build_mlp)."""
   hidden: int
   out: int
-
-  @nn.compact
-  def __call__(self, x, rate=0.0, key=None):
-    h = jnp.tanh(nn.Dense(self.hidden, name="hidden")(x))
-    return nn.Dense(self.out, name="out")(dropout(h, rate, key))
-
-
-def _mlp(spec: ModelSpec, out: int | None = None) -> MLP:
-  return MLP(GAR_HIDDEN, out or spec.embed_dim)
-
-
-class Tower(nn.Module):
-  """A recommender tower: BN(no scale) -> Dense -> BN -> tanh -> dropout -> Dense.
-
-  [D] The first norm has no offset and the first Dense no bias (the code has
-  both; the second norm cancels them in training, its running mean absorbs
-  them in inference).
-  """
-  hidden: int
-  out: int
+  bn_first: bool
 
   @nn.compact
   def __call__(self, x, train: bool, rate=0.0, key=None):
     norm = lambda name, affine: nn.BatchNorm(
         use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
         use_scale=affine, use_bias=affine, name=name)
-    # No offset before the second batch norm (neither the first norm's nor the
-    # Dense's): that norm's mean cancels it, so its gradient is zero up to
-    # rounding, and Adam would turn that rounding into random +-lr steps.
-    h = nn.Dense(self.hidden, use_bias=False, name="hidden")(norm("bn_in", False)(x))
+    if self.bn_first:
+      x = norm("bn_in", False)(x)
+    h = nn.Dense(self.hidden, use_bias=False, name="hidden")(x)
     h = jnp.tanh(norm("bn_hidden", True)(h))
     return nn.Dense(self.out, name="out")(dropout(h, rate, key))
 
 
-TOWER = Tower(GAR_HIDDEN, GAR_HIDDEN)
+TOWER = BatchNormMLP(GAR_HIDDEN, GAR_HIDDEN, bn_first=True)   # each recommender side
+
+
+def _generator(spec: ModelSpec) -> BatchNormMLP:
+  return BatchNormMLP(GAR_HIDDEN, spec.embed_dim, bn_first=False)
+
+
+def _apply(module: BatchNormMLP, player: dict, x, train: bool, rate=0.0, key=None):
+  """(output, running statistics after the pass) of one network of a player."""
+  variables = {"params": player["params"], "batch_stats": player["stats"]}
+  if not train:
+    return module.apply(variables, x, False), player["stats"]
+  out, updated = module.apply(variables, x, True, rate, key, mutable=["batch_stats"])
+  return out, updated["batch_stats"]
+
+
+def _player(module: BatchNormMLP, key, in_dim: int) -> dict:
+  variables = module.init(key, jnp.zeros((1, in_dim)), False)
+  return {"params": variables["params"], "stats": variables["batch_stats"]}
 
 
 def init(key, spec: ModelSpec, hp):
   del hp
-  k_mf, k_gen = jax.random.split(key)
-  return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, spec.embed_dim),
-          "generator": _mlp(spec).init(k_gen, jnp.zeros((1, content_dim(spec))))["params"]}
-
-
-def generate(params, content: jax.Array, spec: ModelSpec, key=None, rate=0.0):
-  """(N, D) G(x): CF-like item embeddings from content."""
-  return _mlp(spec).apply({"params": params["generator"]}, content, rate, key)
+  return {"mf": mf.mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
 
 
 def init_aux(key, spec: ModelSpec, hp, params):
   del hp, params
-  towers = {side: TOWER.init(k, jnp.zeros((1, spec.embed_dim)), False)
-            for side, k in zip(("user", "item"), jax.random.split(key))}
-  disc = {side: v["params"] for side, v in towers.items()}
-  return {"disc": disc, "stats": {side: v["batch_stats"] for side, v in towers.items()},
-          "opt": optax.adam(D_LR).init(disc)}
+  k_g, k_u, k_i = jax.random.split(key, 3)
+  user, item = _player(TOWER, k_u, spec.embed_dim), _player(TOWER, k_i, spec.embed_dim)
+  players = {
+      "generator": _player(_generator(spec), k_g, content_dim(spec)),
+      "recommender": {"params": {"user": user["params"], "item": item["params"]},
+                      "stats": {"user": user["stats"], "item": item["stats"]}}}
+  return {**players,
+          "opt": {"generator": optax.adam(G_LR).init(players["generator"]["params"]),
+                  "recommender": optax.adam(D_LR).init(players["recommender"]["params"])},
+          "last": {name: jnp.float32(0.0) for name in TERMS}}
 
 
-def _tower(params, stats, x, train: bool, key=None):
-  """(tower output, updated running statistics); dropout D_DROPOUT with a key."""
-  variables = {"params": params, "batch_stats": stats}
-  if not train:
-    return TOWER.apply(variables, x, False), stats
-  out, updated = TOWER.apply(variables, x, True, D_DROPOUT, key, mutable=["batch_stats"])
-  return out, updated["batch_stats"]
+def generate(generator: dict, content, spec: ModelSpec, train=False, rate=0.0, key=None):
+  """((N, D) G(x), the generator's running statistics after the pass).
+
+  `train`: batch statistics (running averages updated) and dropout `rate`
+  with `key`; otherwise the running averages, no dropout.
+  """
+  return _apply(_generator(spec), generator, content, train, rate, key)
 
 
-def recommender_scores(disc, stats, users, items, train: bool = False, key=None):
-  """(N,) R(u, i) = r_U(users) · r_I(items), and the updated running statistics.
+def recommender_scores(recommender: dict, users, items, train=False, key=None):
+  """((N,) R(u, i) = r_U(users) · r_I(items), the towers' running statistics).
 
-  `train`: batch statistics (and their running averages updated) and dropout
+  `train`: batch statistics (running averages updated) and dropout D_DROPOUT
   with `key`; otherwise the running averages, no dropout.
   """
   k_u, k_i = jax.random.split(key) if key is not None else (None, None)
-  u, stats_u = _tower(disc["user"], stats["user"], users, train, k_u)
-  i, stats_i = _tower(disc["item"], stats["item"], items, train, k_i)
+  u, stats_u = recommender_side(recommender, "user", users, train, k_u)
+  i, stats_i = recommender_side(recommender, "item", items, train, k_i)
   return jnp.sum(u * i, -1), {"user": stats_u, "item": stats_i}
+
+
+def recommender_side(recommender: dict, side: str, x, train=False, key=None):
+  """(r_U(x) or r_I(x), that tower's running statistics after the pass)."""
+  tower = {"params": recommender["params"][side], "stats": recommender["stats"][side]}
+  return _apply(TOWER, tower, x, train, D_DROPOUT, key)
 
 
 def _kernel_l2(tree) -> jax.Array:
@@ -169,68 +166,119 @@ def _kernel_l2(tree) -> jax.Array:
              if "kernel" in jax.tree_util.keystr(path))
 
 
-def recommender_loss(disc, stats, params, batch: Batch, inputs: ModelInputs, key,
-                     spec: ModelSpec):
-  """(L_R on the batch, updated running statistics); the generator held fixed.
+class Players(NamedTuple):
+  """One batch as the players see it: users e_u, items e_pos / e_neg, content x_pos."""
+  users: jax.Array
+  real: jax.Array
+  neg: jax.Array
+  content: jax.Array
+  weights: jax.Array
+
+
+def players_batch(params, batch: Batch, inputs: ModelInputs) -> Players:
+  cf = frozen_mf(params)
+  return Players(users=cf["users"][batch.users], real=cf["items"][batch.pos],
+                 neg=cf["items"][batch.neg], content=item_content(inputs, batch.pos),
+                 weights=batch.weights)
+
+
+def recommender_loss(rec_params, aux, b: Players, key, spec: ModelSpec):
+  """(L_R + its L2, the towers' updated statistics); the generator in inference mode.
 
   As the authors' code, one training-mode pass over the users repeated three
-  times against [real; negative; generated] items, so batch norm sees all three.
+  times against [real; negative; generated] items.
   """
-  cf = frozen_mf(params)
-  u = cf["users"][batch.users]
-  fake = jax.lax.stop_gradient(generate(params, item_content(inputs, batch.pos), spec))
-  items = jnp.concatenate([cf["items"][batch.pos], cf["items"][batch.neg], fake])
-  scores, stats = recommender_scores(disc, stats, jnp.tile(u, (3, 1)), items, True, key)
+  fake, _ = generate(aux["generator"], b.content, spec)
+  items = jnp.concatenate([b.real, b.neg, fake])
+  recommender = {**aux["recommender"], "params": rec_params}
+  scores, stats = recommender_scores(recommender, jnp.tile(b.users, (3, 1)), items, True, key)
   real, neg, gen = jnp.split(scores, 3)
-  risk = losses.bpr_risk(score_diff=real - (1.0 - BETA) * gen - BETA * neg,
-                         weights=batch.weights)
-  return risk + D_REG * _kernel_l2(disc), stats
+  risk = losses.bpr_risk(score_diff=real - (1.0 - BETA) * gen - BETA * neg, weights=b.weights)
+  return risk + D_REG * _kernel_l2(rec_params), stats
+
+
+def generator_terms(gen_params, aux, b: Players, key, spec: ModelSpec, rate) -> tuple[dict, dict]:
+  """(`adversarial`, `similarity` (L1), `generator_l2`; the generator's updated
+  statistics); the recommender in inference mode."""
+  fake, stats = generate({**aux["generator"], "params": gen_params}, b.content, spec, True,
+                         rate, key)
+  score = lambda items: recommender_scores(aux["recommender"], b.users, items)[0]
+  terms = {"adversarial": losses.bpr_risk(score_diff=score(fake) - score(b.real),
+                                          weights=b.weights),
+           "similarity": losses.weighted_mean(jnp.mean(jnp.abs(fake - b.real), -1), b.weights),
+           "generator_l2": _kernel_l2(gen_params)}
+  return terms, stats
+
+
+def generator_loss(gen_params, aux, b: Players, key, spec: ModelSpec, hp):
+  """(L_G + its L2, (terms, the generator's updated statistics))."""
+  terms, stats = generator_terms(gen_params, aux, b, key, spec, hp["dropout"])
+  alpha = hp["aux_weight"]
+  total = ((1.0 - alpha) * terms["adversarial"] + alpha * terms["similarity"]
+           + G_REG * terms["generator_l2"])
+  return total, (terms, stats)
+
+
+def recommender_step(aux, b: Players, key, spec: ModelSpec):
+  """aux after one Adam step of the recommender against the current generator."""
+  rec = aux["recommender"]
+  (loss_value, stats), grads = jax.value_and_grad(recommender_loss, has_aux=True)(
+      rec["params"], aux, b, key, spec)
+  updates, opt = optax.adam(D_LR).update(grads, aux["opt"]["recommender"], rec["params"])
+  return {**aux, "recommender": {"params": optax.apply_updates(rec["params"], updates),
+                                 "stats": stats},
+          "opt": {**aux["opt"], "recommender": opt},
+          "last": {**aux["last"], "recommender_loss": loss_value}}
+
+
+def generator_step(aux, b: Players, key, spec: ModelSpec, hp):
+  """aux after one Adam step of the generator against the current recommender."""
+  gen = aux["generator"]
+  (loss_value, (terms, stats)), grads = jax.value_and_grad(generator_loss, has_aux=True)(
+      gen["params"], aux, b, key, spec, hp)
+  updates, opt = optax.adam(G_LR).update(grads, aux["opt"]["generator"], gen["params"])
+  return {**aux, "generator": {"params": optax.apply_updates(gen["params"], updates),
+                               "stats": stats},
+          "opt": {**aux["opt"], "generator": opt},
+          "last": {**aux["last"], **terms, "generator_loss": loss_value}}
 
 
 def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  """One Adam step of the recommender against the current generator (stage 2)."""
-  grads, stats = jax.grad(recommender_loss, has_aux=True)(
-      aux["disc"], aux["stats"], params, batch, inputs, key, spec)
-  updates, opt = optax.adam(D_LR).update(grads, aux["opt"], aux["disc"])
-  stepped = {"disc": optax.apply_updates(aux["disc"], updates), "stats": stats, "opt": opt}
-  # In the first stage the MF tables are still moving: the recommender waits.
-  first = in_first_stage(hp)
-  return jax.tree.map(lambda old, new: jnp.where(first, old, new), aux, stepped)
-
-
-def gar_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec,
-              aux) -> dict:
-  """Stage-2 generator terms: `adversarial` and `similarity` (L1), `l2`."""
-  cf = frozen_mf(params)
-  disc, stats = jax.lax.stop_gradient((aux["disc"], aux["stats"]))
-  u = cf["users"][batch.users]
-  real = cf["items"][batch.pos]
-  fake = generate(params, item_content(inputs, batch.pos), spec, key, hp["dropout"])
-  adversarial = losses.bpr_risk(   # the recommender in inference mode
-      score_diff=recommender_scores(disc, stats, u, fake)[0]
-      - recommender_scores(disc, stats, u, real)[0], weights=batch.weights)
-  similarity = losses.weighted_mean(jnp.mean(jnp.abs(fake - real), -1), batch.weights)
-  return {"adversarial": adversarial, "similarity": similarity,
-          "generator_l2": _kernel_l2(params["generator"])}
+  """Stage 2: one recommender step, then one generator step against the updated
+  recommender (the code's train_d, train_g). Stage 1: the players wait for the
+  MF tables."""
+  def steps(aux):
+    k_d, k_g = jax.random.split(key)
+    b = players_batch(params, batch, inputs)
+    return generator_step(recommender_step(aux, b, k_d, spec), b, k_g, spec, hp)
+  # The stage is the group's (not batched), so stage 1 skips the players' work.
+  return jax.lax.cond(in_first_stage(hp), lambda aux: aux, steps, aux)
 
 
 def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec, aux):
-  mf_loss, mf_t = mf_stage_loss(params, batch, hp)
-  t = gar_terms(params, batch, inputs, hp, key, spec, aux)
-  alpha = hp["aux_weight"]
-  own = ((1.0 - alpha) * t["adversarial"] + alpha * t["similarity"]
-         + G_REG * t["generator_l2"])
-  return staged(hp, mf_loss, own), {**mf_t, **t}
+  """MF-BPR in stage 1; in stage 2 the generator's loss of this step's
+  `aux_step`, reported (the MF tables are fixed, so it has no gradient)."""
+  del key, spec, inputs
+  last = jax.lax.stop_gradient(aux["last"])
+  return staged(hp, params, batch, lambda: (last["generator_loss"], last))
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users e_u; warm items e_i, new items G(x_i) (no dropout)."""
+def embed_aux(aux):
+  """What `embed` reads of the auxiliary state: both players."""
+  return {"generator": aux["generator"], "recommender": aux["recommender"]}
+
+
+def embed(params, inputs: ModelInputs, hp, spec: ModelSpec, aux):
+  """The recommender's towers (inference mode) on users e_u and on items (warm
+  e_i, new G(x_i)), so that user · item = R(u, i)."""
   del hp
   cf = params["mf"]
-  gen = generate(params, item_content(inputs, jnp.arange(spec.n_items)), spec)
-  return cf["users"], jnp.where(warm_items(inputs, spec.n_items)[:, None], cf["items"], gen)
+  gen, _ = generate(aux["generator"], item_content(inputs, jnp.arange(spec.n_items)), spec)
+  items = jnp.where(warm_items(inputs, spec.n_items)[:, None], cf["items"], gen)
+  rec = aux["recommender"]
+  return recommender_side(rec, "user", cf["users"])[0], recommender_side(rec, "item", items)[0]
 
 
 GAR = Model(name="gar", init=init, loss=loss, embed=embed,
             default_hparams=DEFAULT_HPARAMS, config_defaults=CONFIG_DEFAULTS,
-            init_aux=init_aux, aux_step=aux_step)
+            init_aux=init_aux, aux_step=aux_step, embed_aux=embed_aux)

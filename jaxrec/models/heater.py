@@ -39,7 +39,7 @@ from jaxrec import losses
 from jaxrec.models import mf
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 from jaxrec.models.dropoutnet import (HIDDEN, Tower, content_dim, frozen_mf, item_content,
-                                      mf_stage_loss, score_pairs, staged, warm_items)
+                                      score_pairs, staged, warm_items)
 
 N_EXPERTS = 5
 
@@ -113,10 +113,10 @@ def heater_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
 
 
 def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  mf_loss, mf_t = mf_stage_loss(params, batch, hp)
-  t = heater_terms(params, batch, inputs, hp, key, spec)
-  own = t["mse"] + hp["align_weight"] * t["similarity"]
-  return staged(hp, mf_loss, own), {**mf_t, **t}
+  def own():
+    t = heater_terms(params, batch, inputs, hp, key, spec)
+    return t["mse"] + hp["align_weight"] * t["similarity"], t
+  return staged(hp, params, batch, own)
 
 
 def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
