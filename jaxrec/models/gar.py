@@ -182,65 +182,60 @@ def players_batch(params, batch: Batch, inputs: ModelInputs) -> Players:
                  weights=batch.weights)
 
 
-def recommender_loss(rec_params, aux, b: Players, key, spec: ModelSpec):
-  """(L_R + its L2, the towers' updated statistics); the generator in inference mode.
+def recommender_loss(rec_params, aux, b: Players, key, spec: ModelSpec, hp):
+  """(L_R + its L2, (the towers' updated statistics, {})); the generator in
+  inference mode.
 
   As the authors' code, one training-mode pass over the users repeated three
   times against [real; negative; generated] items.
   """
+  del hp
   fake, _ = generate(aux["generator"], b.content, spec)
   items = jnp.concatenate([b.real, b.neg, fake])
   recommender = {**aux["recommender"], "params": rec_params}
   scores, stats = recommender_scores(recommender, jnp.tile(b.users, (3, 1)), items, True, key)
   real, neg, gen = jnp.split(scores, 3)
   risk = losses.bpr_risk(score_diff=real - (1.0 - BETA) * gen - BETA * neg, weights=b.weights)
-  return risk + D_REG * _kernel_l2(rec_params), stats
+  return risk + D_REG * _kernel_l2(rec_params), (stats, {})
 
 
-def generator_terms(gen_params, aux, b: Players, key, spec: ModelSpec, rate) -> tuple[dict, dict]:
-  """(`adversarial`, `similarity` (L1), `generator_l2`; the generator's updated
-  statistics); the recommender in inference mode."""
+def generator_loss(gen_params, aux, b: Players, key, spec: ModelSpec, hp):
+  """(L_G + its L2, (the generator's updated statistics, its terms `adversarial`,
+  `similarity` (L1), `generator_l2`)); the recommender in inference mode."""
   fake, stats = generate({**aux["generator"], "params": gen_params}, b.content, spec, True,
-                         rate, key)
+                         hp["dropout"], key)
   score = lambda items: recommender_scores(aux["recommender"], b.users, items)[0]
   terms = {"adversarial": losses.bpr_risk(score_diff=score(fake) - score(b.real),
                                           weights=b.weights),
            "similarity": losses.weighted_mean(jnp.mean(jnp.abs(fake - b.real), -1), b.weights),
            "generator_l2": _kernel_l2(gen_params)}
-  return terms, stats
-
-
-def generator_loss(gen_params, aux, b: Players, key, spec: ModelSpec, hp):
-  """(L_G + its L2, (terms, the generator's updated statistics))."""
-  terms, stats = generator_terms(gen_params, aux, b, key, spec, hp["dropout"])
   alpha = hp["aux_weight"]
   total = ((1.0 - alpha) * terms["adversarial"] + alpha * terms["similarity"]
            + G_REG * terms["generator_l2"])
-  return total, (terms, stats)
+  return total, (stats, terms)
+
+
+def _player_step(aux, name: str, rate: float, player_loss, b: Players, key, spec, hp):
+  """aux after one Adam step of player `name` on `player_loss` (its params, the
+  rest held fixed), with its statistics and its reported terms updated."""
+  player = aux[name]
+  (value, (stats, terms)), grads = jax.value_and_grad(player_loss, has_aux=True)(
+      player["params"], aux, b, key, spec, hp)
+  updates, opt = optax.adam(rate).update(grads, aux["opt"][name], player["params"])
+  return {**aux, name: {"params": optax.apply_updates(player["params"], updates),
+                        "stats": stats},
+          "opt": {**aux["opt"], name: opt},
+          "last": {**aux["last"], **terms, f"{name}_loss": value}}
 
 
 def recommender_step(aux, b: Players, key, spec: ModelSpec):
   """aux after one Adam step of the recommender against the current generator."""
-  rec = aux["recommender"]
-  (loss_value, stats), grads = jax.value_and_grad(recommender_loss, has_aux=True)(
-      rec["params"], aux, b, key, spec)
-  updates, opt = optax.adam(D_LR).update(grads, aux["opt"]["recommender"], rec["params"])
-  return {**aux, "recommender": {"params": optax.apply_updates(rec["params"], updates),
-                                 "stats": stats},
-          "opt": {**aux["opt"], "recommender": opt},
-          "last": {**aux["last"], "recommender_loss": loss_value}}
+  return _player_step(aux, "recommender", D_LR, recommender_loss, b, key, spec, None)
 
 
 def generator_step(aux, b: Players, key, spec: ModelSpec, hp):
   """aux after one Adam step of the generator against the current recommender."""
-  gen = aux["generator"]
-  (loss_value, (terms, stats)), grads = jax.value_and_grad(generator_loss, has_aux=True)(
-      gen["params"], aux, b, key, spec, hp)
-  updates, opt = optax.adam(G_LR).update(grads, aux["opt"]["generator"], gen["params"])
-  return {**aux, "generator": {"params": optax.apply_updates(gen["params"], updates),
-                               "stats": stats},
-          "opt": {**aux["opt"], "generator": opt},
-          "last": {**aux["last"], **terms, "generator_loss": loss_value}}
+  return _player_step(aux, "generator", G_LR, generator_loss, b, key, spec, hp)
 
 
 def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
