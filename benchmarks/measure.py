@@ -10,11 +10,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxrec import sweep
 from jaxrec.config import make_config
 from jaxrec.engine import memory, sharding
+from jaxrec.engine.inputs import build_group
 from jaxrec.engine.train import GroupTrainer
-from jaxrec.models import get_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,19 +94,15 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
                          synthetic_interactions=shape.per_user,
                          seed=s, setting=("fm", "mm")[s % 2], missing_rate=0.5)
              for s in range(n_runs)]
-  model = get_model(model_name)
-  dataset = sweep.dataset_for(configs[0])
-  split = sweep.split_for(configs[0])
-  spec, settings = sweep.group_settings(configs[0])
+  group = build_group(configs)
+  model, spec, settings = group.model, group.spec, group.settings
   mesh = sharding.runs_mesh()
-  data = sharding.to_device(sweep.group_data(dataset, split, feature_dtype),
-                            sharding.replicated(mesh))
-  one = sweep.run_inputs(model, configs[:1], dataset, split)
-  est = memory.estimate(model, spec, settings, data, one)
-  runs = sharding.pad_runs(sweep.run_inputs(model, configs, dataset, split), n_runs,
-                           sharding.padded_size(n_runs, mesh))
+  data = sharding.to_device(group.data, sharding.replicated(mesh))
+  est = memory.estimate(model, spec, settings, data, group.one_run())
+  runs = sharding.pad_runs(group.runs, n_runs, sharding.padded_size(n_runs, mesh))
   runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
+  runs = trainer.prepare(runs, data)
   state = trainer.init(runs)
   t0 = time.perf_counter()
   compiled = trainer.epoch.lower(state, runs, data, jnp.int32(0)).compile()
@@ -119,13 +114,14 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
     state, terms = compiled(state, runs, data, jnp.int32(0))
   jax.block_until_ready(terms)
   epoch_s = (time.perf_counter() - t0) / epochs
-  evaluate = lambda: trainer.run_eval(state.params, trainer.embed_aux(state.aux), runs,
+  evaluate = lambda: trainer.run_eval(state.params, model.embed_aux(state.aux), runs,
                                       data, data.test)
   jax.block_until_ready(evaluate())                         # compiles
   t0 = time.perf_counter()
   jax.block_until_ready(evaluate())
   eval_s = time.perf_counter() - t0
-  flops, bytes_ = epoch_counts(model_name, shape, len(split.train_pairs), settings.batch_size,
+  flops, bytes_ = epoch_counts(model_name, shape, int(data.train_pairs.shape[0]),
+                               settings.batch_size,
                                spec.embed_dim, int(data.graph.src.shape[0]) // 2,
                                feature_bytes=jnp.dtype(feature_dtype).itemsize)
   flop_floor = n_runs * flops / ceilings["matmul_flops"]

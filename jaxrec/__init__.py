@@ -8,13 +8,14 @@ from jaxrec.config import RunConfig, make_config
 from jaxrec.data.dataset import Dataset
 from jaxrec.data.synthetic import make_synthetic
 from jaxrec.eval import evaluate, make_eval_split
-from jaxrec.models import (MILK, Batch, Model, ModelInputs, ModelSpec, get_model,
-                           register_model)
-from jaxrec.sweep import Grid, run_sweep, train_configs
+from jaxrec.models import (MILK, Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+                           get_model, register_model)
+from jaxrec.grid import Grid
+from jaxrec.sweep import run_sweep, train_configs
 
 __all__ = [
     "envs", "losses", "RunConfig", "make_config", "Dataset", "make_synthetic",
-    "evaluate", "make_eval_split", "MILK", "Batch", "Model", "ModelInputs",
-    "ModelSpec", "get_model", "register_model", "Grid", "run_sweep", "train_configs",
+    "evaluate", "make_eval_split", "MILK", "Batch", "HParam", "Model", "ModelInputs",
+    "ModelSpec", "StepContext", "get_model", "register_model", "Grid", "run_sweep", "train_configs",
 ]
 __version__ = "0.1.0"

@@ -1,8 +1,16 @@
-"""One flat, typed configuration per run, and how runs group into compiled groups.
+"""One typed configuration per run, and how runs group into compiled groups.
 
-Fields in `PER_RUN_FIELDS` may differ inside a group (they become arrays with a
-leading runs axis); every other field changes shapes or control flow and so
+A `RunConfig` has the fields every run shares (data, protocol, missingness,
+training loop) and the hyper-parameters of its model, exactly those the model
+declares (`Model.hparams`, in the model's file). Whether a value may differ
+inside one compiled group follows from its declaration: the shared fields in
+`PER_RUN_FIELDS` and the model's `per_run` hyper-parameters become arrays with
+a leading runs axis; every other field changes shapes or control flow and so
 splits the grid into separate groups.
+
+Each shared field states its allowed range where it is declared (the
+`dataclasses.field` metadata below), as each model does for its own fields, so
+every value is checked once, by name, before anything is built.
 """
 from __future__ import annotations
 
@@ -11,20 +19,23 @@ import hashlib
 import json
 from typing import Any
 
-PER_RUN_FIELDS = (
-    "seed", "setting", "missing_rate", "fill",
-    "lr", "penalty_weight", "align_weight", "alpha", "reg",
-    "use_uniform_env", "cyclic", "random_mix", "use_envs", "use_align",
-    "c_max", "c_min", "dropout", "temperature", "aux_weight")
+from jaxrec.models.base import HParam
+
+PER_RUN_FIELDS = ("seed", "setting", "missing_rate", "fill", "test_missing_rate")
+SETTINGS = ("ff", "fm", "mf", "mm", "mix")
+PROTOCOLS = ("new_item", "warm")
+FILLS = ("mean", "zero")
+FEATURE_DTYPES = ("float32", "bfloat16")
+
+
+def _field(default, **limits):
+  """A shared field with its allowed range (HParam's low/high/low_open/choices)."""
+  return dataclasses.field(default=default, metadata=limits)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """Everything that defines one run.
-
-  Fields left None (the model hyper-parameters and the fill) take the chosen
-  model's defaults in `make_config` (MILK's and I3-MRec's reference code), so
-  the recorded config is always complete. Fields a model does not use stay None.
 
   Data: `data` is "synthetic" (sizes below) or a folder in one of the layouts
     of PROTOCOL.md; `modalities` a comma list of feature names ("" = all);
@@ -32,111 +43,194 @@ class RunConfig:
   Protocol: "new_item" (seeded split with `split_seed`) or "warm" (the data's
     own split; all items ranked, training items masked).
   Missingness: `setting` ff/fm/mf/mm/mix, `missing_rate` (None = the paper's
-    fractions), `fill` "mean" or "zero" (see jaxrec.data.protocol).
-  MILK: `penalty` variance/irm/irm_split (per group); weights per run.
+    fractions), `test_missing_rate` (warm protocol: the share of test items
+    missing a modality; None = the authors' 50%), `fill` "mean" or "zero"
+    (None = the model's default; see jaxrec.data.protocol).
+  Model: `hparams`, the (name, value) pairs of the model's declared
+    hyper-parameters, complete; read them as attributes (`cfg.lr`).
   """
   model: str = "milk"
   data: str = "synthetic"
   modalities: str = ""
-  min_rating: int = 4
-  synthetic_users: int = 1200
-  synthetic_items: int = 1000
+  min_rating: int = _field(4, low=0)
+  synthetic_users: int = _field(1200, low=2)
+  synthetic_items: int = _field(1000, low=2)
   synthetic_dims: tuple[int, ...] = (48, 32)
-  synthetic_interactions: float = 25.0      # mean interactions per user
+  synthetic_interactions: float = _field(25.0, low=0.0, low_open=True)
   data_seed: int = 0
-  protocol: str = "new_item"
+  protocol: str = _field("new_item", choices=PROTOCOLS)
   split_seed: int = 0
-  new_fraction: float = 0.2
-  setting: str = "fm"
-  missing_rate: float | None = None
-  fill: str | None = None
-  embed_dim: int = 64
-  batch_size: int = 2048
-  penalty: str = "variance"
-  max_epochs: int = 1000
-  pretrain_epochs: int = 0
-  eval_every: int = 10
-  patience: int = 3
-  eval_chunk: int = 0
-  seed: int = 0
-  lr: float | None = None
-  penalty_weight: float | None = None
-  reg: float | None = None
-  align_weight: float | None = None
-  alpha: float | None = None
-  use_uniform_env: float | None = None
-  cyclic: float | None = None
-  random_mix: float | None = None
-  use_envs: float | None = None
-  use_align: float | None = None
-  c_max: float | None = None
-  c_min: float | None = None
-  dropout: float | None = None
-  temperature: float | None = None   # contrastive temperature (CLCRec, ...)
-  aux_weight: float | None = None    # weight of a model's auxiliary term (CLCRec, GAR, ...)
+  new_fraction: float = _field(0.2, low=0.0, low_open=True, high=0.99)
+  setting: str = _field("fm", choices=SETTINGS)
+  missing_rate: float | None = _field(None, low=0.0, high=1.0)
+  test_missing_rate: float | None = _field(None, low=0.0, high=1.0)
+  fill: str | None = _field(None, choices=FILLS)
+  embed_dim: int = _field(64, low=1)
+  batch_size: int = _field(2048, low=1)
+  max_epochs: int = _field(1000, low=1)
+  eval_every: int = _field(10, low=1)
+  patience: int = _field(3, low=1)
+  eval_chunk: int = _field(0, low=0)
+  seed: int = _field(0, low=0)
   # How item features are stored on the device: "float32", or "bfloat16" (half
   # the feature bytes; every product still runs and accumulates in float32, on
   # features rounded to bfloat16). An option, never on by default.
-  feature_dtype: str = "float32"
+  feature_dtype: str = _field("float32", choices=FEATURE_DTYPES)
+  hparams: tuple[tuple[str, Any], ...] = ()
+
+  def __getattr__(self, name: str) -> Any:
+    # Only called for names that are not dataclass fields: the model's
+    # hyper-parameters, and None for a legacy field the model does not read.
+    if name.startswith("__"):
+      raise AttributeError(name)
+    hparams = dict(object.__getattribute__(self, "hparams"))
+    if name in hparams:
+      return hparams[name]
+    if name in LEGACY_ID_DEFAULTS:
+      return None
+    raise AttributeError(f"RunConfig of model {self.model!r} has no field {name!r}")
+
+  @property
+  def hp(self) -> dict[str, Any]:
+    return dict(self.hparams)
 
   def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    """Shared fields and the model's hyper-parameters, flat (what a record holds)."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+           if f.name != "hparams"}
+    return {**out, **self.hp}
+
+  def replace(self, **changes) -> "RunConfig":
+    """This config with `changes` (shared fields or hyper-parameters), re-checked."""
+    return make_config(**{**self.to_dict(), **changes})
 
   @property
   def run_id(self) -> str:
-    """Stable id from the full configuration (used to resume)."""
-    fields = {k: v for k, v in self.to_dict().items()
+    """Stable id from the full configuration (used to resume).
+
+    Hashed as the flat configuration of before 2026-12, when every model's
+    hyper-parameters shared one namespace: a legacy field the model does not
+    read counts with its old default, so work directories written then resume.
+    """
+    fields = {**LEGACY_ID_DEFAULTS, **self.to_dict()}
+    fields = {k: v for k, v in fields.items()
               if not (k in ID_OMITS_DEFAULT and v == ID_OMITS_DEFAULT[k])}
     blob = json.dumps(fields, sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
   def group_key(self) -> tuple:
     """Runs with equal keys share one compiled program."""
-    return tuple((k, v) for k, v in sorted(self.to_dict().items())
-                 if k not in PER_RUN_FIELDS)
+    from jaxrec.models import get_model
+    per_run = set(PER_RUN_FIELDS) | set(get_model(self.model).per_run_hparams)
+    return tuple((k, v) for k, v in sorted(self.to_dict().items()) if k not in per_run)
 
 
+# The flat fields of before 2026-12 that are now a model's hyper-parameters (or
+# absent), with the values a config then held for a model that did not read them.
+LEGACY_ID_DEFAULTS = {
+    "penalty": "variance", "pretrain_epochs": 0,
+    **{name: None for name in (
+        "lr", "penalty_weight", "reg", "align_weight", "alpha", "use_uniform_env", "cyclic",
+        "random_mix", "use_envs", "use_align", "c_max", "c_min", "dropout", "temperature",
+        "aux_weight")}}
 # Fields added after results were first written: left out of `run_id` while at
 # these defaults, so existing work directories keep resuming.
-ID_OMITS_DEFAULT = {"feature_dtype": "float32"}
-FEATURE_DTYPES = ("float32", "bfloat16")
+ID_OMITS_DEFAULT = {"feature_dtype": "float32", "test_missing_rate": None}
 
+SHARED_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "hparams"}
+FIELD_TYPES = {name: f.type for name, f in SHARED_FIELDS.items()}
 # Defaults of None-valued fields for models that do not set their own.
 GENERIC_DEFAULTS = {"fill": "mean"}
 
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+
+def shared_field(name: str) -> HParam:
+  """The declaration of shared field `name` as an `HParam` (kind, range, default)."""
+  field = SHARED_FIELDS[name]
+  kind = field.type.split("|")[0].strip()
+  return HParam(name, field.default, "jaxrec", kind={"int": int, "float": float}.get(kind, str),
+                per_run=name in PER_RUN_FIELDS, **field.metadata)
 
 
-def parse_value(name: str, text: str) -> Any:
-  """Parses a flag string into the type of config field `name`."""
-  if name not in FIELD_TYPES:
-    raise ValueError(f"unknown config field {name!r}; known: {sorted(FIELD_TYPES)}")
+def parse_shared(name: str, value: Any) -> Any:
+  """`value` (Python value or flag text) of shared field `name`, parsed and checked."""
   kind = FIELD_TYPES[name]
-  text = text.strip()
-  if "None" in kind and text.lower() in ("none", "null", ""):
+  if isinstance(value, str):
+    text = value.strip()
+    if "None" in kind and text.lower() in ("none", "null", ""):
+      return None
+    if kind.startswith("tuple"):
+      try:
+        value = tuple(int(x) for x in text.replace("x", ",").split(",") if x)
+      except ValueError:
+        raise ValueError(f"{name}={value!r}: expected integers like 48,32") from None
+  if value is None and "None" in kind:
     return None
   if kind.startswith("tuple"):
-    return tuple(int(x) for x in text.replace("x", ",").split(",") if x)
-  if kind.startswith("int"):
-    return int(text)
-  if kind.startswith("float"):
-    return float(text)
-  return text
+    value = tuple(value)
+    if not value or any(int(v) < 1 for v in value):
+      raise ValueError(f"{name}={value!r}: expected one or more positive integers")
+    return value
+  return shared_field(name).parse(value)
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+  """'milk.alpha' -> ('milk', 'alpha'); 'alpha' -> (None, 'alpha')."""
+  if "." in name:
+    model, field = name.split(".", 1)
+    return model, field
+  return None, name
+
+
+def parse_value(name: str, text: Any, model: str | None = None) -> Any:
+  """Parses and checks the value of field `name` (shared, or a model's).
+
+  An unqualified model field is checked against every model that declares it
+  (`model` narrows that to one).
+  """
+  from jaxrec.models import REGISTRY, get_model
+  qualifier, field = split_name(name)
+  model = qualifier or model
+  if field in SHARED_FIELDS and qualifier is None:
+    return parse_shared(field, text)
+  if model is not None:
+    declared = get_model(model).hparam
+    if field in declared:
+      return declared[field].parse(text)
+    if field in SHARED_FIELDS:
+      return parse_shared(field, text)
+    raise ValueError(f"model {model!r} has no field {field!r}; its fields: "
+                     f"{sorted(declared)}")
+  readers = [m.hparam[field] for m in REGISTRY.values() if field in m.hparam]
+  if not readers:
+    raise ValueError(f"unknown config field {field!r}; shared fields: {sorted(SHARED_FIELDS)}; "
+                     "model fields: see `python -m experiments.sweep --fields`")
+  values = {repr(h.parse(text)) for h in readers}
+  return readers[0].parse(text) if len(values) == 1 else text
 
 
 def make_config(**overrides) -> RunConfig:
-  """A complete `RunConfig`: unset model fields take the model's defaults."""
-  from jaxrec.models import get_model   # config is imported by models' users
-  unknown = set(overrides) - set(FIELD_TYPES)
-  if unknown:
-    raise ValueError(f"unknown config fields {sorted(unknown)}; known: {sorted(FIELD_TYPES)}")
-  if overrides.get("feature_dtype", "float32") not in FEATURE_DTYPES:
-    raise ValueError(f"feature_dtype {overrides['feature_dtype']!r}: expected one of "
-                     f"{FEATURE_DTYPES}")
-  model = get_model(overrides.get("model", RunConfig.model))
-  defaults = {**GENERIC_DEFAULTS, **model.default_hparams, **model.config_defaults}
-  values = dict(overrides)
-  for name, value in defaults.items():
-    if values.get(name) is None:
-      values[name] = value
-  return RunConfig(**values)
+  """A complete, checked `RunConfig`: unset fields take the model's defaults.
+
+  Keys are shared fields, the model's hyper-parameters, or `MODEL.FIELD` for
+  this config's model. A field the model does not read is an error.
+  """
+  from jaxrec.models import get_model
+  model_name = overrides.get("model", RunConfig.model)
+  model = get_model(model_name)
+  shared, hparams = {}, {}
+  for name, value in overrides.items():
+    qualifier, field = split_name(name)
+    if qualifier is not None and qualifier != model_name:
+      raise ValueError(f"{name}: this config's model is {model_name!r}")
+    if field in SHARED_FIELDS:
+      shared[field] = value if field == "model" else parse_shared(field, value)
+    elif field in model.hparam:
+      hparams[field] = model.hparam[field].parse(value)
+    else:
+      raise ValueError(f"model {model_name!r} does not read {field!r}; its fields: "
+                       f"{sorted(model.hparam)}; shared fields: {sorted(SHARED_FIELDS)}")
+  for name, value in {**GENERIC_DEFAULTS, **model.config_defaults}.items():
+    if shared.get(name) is None:
+      shared[name] = value
+  values = {**model.default_hparams, **hparams}
+  return RunConfig(**shared, hparams=tuple((h.name, values[h.name]) for h in model.hparams))

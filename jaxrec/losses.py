@@ -93,6 +93,42 @@ def bpr_irm_penalties(*, score_diff: jax.Array, weights: jax.Array,
                                          weights=weights * (parity == 1)))
 
 
+PENALTIES = ("variance", "irm", "irm_split")
+
+
+def environment_risk(*, score_diff: jax.Array, weights: jax.Array,
+                     penalty: str) -> tuple[jax.Array, jax.Array]:
+  """(BPR risk, IRMv1 term) of one environment; the IRM term is 0 under 'variance'.
+
+  Args:
+    score_diff: (B,) `pos - neg` scores of the environment.
+    weights: (B,) 0/1 validity of batch slots.
+    penalty: 'variance' | 'irm' | 'irm_split' (see `invariance_penalty`).
+  """
+  if penalty not in PENALTIES:
+    raise ValueError(f"unknown penalty {penalty!r}; expected one of {PENALTIES}")
+  risk = bpr_risk(score_diff=score_diff, weights=weights)
+  if penalty == "variance":
+    return risk, jnp.zeros(())
+  return risk, bpr_irm_penalties(score_diff=score_diff, weights=weights,
+                                 split=penalty == "irm_split")
+
+
+def invariance_penalty(*, risks: jax.Array, irm: jax.Array, penalty: str,
+                       active: jax.Array | None = None) -> jax.Array:
+  """The invariance penalty across environments (MILK and I3-MRec share it).
+
+  'variance': V-REx's unbiased variance of `risks`; 'irm' / 'irm_split': the
+  mean of the environments' IRMv1 terms `irm` (from `environment_risk`).
+  `active` (E,) 0/1 leaves environments out (the `w/o e=0` ablation).
+  """
+  if penalty == "variance":
+    return variance_penalty(risks=risks, active=active)
+  if active is None:
+    return jnp.mean(irm)
+  return jnp.sum(irm * active) / jnp.sum(active)
+
+
 def alignment_mse(*, embeddings: jax.Array, available: jax.Array,
                   item_weights: jax.Array) -> jax.Array:
   """MILK's cross-modality alignment: element-mean MSE between modality embeddings.

@@ -25,8 +25,9 @@ def one_run(cfg):
   import jax
   import jax.numpy as jnp
   from jaxrec.models.base import ModelInputs
-  from jaxrec.sweep import (dataset_for, get_model, group_data, group_settings, run_inputs,
-                            split_for)
+  from jaxrec.engine.inputs import (dataset_for, group_data, group_settings, run_inputs,
+                                    split_for)
+  from jaxrec.models import get_model
   model = get_model(cfg.model)
   dataset, split = dataset_for(cfg), split_for(cfg)
   spec, settings = group_settings(cfg)
@@ -36,3 +37,12 @@ def one_run(cfg):
   inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
                        fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
   return model, spec, settings, data, split, hp, inputs
+
+
+def step_context(key, epoch: int = 0, first_stage_epochs: int = 0):
+  """The `StepContext` the engine would pass at `epoch` (its `run_key` fixed)."""
+  import jax
+  import jax.numpy as jnp
+  from jaxrec.models.base import StepContext
+  return StepContext(key=key, run_key=jax.random.PRNGKey(12345), epoch=jnp.int32(epoch),
+                     first_stage_epochs=first_stage_epochs)

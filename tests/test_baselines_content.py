@@ -13,8 +13,9 @@ from jaxrec.config import make_config
 from jaxrec.eval import evaluate
 from jaxrec.models import clcrec, mtpr
 from jaxrec.models.base import Batch, ModelInputs
-from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
-from tests.helpers import one_run
+from jaxrec.engine.inputs import dataset_for, group_data, split_for
+from jaxrec.sweep import train_configs
+from tests.helpers import one_run, step_context
 
 MODELS = ("duif", "mtpr", "clcrec")
 # tests/test_learning.py's data. DUIF (lr 1e-3, content only) needs 30 epochs
@@ -98,9 +99,9 @@ def test_duif_items_are_a_function_of_content_only():
   new = np.flatnonzero(split.eval_items)
   warm = np.flatnonzero(split.train_items)
   # A new and a warm item with identical features get identical embeddings.
-  _, items = model.embed(params, _copy_item(inputs, warm[0], new[0]), hp, spec)
+  _, items = model.embed(params, {}, _copy_item(inputs, warm[0], new[0]), hp, spec)
   np.testing.assert_array_equal(items[new[0]], items[warm[0]])
-  _, before = model.embed(params, inputs, hp, spec)
+  _, before = model.embed(params, {}, inputs, hp, spec)
   assert not np.allclose(before[new[0]], before[warm[0]])
 
 
@@ -113,14 +114,15 @@ def test_mtpr_counterfactual_has_an_exactly_zero_preference_part():
   np.testing.assert_array_equal(cf[:, half:], normal[:, half:])
   assert np.all(np.abs(np.asarray(normal[:, :half])).sum(1) > 0)
   # New items (no training edges) are scored with the counterfactual.
-  _, emb = model.embed(params, inputs, hp, spec)
+  _, emb = model.embed(params, {}, inputs, hp, spec)
   new, warm = split.eval_items, split.train_items
   np.testing.assert_array_equal(emb[new], cf[new])
   np.testing.assert_array_equal(emb[warm], normal[warm])
   # The counterfactual task never reaches the preference table; the normal one does.
   batch = _batch(split)
+  ctx = step_context(jax.random.PRNGKey(1))
   term_grad = lambda term: jax.grad(lambda p: model.loss(
-      p, batch, inputs, hp, jax.random.PRNGKey(1), spec)[1][term])
+      p, {}, batch, inputs, hp, ctx, spec)[1][term])
   grad_cc, grad_nn = jax.jit(lambda p: (term_grad("bpr_cc")(p), term_grad("bpr_nn")(p)))(
       params)
   assert np.all(np.asarray(grad_cc["pref_table"]["embedding"]) == 0.0)
@@ -130,7 +132,8 @@ def test_mtpr_counterfactual_has_an_exactly_zero_preference_part():
 def test_mtpr_loss_is_the_four_pairwise_terms():
   model, spec, hp, inputs, params, split = _single_run("mtpr")
   batch = _batch(split)
-  total, terms = model.loss(params, batch, inputs, hp, jax.random.PRNGKey(1), spec)
+  total, terms = model.loss(params, {}, batch, inputs, hp,
+                            step_context(jax.random.PRNGKey(1)), spec)
   u = np.asarray(params["user_table"]["embedding"], np.float64)[np.asarray(batch.users)]
   normal, cf = (np.asarray(x, np.float64) for x in mtpr.item_representations(
       params, inputs, jnp.arange(spec.n_items), spec))
@@ -148,13 +151,13 @@ def test_clcrec_new_items_use_the_content_encoder():
                                                  spec))
   ids = np.asarray(params["item_table"]["embedding"])
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-  _, emb = model.embed(params, inputs, hp, spec)
+  _, emb = model.embed(params, {}, inputs, hp, spec)
   new, warm = split.eval_items, split.train_items
   np.testing.assert_allclose(emb[new], unit(content[new]), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(emb[warm], unit(ids[warm]), rtol=1e-5, atol=1e-6)
   # A new item's embedding moves with its features, not with its ID row.
   moved = params | {"item_table": {"embedding": params["item_table"]["embedding"] + 1.0}}
-  _, emb_moved = model.embed(moved, inputs, hp, spec)
+  _, emb_moved = model.embed(moved, {}, inputs, hp, spec)
   np.testing.assert_array_equal(emb_moved[new], emb[new])
 
 

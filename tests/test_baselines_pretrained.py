@@ -12,8 +12,9 @@ from jaxrec.config import make_config
 from jaxrec.eval import evaluate
 from jaxrec.models import dropoutnet, gar, heater
 from jaxrec.models.base import Batch
-from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
-from tests.helpers import one_run
+from jaxrec.engine.inputs import dataset_for, group_data, split_for
+from jaxrec.sweep import train_configs
+from tests.helpers import one_run, step_context
 
 MODELS = ("dropoutnet", "heater", "gar")
 LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
@@ -36,7 +37,7 @@ def _test_recall(cfg, scorer):
 
 @pytest.fixture(scope="module")
 def references():
-  cfg = make_config(**LEARN)
+  cfg = make_config(**LEARN, model="dropoutnet")
   random = _test_recall(cfg, lambda d, s: reference_scorers.random_scorer(
       d.n_users, d.n_items))
   content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
@@ -70,11 +71,9 @@ def test_group_equals_runs_alone(name):
 
 
 def _single_run(name, **overrides):
-  """(model, spec, hp in stage 2, inputs, batch, params) of one TINY run."""
+  """(model, spec, hp, inputs, batch, params) of one TINY run."""
   model, spec, settings, data, _, hp, inputs = one_run(
       make_config(**{**TINY, **overrides}, model=name))
-  hp = {**hp, "epoch": jnp.float32(settings.pretrain_epochs),
-        "pretrain_epochs": jnp.float32(settings.pretrain_epochs)}
   pairs = data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(128))
@@ -87,15 +86,20 @@ def _max_abs_diff(a, b):
              zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def _stage(key, first: bool):
+  """The step context of the last first-stage epoch, or of the first second-stage one."""
+  stage1 = TINY["pretrain_epochs"]
+  return step_context(key, epoch=stage1 - 1 if first else stage1, first_stage_epochs=stage1)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_first_stage_is_mf_bpr_and_second_freezes_mf(name):
   model, spec, hp, inputs, batch, params = _single_run(name)
-  extra = ({"aux": model.init_aux(jax.random.PRNGKey(2), spec, hp, params)}
-           if model.init_aux else {})
-  grad = lambda hp: jax.grad(lambda p: model.loss(
-      p, batch, inputs, hp, jax.random.PRNGKey(1), spec, **extra)[0])(params)
-  first = grad({**hp, "epoch": hp["pretrain_epochs"] - 1})
-  second = grad(hp)
+  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
+  grad = lambda first_stage: jax.grad(lambda p: model.loss(
+      p, aux, batch, inputs, hp, _stage(jax.random.PRNGKey(1), first_stage), spec)[0])(params)
+  first = grad(True)
+  second = grad(False)
   # Stage 1 moves only the MF tables; stage 2 everything but them.
   assert all(float(jnp.abs(g).max()) == 0.0
              for k, sub in first.items() if k != "mf" for g in jax.tree.leaves(sub))
@@ -120,18 +124,19 @@ def test_dropoutnet_drops_preference_inputs_at_the_configured_rate(rate):
   assert float(jnp.mean(dropped)) == pytest.approx(rate, abs=0.015)
   assert bool(jnp.all(x[:, spec.embed_dim:] == 1))         # content is never dropped
   # The loss's own batch (2B samples) reports the same fraction.
-  _, terms = model.loss(params, batch, inputs, hp, jax.random.PRNGKey(4), spec)
+  _, terms = model.loss(params, {}, batch, inputs, hp, _stage(jax.random.PRNGKey(4), False),
+                        spec)
   assert float(terms["dropped"]) == pytest.approx(rate, abs=0.1)
 
 
 def test_dropoutnet_scores_new_items_from_content_alone():
   model, spec, hp, inputs, batch, params = _single_run("dropoutnet")
-  warm = np.asarray(dropoutnet.warm_items(inputs, spec.n_items))
+  warm = np.asarray(inputs.warm_items(spec.n_items))
   assert warm.any() and not warm.all()
   # Changing a new item's (untrained) MF row must not change its embedding.
   moved = {**params, "mf": {**params["mf"], "items": params["mf"]["items"] + 1.0}}
-  _, items = model.embed(params, inputs, hp, spec)
-  _, items_moved = model.embed(moved, inputs, hp, spec)
+  _, items = model.embed(params, {}, inputs, hp, spec)
+  _, items_moved = model.embed(moved, {}, inputs, hp, spec)
   np.testing.assert_array_equal(items[~warm], items_moved[~warm])
   assert float(jnp.abs(items[warm] - items_moved[warm]).max()) > 0
 
@@ -139,7 +144,7 @@ def test_dropoutnet_scores_new_items_from_content_alone():
 def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
   model, spec, hp, inputs, batch, params = _single_run(
       "heater", dropout=0.0, align_weight=10.0)
-  content = dropoutnet.item_content(inputs, jnp.arange(spec.n_items))
+  content = inputs.item_content(jnp.arange(spec.n_items))
   gates = heater.gate_weights(params, content, spec)
   assert gates.shape == (spec.n_items, heater.N_EXPERTS)
   np.testing.assert_allclose(gates.sum(-1), 1.0, rtol=1e-5)
@@ -153,8 +158,8 @@ def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
 
   tx = optax.adam(1e-2)
   opt = tx.init(params)
-  grad_fn = jax.jit(jax.grad(lambda p: model.loss(p, batch, inputs, hp,
-                                                  jax.random.PRNGKey(0), spec)[0]))
+  ctx = _stage(jax.random.PRNGKey(0), False)
+  grad_fn = jax.jit(jax.grad(lambda p: model.loss(p, {}, batch, inputs, hp, ctx, spec)[0]))
   trained = params
   for _ in range(30):
     updates, opt = tx.update(grad_fn(trained), opt, trained)
@@ -171,7 +176,7 @@ def _gar_step_inputs():
 def test_gar_generator_and_recommender_alternate():
   model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
   key = jax.random.PRNGKey(3)
-  stepped = model.aux_step(params, aux, batch, inputs, hp, key, spec)
+  stepped = model.aux_step(params, aux, batch, inputs, hp, _stage(key, False), spec)
   assert _max_abs_diff(stepped["recommender"], aux["recommender"]) > 0
   assert _max_abs_diff(stepped["generator"], aux["generator"]) > 0
   # The order of the code (train_d, then train_g on the same batch): the
@@ -191,15 +196,15 @@ def test_gar_generator_and_recommender_alternate():
   assert _max_abs_diff(g_only["recommender"], aux["recommender"]) == 0.0
   # The main loss has no gradient in stage 2 (the MF tables are fixed; the
   # players move in aux_step only) and reports the generator's loss.
-  value, terms = model.loss(params, batch, inputs, hp, jax.random.PRNGKey(4), spec, stepped)
+  ctx = _stage(jax.random.PRNGKey(4), False)
+  value, terms = model.loss(params, stepped, batch, inputs, hp, ctx, spec)
   assert float(value) == pytest.approx(float(stepped["last"]["generator_loss"]))
   assert float(terms["adversarial"]) > 0 and float(terms["recommender_loss"]) > 0
-  grads = jax.grad(lambda p: model.loss(p, batch, inputs, hp, jax.random.PRNGKey(4), spec,
-                                        stepped)[0])(params)
+  grads = jax.grad(lambda p: model.loss(p, stepped, batch, inputs, hp, ctx, spec)[0])(params)
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
   # In the first stage the players wait for the MF tables.
-  first = {**hp, "epoch": hp["pretrain_epochs"] - 1}
-  assert _max_abs_diff(model.aux_step(params, aux, batch, inputs, first, key, spec), aux) == 0.0
+  first = _stage(key, True)
+  assert _max_abs_diff(model.aux_step(params, aux, batch, inputs, hp, first, spec), aux) == 0.0
 
 
 def test_gar_players_batch_norm_train_on_batches_and_infer_with_running_averages():
@@ -236,12 +241,13 @@ def test_gar_players_batch_norm_train_on_batches_and_infer_with_running_averages
 
 def test_gar_scores_users_and_items_through_the_recommender():
   model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
-  aux = model.aux_step(params, aux, batch, inputs, hp, jax.random.PRNGKey(3), spec)
-  users, items = model.embed(params, inputs, hp, spec, aux=model.embed_aux(aux))
+  aux = model.aux_step(params, aux, batch, inputs, hp, _stage(jax.random.PRNGKey(3), False),
+                       spec)
+  users, items = model.embed(params, model.embed_aux(aux), inputs, hp, spec)
   # Warm items enter the recommender as e_i, new items as G(x_i): scores are
   # R(u, i) in inference mode.
-  warm = dropoutnet.warm_items(inputs, spec.n_items)
-  content = dropoutnet.item_content(inputs, jnp.arange(spec.n_items))
+  warm = inputs.warm_items(spec.n_items)
+  content = inputs.item_content(jnp.arange(spec.n_items))
   item_in = jnp.where(warm[:, None], params["mf"]["items"],
                       gar.generate(aux["generator"], content, spec)[0])
   u = jnp.repeat(jnp.arange(5), spec.n_items)

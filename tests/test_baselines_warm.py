@@ -11,7 +11,8 @@ from jaxrec.eval import evaluate
 from jaxrec.graph import Graph
 from jaxrec.models import lightgcn, vbpr
 from jaxrec.models.base import Batch, ModelInputs, ModelSpec
-from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
+from jaxrec.engine.inputs import dataset_for, group_data, split_for
+from jaxrec.sweep import train_configs
 
 MODELS = ("mf", "vbpr", "lightgcn")
 
@@ -46,7 +47,7 @@ def test_vbpr_visual_part_follows_only_the_items_features():
   gamma, visual, bias = item_parts(params, inputs, items)
 
   # The embeddings' inner product is the paper's x̂_ui.
-  users, item_emb = vbpr.embed(params, inputs, {}, spec)
+  users, item_emb = vbpr.embed(params, {}, inputs, {}, spec)
   f = np.concatenate([np.asarray(x) for x in inputs.features], axis=1)
   want = (np.asarray(params["mf"]["users"]) @ np.asarray(params["mf"]["items"]).T
           + np.asarray(params["theta"]) @ (f @ np.asarray(params["E"])).T
@@ -94,7 +95,7 @@ def test_lightgcn_embeddings_are_the_dense_layer_mean():
   for _ in range(3):
     layers.append(norm @ layers[-1])
   want = np.mean(layers, axis=0)
-  users, items = lightgcn.embed(params, inputs, {}, spec)
+  users, items = lightgcn.embed(params, {}, inputs, {}, spec)
   np.testing.assert_allclose(users, want[:n_users], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(items, want[n_users:], rtol=1e-5, atol=1e-6)
 

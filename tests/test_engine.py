@@ -20,7 +20,7 @@ def _configs():
 
 @pytest.mark.parametrize("penalty", ["variance", "irm", "irm_split"])
 def test_group_equals_runs_alone(penalty):
-  configs = [dataclasses.replace(c, penalty=penalty) for c in _configs()]
+  configs = [c.replace(penalty=penalty) for c in _configs()]
   group = train_configs(configs)
   for r, cfg in enumerate(configs):
     alone = train_configs([cfg])
@@ -143,7 +143,7 @@ def test_bfloat16_features_equal_float32_training_on_rounded_features():
   import jax.numpy as jnp
   from jaxrec.engine.train import train_group
   from jaxrec.models import get_model
-  from jaxrec.sweep import dataset_for, group_data, group_settings, run_inputs, split_for
+  from jaxrec.engine.inputs import dataset_for, group_data, group_settings, run_inputs, split_for
   configs = _configs()[:2]
   assert all(c.feature_dtype == "float32" for c in configs)      # off by default
   narrow = [dataclasses.replace(c, feature_dtype="bfloat16") for c in configs]

@@ -34,23 +34,25 @@ def test_without_cyclic_shift_rows_are_independent():
   assert not np.allclose(np.sort(w[1]), np.sort(w[2]))
 
 
+RUN_KEY = jax.random.PRNGKey(42)   # the run's fixed key (`w/o random` draws with it)
+
+
 def _hp(**kw):
   hp = {k: jnp.float32(v) for k, v in milk.DEFAULT_HPARAMS.items()}
-  hp["fixed_key"] = jax.random.PRNGKey(42)
   hp.update({k: jnp.float32(v) for k, v in kw.items()})
   return hp
 
 
 def test_ablation_switches():
   k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
-  w1, active = milk.mixing_weights(k1, _hp(), 2)
-  w2, _ = milk.mixing_weights(k2, _hp(), 2)
+  w1, active = milk.mixing_weights(k1, RUN_KEY, _hp(), 2)
+  w2, _ = milk.mixing_weights(k2, RUN_KEY, _hp(), 2)
   np.testing.assert_array_equal(active, [1, 1, 1])
   assert not np.allclose(w1, w2)                       # random: a new λ per batch
-  f1, _ = milk.mixing_weights(k1, _hp(random_mix=0.0), 2)
-  f2, _ = milk.mixing_weights(k2, _hp(random_mix=0.0), 2)
+  f1, _ = milk.mixing_weights(k1, RUN_KEY, _hp(random_mix=0.0), 2)
+  f2, _ = milk.mixing_weights(k2, RUN_KEY, _hp(random_mix=0.0), 2)
   np.testing.assert_array_equal(f1, f2)                # w/o random: λ frozen
-  _, active = milk.mixing_weights(k1, _hp(use_uniform_env=0.0), 2)
+  _, active = milk.mixing_weights(k1, RUN_KEY, _hp(use_uniform_env=0.0), 2)
   np.testing.assert_array_equal(active, [0, 1, 1])     # w/o e=0
-  _, active = milk.mixing_weights(k1, _hp(use_envs=0.0), 2)
+  _, active = milk.mixing_weights(k1, RUN_KEY, _hp(use_envs=0.0), 2)
   np.testing.assert_array_equal(active, [1, 0, 0])     # environments off

@@ -10,8 +10,9 @@ from jaxrec import losses, reference_scorers
 from jaxrec.config import make_config
 from jaxrec.eval import evaluate
 from jaxrec.models import i3mrec
-from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
-from tests.helpers import one_run
+from jaxrec.engine.inputs import dataset_for, group_data, split_for
+from jaxrec.sweep import train_configs
+from tests.helpers import one_run, step_context
 
 TINY = dict(model="i3mrec", protocol="warm", synthetic_users=150, synthetic_items=120,
             synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
@@ -68,14 +69,13 @@ def _single_run(cfg):
 def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
   cfg = make_config(**TINY)
   model, spec, hp, inputs, batch, params, aux = _single_run(cfg)
-  grads = jax.grad(lambda p: model.loss(p, batch, inputs, hp, jax.random.PRNGKey(1),
-                                        spec, aux)[0])(params)
+  ctx = step_context(jax.random.PRNGKey(1))
+  grads = jax.grad(lambda p: model.loss(p, aux, batch, inputs, hp, ctx, spec)[0])(params)
   assert set(grads) == set(params) and "club" not in str(jax.tree_util.tree_structure(grads))
   # The main loss does depend on the CLUB nets' outputs, but only through the bound:
   # their gradient w.r.t. the aux state is blocked.
   club_grads = jax.grad(lambda nets: model.loss(
-      params, batch, inputs, hp, jax.random.PRNGKey(1), spec,
-      {**aux, "club": nets})[0])(aux["club"])
+      params, {**aux, "club": nets}, batch, inputs, hp, ctx, spec)[0])(aux["club"])
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(club_grads))
 
   def nll(nets):
@@ -88,7 +88,8 @@ def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
 
   fitted = aux
   for k in range(5):
-    fitted = model.pre_epoch(params, fitted, inputs, hp, jax.random.PRNGKey(k), spec)
+    fitted = model.pre_epoch(params, fitted, inputs, hp, step_context(jax.random.PRNGKey(k)),
+                             spec)
   assert float(nll(fitted["club"])) < float(nll(aux["club"]))
 
 
@@ -99,8 +100,8 @@ def test_fusion_starts_as_identity_and_dropout_only_in_training():
   np.testing.assert_allclose(i3mrec.fuse(params, x, spec), jnp.tanh(x), rtol=1e-6)
   dropped = i3mrec.fuse(params, jnp.ones((100, 8)), spec, jax.random.PRNGKey(0), 0.5)
   assert 0.3 < float(jnp.mean(dropped == 0)) < 0.7
-  users, items = model.embed(params, inputs, hp, spec)
-  users2, items2 = model.embed(params, inputs, hp, spec)
+  users, items = model.embed(params, aux, inputs, hp, spec)
+  users2, items2 = model.embed(params, aux, inputs, hp, spec)
   np.testing.assert_array_equal(items, items2)
 
 

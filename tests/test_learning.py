@@ -6,7 +6,8 @@ import pytest
 from jaxrec import reference_scorers
 from jaxrec.config import make_config
 from jaxrec.eval import evaluate
-from jaxrec.sweep import dataset_for, group_data, split_for, train_configs
+from jaxrec.engine.inputs import dataset_for, group_data, split_for
+from jaxrec.sweep import train_configs
 
 CFG = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
            embed_dim=32, batch_size=512, max_epochs=40, eval_every=5, setting="ff")

@@ -7,7 +7,8 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.data import cache, loading
-from jaxrec.sweep import split_for, train_configs
+from jaxrec.engine.inputs import split_for
+from jaxrec.sweep import train_configs
 from tests.helpers import SHARED
 
 TIKTOK = os.path.join(SHARED, "data", "tiktok-diffmm")

@@ -5,8 +5,10 @@ from jaxrec.config import make_config
 from jaxrec.engine import memory, sharding
 from jaxrec.engine.train import GroupTrainer
 from jaxrec.models import get_model
-from jaxrec.sweep import (Grid, dataset_for, group_data, group_settings, run_inputs,
-                          run_sweep, split_for)
+from jaxrec.engine.inputs import (dataset_for, group_data, group_settings, run_inputs,
+                                  split_for)
+from jaxrec.grid import Grid
+from jaxrec.sweep import run_sweep
 
 TINY = dict(synthetic_users=300, synthetic_items=250, synthetic_dims=(24, 16), embed_dim=16,
             batch_size=256, max_epochs=2, eval_every=1)

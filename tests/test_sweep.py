@@ -7,7 +7,8 @@ import pytest
 
 from jaxrec import results
 from jaxrec.config import make_config, parse_value
-from jaxrec.sweep import Grid, plan_groups, run_sweep
+from jaxrec.sweep import plan_groups, run_sweep
+from jaxrec.grid import Grid
 from tests.helpers import REPO
 
 

@@ -5,7 +5,7 @@
 import importlib
 import pkgutil
 
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 
 def available() -> list[str]:

@@ -6,7 +6,7 @@ Run:     python -m experiments.sweep --grid i3mrec_baby --data PATH/TO/baby
 Expect:  on Amazon Baby (mm), a re-run of the authors' code reported Recall@20
          0.0830 ± 0.0028, NDCG@20 0.0363 ± 0.0015 (I3MRec.md).
 """
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 
 def get_config() -> Grid:

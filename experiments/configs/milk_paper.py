@@ -7,7 +7,7 @@ Expect:  10 runs in one group; on 2 CPU cores about 10-20 minutes. Test Recall@2
          numbers; a random ranking gets about 0.015).
 Data:    any folder in a layout of PROTOCOL.md (--data PATH); synthetic by default.
 """
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 
 def get_config() -> Grid:

@@ -5,7 +5,7 @@ Expect:  36 runs in one compiled group, about 4-5 minutes on 2 CPU cores. Test
          Recall@20 on the 200 new items is about 0.57 at rate 0 and falls to
          0.45-0.49 at rates >= 0.3, mm below fm (random ranking: about 0.10).
 """
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 
 def get_config() -> Grid:

@@ -13,7 +13,7 @@ Expect:  7 groups (one per model) of 10 runs; summary.md has one row per model a
          leads every column (TikTok Recall@20 ~0.055); GAR is at random level there (known
          problem, BUILD_NOTES.md).
 """
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 MODELS = ["duif", "dropoutnet", "mtpr", "heater", "clcrec", "gar", "milk"]
 

@@ -4,7 +4,7 @@ Run:     python -m experiments.sweep --grid smoke
 Expect:  a results table in about 15 s; test Recall@20 on the 80 new items well
          above the 0.25 of a random ranking.
 """
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 
 def get_config() -> Grid:

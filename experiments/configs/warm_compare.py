@@ -5,7 +5,7 @@ reference defaults (I3-MRec: the authors' Baby settings; MILK: its code's).
 Run:     python -m experiments.sweep --grid warm_compare --data ../shared/data/movielens100k-posters
 Expect:  2 groups (one per model) of 5 runs; see BUILD_NOTES.md for measured numbers.
 """
-from jaxrec.sweep import Grid
+from jaxrec.grid import Grid
 
 
 def get_config() -> Grid:

@@ -166,14 +166,16 @@ def _test_mix(mask: np.ndarray, items: np.ndarray, rng: np.random.Generator) -> 
 
 
 def missing_masks(*, available: np.ndarray, split: Split, setting: str,
-                  rate: float | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                  rate: float | None, seed: int,
+                  test_rate: float | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(train_mask, eval_mask), each (I, M) bool, for a missing-modality setting.
 
   New-item protocol (one mask): `fm` hides one modality of `rate` (default 0.5)
   of the new items, `mf` of `rate` (default 0.3) of the warm items, `mm` both,
   `mix` gives the new items the TikTok test mix (needs M >= 3).
   Warm protocol (I3-MRec): one modality index is drawn per item; `fm` and `mm`
-  hide it for 50% of the test items in the evaluation mask; `mm` and `mf` hide
+  hide it for `test_rate` (default 50%) of the test items in the evaluation
+  mask; `mm` and `mf` hide
   it for `rate` (default 0.3) of the training items in the training mask.
   Masks only ever hide: natural missingness in `available` is kept.
   """
@@ -193,7 +195,8 @@ def missing_masks(*, available: np.ndarray, split: Split, setting: str,
   drawn = _drawn_modality(mask, rng)
   eval_mask, train_mask = mask, mask
   if setting in ("fm", "mm"):
-    eval_mask = _hide(mask, eval_items, DEFAULT_EVAL_RATE, 1, rng, drawn)
+    eval_mask = _hide(mask, eval_items, DEFAULT_EVAL_RATE if test_rate is None else test_rate,
+                      1, rng, drawn)
   if setting == "mix":
     eval_mask = _test_mix(mask, eval_items, rng)
   if setting in ("mf", "mm"):

@@ -64,11 +64,12 @@ def estimate(model, spec, settings, data: GroupData, one_run: RunInputs) -> Memo
   data_abs = _abstract(data)
   points = []
   for n_runs in (1, 2):
-    runs = _abstract(sharding.pad_runs(one_run, 1, n_runs))
+    runs = jax.eval_shape(trainer.prepare, _abstract(sharding.pad_runs(one_run, 1, n_runs)),
+                          data_abs)
     state = jax.eval_shape(trainer.init, runs)
     epoch = trainer.epoch.lower(state, runs, data_abs, EPOCH).compile()
     chunk = trainer.eval_chunk(n_runs, data.test.items.shape[0])
-    evaluate = trainer.evaluate.lower(state.params, trainer.embed_aux(state.aux), runs,
+    evaluate = trainer.evaluate.lower(state.params, model.embed_aux(state.aux), runs,
                                       data_abs, data_abs.test, chunk).compile()
     points.append(max(_program_bytes(epoch), _program_bytes(evaluate)))
   per_run = max(points[1] - points[0], 1)

@@ -7,7 +7,12 @@ all devices. An epoch is one jitted call (`lax.scan` over mini-batches, with
 shuffling and negative sampling on device). Early stopping is per run inside
 the stacked state: a stopped run keeps its state bit for bit. Because a stopped
 run still costs a full row of every vmapped step, the runs axis is compacted
-(`RunsLayout`) once the runs still training fit in `compact_at` of its rows.
+(`layout.RunsLayout`) once the runs still training fit in `compact_at` of its rows.
+
+`GroupTrainer` holds the jitted per-group programs; `train_group` runs the
+loop as named steps of `GroupLoop`: restore, train an epoch, evaluate and
+select, compact, checkpoint, final test. The engine calls every model hook
+(models/base.py) unconditionally: a model without one has the no-op default.
 
 Axes: `R` runs, `B` batch, `U` users, `I` items, `M` modalities, `D` embedding.
 """
@@ -26,8 +31,9 @@ import optax
 from jaxrec import eval as evaluation
 from jaxrec.engine import checkpoint, sampler, sharding
 from jaxrec.engine.checkpoint import GroupCheckpointer
+from jaxrec.engine.layout import RunsLayout
 from jaxrec.graph import Graph
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, StepContext
 
 EVAL_BUDGET_ELEMENTS = 1 << 25   # scores held per device during evaluation
 NOT_TRAINED = float("nan")        # loss terms of a run that has stopped
@@ -70,15 +76,19 @@ class RunInputs:
     train_available: (R, I, M) bool modality observed, as training sees it.
     eval_available: (R, I, M) bool modality observed, as evaluation sees it.
     fill: per modality (R, d_m) fill vector.
-    hp: dict name -> (R,) hyper-parameters; `hp["fixed_key"]` is a per-run key
-      that stays constant over training.
+    hp: dict name -> (R,) the model's per-run hyper-parameters.
     key: (R, 2) the run's root PRNG key.
+    run_key: (R, 2) a per-run key that stays constant over training.
+    prepared: what the model's `prepare` built per run, {"train": ..., "eval":
+      ...} from the training and evaluation inputs (None until prepared).
   """
   train_available: jax.Array
   eval_available: jax.Array
   fill: tuple[jax.Array, ...]
   hp: dict
   key: jax.Array
+  run_key: jax.Array
+  prepared: Any = None
 
 
 @flax.struct.dataclass
@@ -89,7 +99,7 @@ class TrainState:
   key: jax.Array
   epoch: jax.Array
   best_params: dict
-  best_aux: Any          # the selected epoch's `model.embed_aux(aux)`, {} without it
+  best_aux: Any          # the selected epoch's `model.embed_aux(aux)`
   best_score: jax.Array
   best_epoch: jax.Array
   best_val: dict
@@ -98,11 +108,9 @@ class TrainState:
   diverged_epoch: jax.Array
 
 
-def optimizer(learning_rate) -> optax.GradientTransformation:
-  """Adam with the learning rate in the state, so each run carries its own."""
-  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
-
-
+def tree_norm(tree) -> jax.Array:
+  """The global L2 norm of a tree (optax.global_norm, renamed in newer optax)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
 def _metric_names(ks: Sequence[int]) -> list[str]:
@@ -119,6 +127,8 @@ class GroupTrainer:
     self.n_batches = max(1, -(-n_train // settings.batch_size))
     runs = sharding.runs_sharding(mesh)
     rep = sharding.replicated(mesh)
+    self.prepare = jax.jit(jax.vmap(self._prepare_one, in_axes=(0, None)),
+                           in_shardings=(runs, rep), out_shardings=runs)
     self.init = jax.jit(jax.vmap(self._init_one), in_shardings=(runs,),
                         out_shardings=runs)
     # `epoch` (the group's epochs completed, a scalar) is not batched, so a
@@ -132,16 +142,32 @@ class GroupTrainer:
                             in_shardings=(runs, runs, runs, rep, rep), out_shardings=runs)
 
   # --- per-run pure functions (vmapped above) -------------------------------
+  def inputs(self, run: RunInputs, data: GroupData, split: str) -> ModelInputs:
+    """The model's view of a run: `split` "train" or "eval" masks and prepared."""
+    available = run.train_available if split == "train" else run.eval_available
+    prepared = run.prepared[split] if run.prepared is not None else None
+    return ModelInputs(features=data.features, available=available, fill=run.fill,
+                       graph=data.graph, prepared=prepared)
+
+  def context(self, key, run: RunInputs, epoch) -> StepContext:
+    return StepContext(key=key, run_key=run.run_key, epoch=epoch,
+                       first_stage_epochs=self.settings.pretrain_epochs)
+
+  def _prepare_one(self, run: RunInputs, data: GroupData) -> RunInputs:
+    prepare = lambda split: self.model.prepare(self.inputs(run, data, split), run.hp,
+                                               self.spec)
+    return run.replace(prepared={"train": prepare("train"), "eval": prepare("eval")})
+
   def _init_one(self, run: RunInputs) -> TrainState:
     init_key, train_key, aux_key = jax.random.split(run.key, 3)
     params = self.model.init(init_key, self.spec, run.hp)
-    aux = (self.model.init_aux(aux_key, self.spec, run.hp, params)
-           if self.model.init_aux else {})
+    aux = self.model.init_aux(aux_key, self.spec, run.hp, params)
+    tx = self.model.optimizer(run.hp, self.context(train_key, run, jnp.int32(0)))
     names = _metric_names(self.settings.ks)
     return TrainState(
-        params=params, aux=aux, opt_state=optimizer(run.hp["lr"]).init(params),
+        params=params, aux=aux, opt_state=tx.init(params),
         key=train_key, epoch=jnp.int32(0), best_params=params,
-        best_aux=self.embed_aux(aux),
+        best_aux=self.model.embed_aux(aux),
         best_score=jnp.float32(-jnp.inf), best_epoch=jnp.int32(0),
         best_val={n: jnp.float32(0.0) for n in names},
         bad_evals=jnp.int32(0), stopped=jnp.bool_(False),
@@ -152,18 +178,12 @@ class GroupTrainer:
     key, perm_key, aux_key, next_key = jax.random.split(state.key, 4)
     order = jnp.pad(jax.random.permutation(perm_key, n), (0, n_batches * b - n))
     valid = (jnp.arange(n_batches * b) < n).astype(jnp.float32)
-    inputs = ModelInputs(features=data.features, available=run.train_available,
-                         fill=run.fill, graph=data.graph)
-    tx = optimizer(run.hp["lr"])
-    n_items = self.spec.n_items
-    model = self.model
+    inputs = self.inputs(run, data, "train")
+    n_items, model, spec, hp = self.spec.n_items, self.model, self.spec, run.hp
     # The group's epoch equals every training run's own (a stopped run's
     # epoch is discarded below).
-    hp = {**run.hp, "epoch": epoch.astype(jnp.float32),
-          "pretrain_epochs": jnp.float32(self.settings.pretrain_epochs)}
-    aux = state.aux
-    if model.pre_epoch:
-      aux = model.pre_epoch(state.params, aux, inputs, hp, aux_key, self.spec)
+    aux = model.pre_epoch(state.params, state.aux, inputs, hp,
+                          self.context(aux_key, run, epoch), spec)
 
     def step(carry, index):
       params, opt_state, aux, key = carry
@@ -174,14 +194,16 @@ class GroupTrainer:
                     neg=sampler.sample_negatives(neg_key, pairs[:, 0],
                                                  data.positives, n_items),
                     weights=jax.lax.dynamic_slice(valid, (index * b,), (b,)))
-      if model.aux_step:
-        aux = model.aux_step(params, aux, batch, inputs, hp, aux_step_key, self.spec)
-      extra = {"aux": aux} if model.init_aux else {}
+      aux = model.aux_step(params, aux, batch, inputs, hp,
+                           self.context(aux_step_key, run, epoch), spec)
+      ctx = self.context(loss_key, run, epoch)
       (loss, terms), grads = jax.value_and_grad(model.loss, has_aux=True)(
-          params, batch, inputs, hp, loss_key, self.spec, **extra)
-      updates, opt_state = tx.update(grads, opt_state, params)
+          params, aux, batch, inputs, hp, ctx, spec)
+      updates, opt_state = model.optimizer(hp, ctx).update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
-      return (params, opt_state, aux, key), dict(loss=loss, **terms)
+      # big_vision's measurements: a divergence shows in the norms first.
+      norms = {"grad_norm": tree_norm(grads), "param_norm": tree_norm(params)}
+      return (params, opt_state, aux, key), dict(loss=loss, **terms, **norms)
 
     (params, opt_state, aux, _), terms = jax.lax.scan(
         step, (state.params, state.opt_state, aux, key), jnp.arange(n_batches))
@@ -209,23 +231,17 @@ class GroupTrainer:
     bad = jnp.where(improved, 0, state.bad_evals + jnp.where(state.stopped, 0, 1))
     return state.replace(
         best_params=keep(state.params, state.best_params),
-        best_aux=keep(self.embed_aux(state.aux), state.best_aux),
+        best_aux=keep(self.model.embed_aux(state.aux), state.best_aux),
         best_score=jnp.where(improved, score, state.best_score),
         best_epoch=jnp.where(improved, state.epoch, state.best_epoch),
         best_val=keep(val, state.best_val), bad_evals=bad,
         stopped=state.stopped | (bad >= self.settings.patience))
 
-  def embed_aux(self, aux):
-    """The part of the auxiliary state that `embed` reads ({} for most models)."""
-    return self.model.embed_aux(aux) if self.model.embed_aux else {}
-
   def _evaluate_all(self, params, embed_aux, run: RunInputs, data: GroupData, split,
                     chunk: int):
     def one(params, embed_aux, run):
-      extra = {"aux": embed_aux} if self.model.embed_aux else {}
-      users, items = self.model.embed(params, ModelInputs(
-          features=data.features, available=run.eval_available, fill=run.fill,
-          graph=data.graph), run.hp, self.spec, **extra)
+      users, items = self.model.embed(params, embed_aux, self.inputs(run, data, "eval"),
+                                      run.hp, self.spec)
       return evaluation.evaluate(users, items, split, ks=self.settings.ks,
                                  chunk_size=chunk)
     return jax.vmap(one)(params, embed_aux, run)
@@ -239,86 +255,9 @@ class GroupTrainer:
 
   def run_eval(self, params, embed_aux, run: RunInputs, data: GroupData,
                split: evaluation.EvalSplit) -> dict:
-    """Metrics of every run scored with `params` (and `embed_aux`, see `embed_aux`)."""
+    """Metrics of every run scored with `params` and `embed_aux`."""
     chunk = self.eval_chunk(run.key.shape[0], split.items.shape[0])
     return self.evaluate(params, embed_aux, run, data, split, chunk)
-
-
-class RunsLayout:
-  """Which runs the device rows hold, and the final states of runs taken off them.
-
-  Rows are the first `len(active)` entries of the runs axis (padded to the
-  device count with copies of the last). `compact` gathers the rows of runs
-  still training into a shorter axis and parks the stopped runs' states on the
-  host, where they no longer change; `merge` puts them back in run order.
-  """
-
-  def __init__(self, n_runs: int, mesh: jax.sharding.Mesh, runs: RunInputs):
-    self.n_runs, self.mesh = n_runs, mesh
-    self.active = np.arange(n_runs)
-    self.runs = runs              # device RunInputs of the active rows
-    self.parked = None            # host TrainState of all runs, once any is parked
-    self._gather = jax.jit(lambda tree, rows: jax.tree.map(lambda x: x[rows], tree),
-                           out_shardings=sharding.runs_sharding(mesh))
-
-  @property
-  def compacted(self) -> bool:
-    return self.parked is not None
-
-  def host(self, tree):
-    """Host copy of a tree on the full (uncompacted) axis, padding dropped."""
-    return jax.tree.map(lambda x: x[:self.n_runs], sharding.to_host(tree))
-
-  def rows(self, tree):
-    """Host copy of a device tree's rows that hold active runs."""
-    return jax.tree.map(lambda x: x[:len(self.active)], sharding.to_host(tree))
-
-  def merge(self, base, active_rows):
-    """`base` (host, all runs) with the active runs' rows replaced."""
-    def put(full, part):
-      full = np.array(full, copy=True)
-      full[self.active] = part
-      return full
-    return jax.tree.map(put, base, active_rows)
-
-  def full_state(self, state: TrainState, pick=lambda s: s):
-    """Host `pick(state)` for all runs, in run order."""
-    if not self.compacted:
-      return self.host(pick(state))
-    return self.merge(pick(self.parked), self.rows(pick(state)))
-
-  def should_compact(self, state: TrainState, compact_at: float) -> np.ndarray | None:
-    """The active rows to keep, if so few still train that compacting pays."""
-    keep = ~self.rows(state.stopped)
-    n_rows = sharding.padded_size(len(self.active), self.mesh)
-    if not keep.any() or sharding.padded_size(int(keep.sum()), self.mesh) > compact_at * n_rows:
-      return None
-    return keep
-
-  def compact(self, state: TrainState, keep: np.ndarray) -> TrainState:
-    """Keeps the rows `keep` (bool over active rows); parks the others' states."""
-    self.parked = self.full_state(state)
-    kept = np.flatnonzero(keep)
-    rows = sharding.pad_runs(kept, len(kept), sharding.padded_size(len(kept), self.mesh))
-    rows = sharding.to_device(rows, sharding.replicated(self.mesh))
-    self.active = self.active[kept]
-    self.runs = self._gather(self.runs, rows)
-    return self._gather(state, rows)
-
-  def all_runs(self, tree, parked_values=None):
-    """Host arrays of all runs from a device tree of active rows; the parked
-    runs take `parked_values` (a host tree of all runs), or NaN."""
-    rows = self.rows(tree)
-    if parked_values is None:
-      parked_values = jax.tree.map(
-          lambda x: np.full((self.n_runs,) + x.shape[1:], np.nan, x.dtype), rows)
-    return self.merge(parked_values, rows)
-
-  def to_device_full(self, host_tree):
-    """A host tree of all runs, padded and sharded like the uncompacted runs axis."""
-    target = sharding.padded_size(self.n_runs, self.mesh)
-    return sharding.to_device(sharding.pad_runs(host_tree, self.n_runs, target),
-                              sharding.runs_sharding(self.mesh))
 
 
 @dataclasses.dataclass
@@ -334,10 +273,120 @@ class GroupOutcome:
   first_epoch_seconds: float      # epochs that compiled: the first, and the first
                                   # after each compaction of the runs axis
   best_params: dict
-  best_aux: Any                   # the selected `model.embed_aux(aux)` ({} without)
+  best_aux: Any                   # the selected `model.embed_aux(aux)`
   diverged_epoch: np.ndarray
   resumed_from_epoch: int
   compactions: list[tuple[int, int]]   # (epoch, runs still training) after each
+
+
+
+
+class GroupLoop:
+  """One group's training, as the named steps `train_group` runs."""
+
+  def __init__(self, model: Model, spec: ModelSpec, settings: TrainSettings,
+               data: GroupData, runs: RunInputs, devices, checkpoint_dir: str | None):
+    self.settings = settings
+    mesh = sharding.runs_mesh(devices)
+    self.n_runs = int(runs.key.shape[0])
+    runs = sharding.pad_runs(runs, self.n_runs, sharding.padded_size(self.n_runs, mesh))
+    runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
+    self.data = sharding.to_device(data, sharding.replicated(mesh))
+    self.trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
+    self.runs = self.trainer.prepare(runs, self.data)     # once per run, on device
+    self.layout = RunsLayout(self.n_runs, mesh, self.runs)
+    self.state = self.trainer.init(self.runs)
+    self.epoch, self.eval_history, self.compactions = 0, [], []
+    self.times = {"train": 0.0, "eval": 0.0, "first_epoch": 0.0}
+    self.last_val = None          # host validation metrics of all runs, latest
+    self.compiles = True          # the next epoch compiles (first, or new layout)
+    self.ckpt = GroupCheckpointer(checkpoint_dir) if checkpoint_dir else None
+    self.resumed_from = 0
+
+  def restore(self) -> None:
+    """Continues from the latest checkpoint, if any, in the layout it was saved in."""
+    restored = self.ckpt.restore(self.state) if self.ckpt else None
+    if restored is None:
+      return
+    self.epoch, self.state, meta = restored
+    self.eval_history, self.times = meta["eval_history"], meta["times"]
+    self.compactions = [tuple(c) for c in meta.get("compactions", [])]
+    if self.eval_history:
+      self.last_val = {k: np.asarray(v) for k, v in self.eval_history[-1].items()
+                       if k != "epoch"}
+    active = meta.get("active", range(self.n_runs))
+    if len(active) < self.n_runs:
+      self.state = self.layout.compact(self.state, np.isin(np.arange(self.n_runs), active))
+    self.resumed_from = self.epoch
+
+  def training(self) -> bool:
+    return (self.epoch < self.settings.max_epochs
+            and not self.layout.rows(self.state.stopped).all())
+
+  def train_epoch(self) -> dict:
+    """One epoch of every active run; host loss terms of all runs (NaN: stopped)."""
+    t0 = time.perf_counter()
+    self.state, terms = self.trainer.epoch(self.state, self.layout.runs, self.data,
+                                           jnp.int32(self.epoch))
+    jax.block_until_ready(terms)
+    self.times["first_epoch" if self.compiles else "train"] += time.perf_counter() - t0
+    self.compiles = False
+    self.epoch += 1
+    return self.layout.all_runs(terms)
+
+  def evaluation_due(self) -> bool:
+    """After the first stage, every `eval_every` epochs, and at the last epoch."""
+    s = self.settings
+    due = (self.epoch - s.pretrain_epochs) % s.eval_every == 0
+    return self.epoch > s.pretrain_epochs and due or self.epoch == s.max_epochs
+
+  def evaluate_and_select(self) -> None:
+    t0 = time.perf_counter()
+    val = self.trainer.run_eval(self.state.params, self.trainer.model.embed_aux(self.state.aux),
+                                self.layout.runs, self.data, self.data.val)
+    self.state = self.trainer.select(self.state, val)
+    # A parked run's parameters are frozen, so its last evaluation still holds.
+    self.last_val = self.layout.all_runs(val, self.last_val if self.layout.compacted else None)
+    self.eval_history.append({"epoch": self.epoch, **checkpoint.to_json(self.last_val)})
+    self.times["eval"] += time.perf_counter() - t0
+
+  def compact(self) -> None:
+    """Shortens the runs axis if so few runs still train that it pays."""
+    if self.epoch >= self.settings.max_epochs:
+      return
+    keep = self.layout.should_compact(self.state, self.settings.compact_at)
+    if keep is not None:
+      self.state, self.compiles = self.layout.compact(self.state, keep), True
+      self.compactions.append((self.epoch, len(self.layout.active)))
+
+  def checkpoint(self) -> None:
+    if not self.ckpt:
+      return
+    layout = self.layout
+    saved = layout.to_device_full(layout.full_state(self.state)) if layout.compacted \
+        else self.state
+    self.ckpt.save(self.epoch, saved, {"eval_history": self.eval_history, "times": self.times,
+                                       "active": layout.active.tolist(),
+                                       "compactions": self.compactions})
+
+  def final_test(self) -> GroupOutcome:
+    """Test metrics of every run, once, with its selected params and aux."""
+    layout, state = self.layout, self.state
+    final = layout.full_state(state, lambda s: (s.best_params, s.best_aux, s.best_epoch,
+                                                s.epoch, s.best_val, s.diverged_epoch))
+    best_params, best_aux, best_epoch, epochs_trained, best_val, diverged_epoch = final
+    t0 = time.perf_counter()
+    selected = (layout.to_device_full((best_params, best_aux)) if layout.compacted
+                else (state.best_params, state.best_aux))
+    test = layout.host(self.trainer.run_eval(*selected, self.runs, self.data, self.data.test))
+    self.times["eval"] += time.perf_counter() - t0
+    return GroupOutcome(
+        selected_epoch=best_epoch, epochs_trained=epochs_trained,
+        val=best_val, test=test, eval_history=self.eval_history,
+        train_seconds=self.times["train"], eval_seconds=self.times["eval"],
+        first_epoch_seconds=self.times["first_epoch"], best_params=best_params,
+        best_aux=best_aux, diverged_epoch=diverged_epoch,
+        resumed_from_epoch=self.resumed_from, compactions=self.compactions)
 
 
 def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
@@ -364,80 +413,16 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     selected parameters (also returned, stacked, as `best_params` and
     `best_aux`).
   """
-  mesh = sharding.runs_mesh(devices)
-  n_runs = int(runs.key.shape[0])
-  target = sharding.padded_size(n_runs, mesh)
-  runs = sharding.pad_runs(runs, n_runs, target)
-  runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
-  data = sharding.to_device(data, sharding.replicated(mesh))
-  trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
-  layout = RunsLayout(n_runs, mesh, runs)
-
-  state = trainer.init(runs)
-  epoch, eval_history = 0, []
-  times = {"train": 0.0, "eval": 0.0, "first_epoch": 0.0}
-  compactions = []                    # (epoch, runs still training) at each compaction
-  last_val = None                     # host validation metrics of all runs, latest
-  ckpt = GroupCheckpointer(checkpoint_dir) if checkpoint_dir else None
-  restored = ckpt.restore(state) if ckpt else None
-  if restored is not None:
-    epoch, state, meta = restored
-    eval_history = meta["eval_history"]
-    times = meta["times"]
-    compactions = [tuple(c) for c in meta.get("compactions", [])]
-    if eval_history:
-      last_val = {k: np.asarray(v) for k, v in eval_history[-1].items() if k != "epoch"}
-    if len(meta.get("active", range(n_runs))) < n_runs:   # same layout as before
-      state = layout.compact(state, np.isin(np.arange(n_runs), meta["active"]))
-  resumed_from = epoch
+  loop = GroupLoop(model, spec, settings, data, runs, devices, checkpoint_dir)
+  loop.restore()
   if on_start is not None:
-    on_start(epoch)
-  compiles = True                     # the next epoch compiles (first, or new layout)
-
-  while epoch < settings.max_epochs and not layout.rows(state.stopped).all():
-    t0 = time.perf_counter()
-    state, terms = trainer.epoch(state, layout.runs, data, jnp.int32(epoch))
-    jax.block_until_ready(terms)
-    elapsed = time.perf_counter() - t0
-    times["first_epoch" if compiles else "train"] += elapsed
-    compiles = False
-    epoch += 1
+    on_start(loop.epoch)
+  while loop.training():
+    terms = loop.train_epoch()
     if on_epoch is not None:
-      on_epoch(epoch, layout.all_runs(terms))
-    due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
-    if epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs:
-      t0 = time.perf_counter()
-      val = trainer.run_eval(state.params, trainer.embed_aux(state.aux), layout.runs,
-                             data, data.val)
-      state = trainer.select(state, val)
-      # A parked run's parameters are frozen, so its last evaluation still holds.
-      last_val = layout.all_runs(val, last_val if layout.compacted else None)
-      eval_history.append({"epoch": epoch, **checkpoint.to_json(last_val)})
-      keep = (layout.should_compact(state, settings.compact_at)
-              if epoch < settings.max_epochs else None)
-      if keep is not None:
-        state, compiles = layout.compact(state, keep), True
-        compactions.append((epoch, len(layout.active)))
-      times["eval"] += time.perf_counter() - t0
-      if ckpt:
-        saved = layout.to_device_full(layout.full_state(state)) if layout.compacted else state
-        ckpt.save(epoch, saved, {"eval_history": eval_history, "times": times,
-                                 "active": layout.active.tolist(),
-                                 "compactions": compactions})
-
-  final = layout.full_state(state, lambda s: (s.best_params, s.best_aux, s.best_epoch,
-                                              s.epoch, s.best_val, s.diverged_epoch))
-  best_params, best_aux, best_epoch, epochs_trained, best_val, diverged_epoch = final
-  t0 = time.perf_counter()
-  selected = (layout.to_device_full((best_params, best_aux)) if layout.compacted
-              else (state.best_params, state.best_aux))
-  test = layout.host(trainer.run_eval(*selected, runs, data, data.test))
-  times["eval"] += time.perf_counter() - t0
-  return GroupOutcome(
-      selected_epoch=best_epoch, epochs_trained=epochs_trained,
-      val=best_val, test=test, eval_history=eval_history,
-      train_seconds=times["train"], eval_seconds=times["eval"],
-      first_epoch_seconds=times["first_epoch"], best_params=best_params,
-      best_aux=best_aux,
-      diverged_epoch=diverged_epoch, resumed_from_epoch=resumed_from,
-      compactions=compactions)
+      on_epoch(loop.epoch, terms)
+    if loop.evaluation_due():
+      loop.evaluate_and_select()
+      loop.compact()
+      loop.checkpoint()
+  return loop.final_test()

@@ -1,60 +1,160 @@
 """The one interface between models and the engine.
 
-A model is three pure functions of arrays, so the engine can `jit`, `vmap` over
-runs and shard them without knowing anything about the model:
+Every model has the same shape, so the engine never asks what a model has:
 
-  init(key, spec, hp)                   -> params
-  loss(params, batch, inputs, hp, key, spec) -> (scalar, {term_name: scalar})
-  embed(params, inputs, hp, spec)        -> (user_emb (U, D), item_emb (I, D))
+  init(key, spec, hp)                                  -> params
+  init_aux(key, spec, hp, params)                      -> aux        ({} by default)
+  prepare(inputs, hp, spec)                            -> prepared   ({} by default)
+  pre_epoch(params, aux, inputs, hp, ctx, spec)        -> aux        (identity)
+  aux_step(params, aux, batch, inputs, hp, ctx, spec)  -> aux        (identity)
+  loss(params, aux, batch, inputs, hp, ctx, spec)      -> (scalar, {term: scalar})
+  embed(params, aux, inputs, hp, spec)                 -> (users (U, D), items (I, D))
+  embed_aux(aux)                                       -> the part of aux `embed` reads ({})
+  optimizer(hp, ctx)                                   -> optax transform (Adam at hp["lr"])
 
-A model with parameters that the main optimiser must not touch (I3-MRec's CLUB
-networks, a GAN's discriminator) keeps them in an auxiliary state with its own
-update rule:
+A run's state is always `(params, aux)`. `params` move only by the model's own
+optimiser on the gradient of `loss`; `aux` (I3-MRec's CLUB networks, GAR's two
+players) moves only in `pre_epoch` (once per epoch) and `aux_step` (every step,
+before the main update), by whatever rule the model writes there. `embed` is
+called with `embed_aux(aux)` of the same epoch, and the engine keeps that tree
+of the selected epoch beside the selected params.
 
-  init_aux(key, spec, hp, params)       -> aux
-  pre_epoch(params, aux, inputs, hp, key, spec) -> aux         (once per epoch)
-  aux_step(params, aux, batch, inputs, hp, key, spec) -> aux   (every step,
-                                                     before the main update)
+`prepare` runs once per run on the device before training, vmapped over the
+group, on the run's training inputs and again on its evaluation inputs; its
+result is `inputs.prepared` in every later call. It is where a run derives
+what depends on its own masked features (an item-item kNN graph), never a
+Python loop over runs on the host.
 
-and then receives it as `loss(..., spec, aux)`. `aux` is stored, stacked and
-sharded with the rest of the run's state. A model that also scores with part
-of it (GAR's recommender) names that part:
-
-  embed_aux(aux) -> tree                and is called `embed(..., spec, aux=tree)`;
-
-the engine then keeps that tree of the selected epoch with the selected params.
-
-During training `hp` also holds `epoch` (epochs completed before this one) and
-`pretrain_epochs` (the group's first stage, see `TrainSettings`): a two-stage
-model switches its loss on them; selection only starts after the first stage.
-Both are the same for every run of a group and not batched, so a model can
-branch on them with `lax.cond` and skip the other stage's work.
-
-`spec` is the group's static `ModelSpec` (shapes and shape-changing options);
-`hp` is a dict of this run's scalar hyper-parameters (traced, one per run).
+`hp` is a dict of this run's per-run hyper-parameters (scalars; traced, one per
+run), exactly those the model declares with `per_run=True`. Hyper-parameters
+that change shapes or control flow (`per_run=False`) are static and read from
+the group's `spec` with `spec.option(HPARAM)`. `ctx` is the `StepContext`:
+keys, and the group's epoch and training stage. `spec` is the group's static
+`ModelSpec`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class HParam:
+  """One hyper-parameter a model reads, declared where it is used.
+
+  Attributes:
+    name: the field name (`--set NAME=V`, or `--set MODEL.NAME=V` for one model).
+    default: its value when a config does not set it.
+    source: where the default comes from (paper, authors' code, our choice).
+    kind: float, int, str or bool.
+    per_run: True: varies inside one compiled group (a traced per-run scalar
+      in `hp`); False: static, so runs that differ in it are separate groups
+      (read with `spec.option`).
+    low, high: the allowed closed range of a number (None = unbounded);
+      `low_open` makes the lower bound strict (e.g. a learning rate > 0).
+    choices: the allowed values of a string.
+    help: one line for `--help` and error messages.
+  """
+  name: str
+  default: Any
+  source: str
+  kind: type = float
+  per_run: bool = True
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  choices: tuple = ()
+  help: str = ""
+
+  def parse(self, value: Any) -> Any:
+    """`value` (a Python value or flag text) as this parameter's kind, checked."""
+    if isinstance(value, str) and self.kind is not str:
+      text = value.strip()
+      try:
+        value = (text.lower() in ("1", "1.0", "true", "yes") if self.kind is bool
+                 else self.kind(text))
+      except ValueError:
+        raise ValueError(f"{self.name}={value!r}: expected {self.kind.__name__}") from None
+    if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+      value = float(value)
+    self.check(value)
+    return value
+
+  def check(self, value: Any) -> None:
+    """Raises ValueError naming the field if `value` is outside its declared range."""
+    if self.choices and value not in self.choices:
+      raise ValueError(f"{self.name}={value!r}: expected one of {list(self.choices)}")
+    if self.kind in (int, float) and not isinstance(value, bool):
+      if not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{self.name}={value!r}: expected a {self.kind.__name__}")
+      if self.low is not None and (value < self.low or self.low_open and value == self.low):
+        raise ValueError(f"{self.name}={value}: expected {'>' if self.low_open else '>='} "
+                         f"{self.low}")
+      if self.high is not None and value > self.high:
+        raise ValueError(f"{self.name}={value}: expected <= {self.high}")
+
+
+def learning_rate(default: float, source: str) -> HParam:
+  """The `lr` every model declares (the default optimiser reads it)."""
+  return HParam("lr", default, source, low=0.0, low_open=True, help="learning rate")
+
+
+def weight(name: str, default: float, source: str, help: str = "") -> HParam:
+  """A non-negative loss weight or rate."""
+  return HParam(name, default, source, low=0.0, help=help)
+
+
+def switch(name: str, help: str) -> HParam:
+  """A 0/1 ablation switch, on by default (per run, so ablations share a group)."""
+  return HParam(name, 1.0, "the paper's full model (1 = on)", low=0.0, high=1.0, help=help)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """Static description shared by every run of a group (hashable)."""
+  """Static description shared by every run of a group (hashable).
+
+  `options` holds the model's static hyper-parameters as (name, value) pairs.
+  """
   n_users: int
   n_items: int
   feature_dims: tuple[int, ...]
   embed_dim: int = 64
-  penalty: str = "variance"
+  options: tuple[tuple[str, Any], ...] = ()
 
   @property
   def n_modalities(self) -> int:
     return len(self.feature_dims)
+
+  def option(self, hparam: HParam) -> Any:
+    """The group's value of the static hyper-parameter `hparam` (else its default)."""
+    return dict(self.options).get(hparam.name, hparam.default)
+
+
+@flax.struct.dataclass
+class StepContext:
+  """What a step knows besides its run's hyper-parameters.
+
+  Attributes:
+    key: this call's PRNG key (new every step).
+    run_key: a per-run key that stays fixed over training (MILK's `w/o random`).
+    epoch: epochs the group has completed (a scalar shared by every run of the
+      group, not batched, so a branch on it is a real `lax.cond` under vmap).
+    first_stage_epochs: the model's first training stage (`pretrain_epochs`);
+      static; evaluation and selection start after it.
+  """
+  key: jax.Array
+  run_key: jax.Array
+  epoch: jax.Array
+  first_stage_epochs: int = flax.struct.field(pytree_node=False, default=0)
+
+  @property
+  def in_first_stage(self) -> jax.Array:
+    return self.epoch < self.first_stage_epochs
 
 
 @flax.struct.dataclass
@@ -76,11 +176,13 @@ class ModelInputs:
     available: (I, M) bool observed for this run (natural and simulated).
     fill: per modality (d_m,) vector that replaces a missing row for this run.
     graph: the normalised training user-item graph (shared by runs).
+    prepared: what the model's `prepare` built for this run from these inputs.
   """
   features: tuple[jax.Array, ...]
   available: jax.Array
   fill: tuple[jax.Array, ...]
   graph: Any = None
+  prepared: Any = None
 
   def item_features(self, items: jax.Array) -> tuple[jax.Array, ...]:
     """Per modality (N, d_m) float32 rows of `items` with missing rows filled.
@@ -94,29 +196,86 @@ class ModelInputs:
       out.append(jnp.where(observed, feats[items].astype(fill.dtype), fill[None, :]))
     return tuple(out)
 
+  def item_content(self, items: jax.Array) -> jax.Array:
+    """(N, Σ d_m) the filled modality rows of `items`, concatenated."""
+    return jnp.concatenate(self.item_features(items), axis=-1)
 
-def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:
-  """Inverted dropout of `x` at `rate` with `key`; the identity without a key."""
-  if key is None:
-    return x
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
+  def warm_items(self, n_items: int) -> jax.Array:
+    """(I,) bool: items with a training interaction. Read from the training
+    graph, the only split information a model sees; without one, none."""
+    if self.graph is None:
+      return jnp.zeros((n_items,), bool)
+    degree = jax.ops.segment_sum(jnp.ones_like(self.graph.weight), self.graph.src,
+                                 num_segments=self.graph.n_nodes)
+    return degree[self.graph.n_users:self.graph.n_users + n_items] > 0
 
 
-class Model(NamedTuple):
-  """A model as pure functions (see module docstring).
+def adam(hp, ctx) -> optax.GradientTransformation:
+  """The default optimiser: Adam at the run's `lr`."""
+  del ctx
+  return optax.adam(hp["lr"])
 
-  `default_hparams` names the per-run hyper-parameters the model reads from
-  `hp` and their defaults; `config_defaults` other `RunConfig` fields it
-  changes the default of (e.g. the fill).
+
+def _no_aux(key, spec, hp, params):
+  del key, spec, hp, params
+  return {}
+
+
+def _nothing_prepared(inputs, hp, spec):
+  del inputs, hp, spec
+  return {}
+
+
+def _same_aux_per_epoch(params, aux, inputs, hp, ctx, spec):
+  del params, inputs, hp, ctx, spec
+  return aux
+
+
+def _same_aux_per_step(params, aux, batch, inputs, hp, ctx, spec):
+  del params, batch, inputs, hp, ctx, spec
+  return aux
+
+
+def _nothing_for_embed(aux):
+  del aux
+  return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A model as pure functions (see the module docstring).
+
+  `hparams` declares every hyper-parameter the model reads; `config_defaults`
+  changes the default of shared `RunConfig` fields (e.g. the fill).
   """
   name: str
   init: Callable[..., Any]
   loss: Callable[..., tuple[jax.Array, dict]]
   embed: Callable[..., tuple[jax.Array, jax.Array]]
-  default_hparams: dict
-  config_defaults: dict = {}
-  init_aux: Callable[..., Any] | None = None
-  pre_epoch: Callable[..., Any] | None = None
-  aux_step: Callable[..., Any] | None = None
-  embed_aux: Callable[[Any], Any] | None = None
+  hparams: tuple[HParam, ...]
+  config_defaults: dict = dataclasses.field(default_factory=dict)
+  init_aux: Callable[..., Any] = _no_aux
+  prepare: Callable[..., Any] = _nothing_prepared
+  pre_epoch: Callable[..., Any] = _same_aux_per_epoch
+  aux_step: Callable[..., Any] = _same_aux_per_step
+  embed_aux: Callable[[Any], Any] = _nothing_for_embed
+  optimizer: Callable[..., optax.GradientTransformation] = adam
+  doc: str = ""
+
+  def __post_init__(self):
+    names = [h.name for h in self.hparams]
+    if len(set(names)) != len(names):
+      raise ValueError(f"model {self.name!r} declares a hyper-parameter twice: {names}")
+
+  @property
+  def hparam(self) -> dict[str, HParam]:
+    return {h.name: h for h in self.hparams}
+
+  @property
+  def per_run_hparams(self) -> tuple[str, ...]:
+    return tuple(h.name for h in self.hparams if h.per_run)
+
+  @property
+  def default_hparams(self) -> dict:
+    """{name: default} of every declared hyper-parameter."""
+    return {h.name: h.default for h in self.hparams}

@@ -28,7 +28,7 @@ Decisions ([D]):
   [D] Embeddings start from N(0, 0.1²) as the repo's other models (the code
       uses Glorot init); the encoder uses PyTorch's `nn.Linear` default init.
   [D] New items are those without edges in the training graph, the only
-      split information `embed` sees (see mtpr.has_interactions).
+      split information `embed` sees (see ModelInputs.warm_items).
 """
 from __future__ import annotations
 
@@ -37,32 +37,34 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
-from jaxrec.models.milk import first_occurrence, torch_linear_init
-from jaxrec.models.mtpr import has_interactions
+from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, learning_rate,
+                                weight)
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_table,
+                                  l2_normalise_rows, torch_linear_init)
 
 # The authors' README command for MovieLens (three modalities, the multimodal
 # setting closest to ours), github.com/weiyinwei/CLCRec:
 #   --l_r 0.001 --reg_weight 0.1 --lr_lambda 0.5 --temp_value 2.0 --num_sample 0.5
-DEFAULT_HPARAMS = dict(lr=1e-3, reg=0.1, aux_weight=0.5, temperature=2.0)
+SOURCE = "authors' README, MovieLens command"
+HPARAMS = (learning_rate(1e-3, SOURCE),
+           weight("reg", 0.1, SOURCE, "the code's reg_weight (norm regulariser)"),
+           HParam("aux_weight", 0.5, SOURCE, low=0.0, high=1.0,
+                  help="the code's lr_lambda: R-E's share against U-I's"),
+           HParam("temperature", 2.0, SOURCE, low=0.0, low_open=True,
+                  help="InfoNCE temperature of both terms"))
 # `num_sample` (ρ): share of positive items whose ID embedding is replaced by the
-# content embedding in U-I. No RunConfig field exists for it: a module constant.
+# content embedding in U-I; a module constant (the README's value).
 RHO = 0.5
 ENCODER_HIDDEN = 256   # the authors' encoder width
 
 
-class CLCRecNet(nn.Module):
+class CLCRecNet(UsersAndContent):
   """User and item ID tables and the two-layer content encoder."""
-  n_users: int
-  n_items: int
-  embed_dim: int
-  feature_dims: tuple[int, ...]
+  n_items: int = 0
 
   def setup(self):
-    self.user_table = nn.Embed(self.n_users, self.embed_dim,
-                               embedding_init=nn.initializers.normal(0.1))
-    self.item_table = nn.Embed(self.n_items, self.embed_dim,
-                               embedding_init=nn.initializers.normal(0.1))
+    self.user_table = id_table(self.n_users, self.embed_dim)
+    self.item_table = id_table(self.n_items, self.embed_dim)
     fan_in = sum(self.feature_dims)
     self.hidden = nn.Dense(ENCODER_HIDDEN, kernel_init=torch_linear_init(fan_in),
                            bias_init=torch_linear_init(fan_in))
@@ -71,12 +73,6 @@ class CLCRecNet(nn.Module):
 
   def __call__(self, users, items, item_feats):
     return self.users(users), self.items(items), self.content(item_feats)
-
-  def users(self, users):
-    return self.user_table(users)
-
-  def all_users(self):
-    return self.user_table.embedding
 
   def items(self, items):
     return self.item_table(items)
@@ -90,20 +86,14 @@ class CLCRecNet(nn.Module):
     return self.out(h)
 
 
-def _net(spec: ModelSpec) -> CLCRecNet:
-  return CLCRecNet(spec.n_users, spec.n_items, spec.embed_dim, spec.feature_dims)
-
-
 def init(key, spec: ModelSpec, hp):
   del hp
-  feats = tuple(jnp.zeros((1, d), jnp.float32) for d in spec.feature_dims)
-  one = jnp.zeros((1,), jnp.int32)
-  return _net(spec).init(key, one, one, feats)["params"]
+  return CLCRecNet.for_spec(spec).init_params(key, ONE_ID, ONE_ID)
 
 
 def content_embeddings(params, inputs: ModelInputs, items, spec: ModelSpec):
   """(N, D) content-encoder output for `items` (missing modalities filled)."""
-  return _net(spec).apply({"params": params}, inputs.item_features(items),
+  return CLCRecNet.for_spec(spec).apply({"params": params}, inputs.item_features(items),
                           method=CLCRecNet.content)
 
 
@@ -128,12 +118,13 @@ def clcrec_terms(*, users, item_ids, item_content, swap, weights, item_weights,
   return dict(user_item=user_item, rep_emb=rep_emb, norm=reg)
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  net, variables = _net(spec), {"params": params}
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
+  del aux
+  net, variables = CLCRecNet.for_spec(spec), {"params": params}
   users = net.apply(variables, batch.users, method=CLCRecNet.users)
   item_ids = net.apply(variables, batch.pos, method=CLCRecNet.items)
   item_content = content_embeddings(params, inputs, batch.pos, spec)
-  swap = jax.random.bernoulli(key, RHO, batch.pos.shape).astype(jnp.float32)
+  swap = jax.random.bernoulli(ctx.key, RHO, batch.pos.shape).astype(jnp.float32)
   terms = clcrec_terms(users=users, item_ids=item_ids, item_content=item_content,
                        swap=swap, weights=batch.weights,
                        item_weights=first_occurrence(batch.pos, batch.weights),
@@ -143,20 +134,16 @@ def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
   return total, terms
 
 
-def _normalise(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """Unit-norm users and items: ID embeddings for warm items, content for new ones."""
-  del hp
-  net, variables = _net(spec), {"params": params}
+  del aux, hp
+  net, variables = CLCRecNet.for_spec(spec), {"params": params}
   content = content_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
   ids = net.apply(variables, method=CLCRecNet.all_items)
-  items = jnp.where(has_interactions(inputs, spec)[:, None], ids, content)
-  return (_normalise(net.apply(variables, method=CLCRecNet.all_users)),
-          _normalise(items))
+  items = jnp.where(inputs.warm_items(spec.n_items)[:, None], ids, content)
+  return (l2_normalise_rows(net.apply(variables, method=CLCRecNet.all_users)),
+          l2_normalise_rows(items))
 
 
 CLCREC = Model(name="clcrec", init=init, loss=loss, embed=embed,
-               default_hparams=DEFAULT_HPARAMS)
+               hparams=HPARAMS)

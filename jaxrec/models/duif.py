@@ -24,34 +24,26 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec import losses
+from jaxrec.models import mf
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
-from jaxrec.models.milk import torch_linear_init
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, one_row_features,
+                                  torch_linear_init)
 
 # [D] Not given by the paper (see module docstring): MILK's shared settings.
-DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-4)
+HPARAMS = mf.HPARAMS
 
 
-class DUIFNet(nn.Module):
+class DUIFNet(UsersAndContent):
   """Free user table and one linear map of the concatenated item features."""
-  n_users: int
-  embed_dim: int
-  feature_dims: tuple[int, ...]
 
   def setup(self):
-    self.user_table = nn.Embed(self.n_users, self.embed_dim,
-                               embedding_init=nn.initializers.normal(0.1))
+    self.user_table = id_table(self.n_users, self.embed_dim)
     fan_in = sum(self.feature_dims)
     self.item_map = nn.Dense(self.embed_dim, use_bias=False,
                              kernel_init=torch_linear_init(fan_in))
 
   def __call__(self, users, item_feats):
     return self.users(users), self.items(item_feats)
-
-  def users(self, users):
-    return self.user_table(users)
-
-  def all_users(self):
-    return self.user_table.embedding
 
   def items(self, item_feats):
     """(N, D) `W [x^1; ...; x^M]` from per-modality (N, d_m) features."""
@@ -64,8 +56,7 @@ def _net(spec: ModelSpec) -> DUIFNet:
 
 def init(key, spec: ModelSpec, hp):
   del hp
-  feats = tuple(jnp.zeros((1, d), jnp.float32) for d in spec.feature_dims)
-  return _net(spec).init(key, jnp.zeros((1,), jnp.int32), feats)["params"]
+  return _net(spec).init(key, ONE_ID, one_row_features(spec.feature_dims))["params"]
 
 
 def item_embeddings(params, inputs: ModelInputs, items, spec: ModelSpec):
@@ -74,8 +65,8 @@ def item_embeddings(params, inputs: ModelInputs, items, spec: ModelSpec):
                           method=DUIFNet.items)
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  del key
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
+  del aux, ctx
   users = _net(spec).apply({"params": params}, batch.users, method=DUIFNet.users)
   # One projection of both item sides: the map is shared, so this is one matmul.
   both = item_embeddings(params, inputs, jnp.concatenate([batch.pos, batch.neg]), spec)
@@ -85,11 +76,11 @@ def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
   return bpr + hp["reg"] * l2, {"bpr": bpr, "l2": l2}
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
-  del hp
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
+  del aux, hp
   users = _net(spec).apply({"params": params}, method=DUIFNet.all_users)
   return users, item_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
 
 
 DUIF = Model(name="duif", init=init, loss=loss, embed=embed,
-             default_hparams=DEFAULT_HPARAMS)
+             hparams=HPARAMS)

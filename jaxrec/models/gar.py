@@ -38,7 +38,7 @@ in inference mode (running averages, no dropout), as the code's `g_training`
 [D] Batch statistics include the padded slots of an epoch's last batch (the
     code drops the incomplete batch).
 [D] β, the players' rates and L2 weights are module constants; α is
-    `aux_weight`, the generator's dropout `dropout`.
+    `gar.alpha`, the generator's dropout `gar.dropout`.
 """
 from __future__ import annotations
 
@@ -50,10 +50,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec import losses
-from jaxrec.models import mf
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, dropout
-from jaxrec.models.dropoutnet import (content_dim, frozen_mf, in_first_stage,
-                                      item_content, staged, warm_items)
+from jaxrec.models import mf, pretrained
+from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+                                learning_rate)
+from jaxrec.models.layers import dropout
+from jaxrec.models.pretrained import content_dim, frozen_mf
 
 # The authors' code (zfnWong/GAR, GAR/GAR.py and main.py): 200-unit tanh
 # layers, g_drop 0.1, d_drop 0.5, Adam 1e-3 for both players, 1e-3 L2 on
@@ -69,8 +70,14 @@ BN_MOMENTUM = 0.99     # tf.layers.batch_normalization's defaults
 BN_EPSILON = 1e-3
 
 # lr 5e-3 is stage 1's (MF-BPR, as DropoutNet); the players have their own rates.
-DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.1, aux_weight=0.05)
-CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}
+HPARAMS = (
+    learning_rate(5e-3, "DropoutNet's MF stage [D]"),
+    HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
+    HParam("dropout", 0.1, "authors' code, g_drop", low=0.0, high=0.99,
+           help="the generator's dropout"),
+    HParam("alpha", 0.05, "authors' code, main.py", low=0.0, high=1.0,
+           help="α: share of the L1 similarity in the generator's loss"),
+    pretrained.PRETRAIN_EPOCHS)
 TERMS = ("adversarial", "similarity", "generator_l2", "generator_loss", "recommender_loss")
 
 
@@ -178,7 +185,7 @@ class Players(NamedTuple):
 def players_batch(params, batch: Batch, inputs: ModelInputs) -> Players:
   cf = frozen_mf(params)
   return Players(users=cf["users"][batch.users], real=cf["items"][batch.pos],
-                 neg=cf["items"][batch.neg], content=item_content(inputs, batch.pos),
+                 neg=cf["items"][batch.neg], content=inputs.item_content(batch.pos),
                  weights=batch.weights)
 
 
@@ -209,7 +216,7 @@ def generator_loss(gen_params, aux, b: Players, key, spec: ModelSpec, hp):
                                           weights=b.weights),
            "similarity": losses.weighted_mean(jnp.mean(jnp.abs(fake - b.real), -1), b.weights),
            "generator_l2": _kernel_l2(gen_params)}
-  alpha = hp["aux_weight"]
+  alpha = hp["alpha"]
   total = ((1.0 - alpha) * terms["adversarial"] + alpha * terms["similarity"]
            + G_REG * terms["generator_l2"])
   return total, (stats, terms)
@@ -238,24 +245,26 @@ def generator_step(aux, b: Players, key, spec: ModelSpec, hp):
   return _player_step(aux, "generator", G_LR, generator_loss, b, key, spec, hp)
 
 
-def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+             spec: ModelSpec):
   """Stage 2: one recommender step, then one generator step against the updated
   recommender (the code's train_d, train_g). Stage 1: the players wait for the
   MF tables."""
   def steps(aux):
-    k_d, k_g = jax.random.split(key)
+    k_d, k_g = jax.random.split(ctx.key)
     b = players_batch(params, batch, inputs)
     return generator_step(recommender_step(aux, b, k_d, spec), b, k_g, spec, hp)
   # The stage is the group's (not batched), so stage 1 skips the players' work.
-  return jax.lax.cond(in_first_stage(hp), lambda aux: aux, steps, aux)
+  return jax.lax.cond(ctx.in_first_stage, lambda aux: aux, steps, aux)
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec, aux):
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+         spec: ModelSpec):
   """MF-BPR in stage 1; in stage 2 the generator's loss of this step's
-  `aux_step`, reported (the MF tables are fixed, so it has no gradient)."""
-  del key, spec, inputs
+  `aux_step`, reported (the MF tables are frozen, so it has no gradient)."""
+  del spec, inputs
   last = jax.lax.stop_gradient(aux["last"])
-  return staged(hp, params, batch, lambda: (last["generator_loss"], last))
+  return pretrained.staged(ctx, hp, params, batch, lambda: (last["generator_loss"], last))
 
 
 def embed_aux(aux):
@@ -263,17 +272,17 @@ def embed_aux(aux):
   return {"generator": aux["generator"], "recommender": aux["recommender"]}
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec, aux):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """The recommender's towers (inference mode) on users e_u and on items (warm
   e_i, new G(x_i)), so that user · item = R(u, i)."""
   del hp
   cf = params["mf"]
-  gen, _ = generate(aux["generator"], item_content(inputs, jnp.arange(spec.n_items)), spec)
-  items = jnp.where(warm_items(inputs, spec.n_items)[:, None], cf["items"], gen)
+  gen, _ = generate(aux["generator"], inputs.item_content(jnp.arange(spec.n_items)), spec)
+  items = jnp.where(inputs.warm_items(spec.n_items)[:, None], cf["items"], gen)
   rec = aux["recommender"]
   return recommender_side(rec, "user", cf["users"])[0], recommender_side(rec, "item", items)[0]
 
 
-GAR = Model(name="gar", init=init, loss=loss, embed=embed,
-            default_hparams=DEFAULT_HPARAMS, config_defaults=CONFIG_DEFAULTS,
-            init_aux=init_aux, aux_step=aux_step, embed_aux=embed_aux)
+GAR = Model(name="gar", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+            config_defaults={"fill": "mean"}, init_aux=init_aux, aux_step=aux_step,
+            embed_aux=embed_aux, optimizer=pretrained.two_stage_optimizer)

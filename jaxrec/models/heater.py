@@ -1,7 +1,7 @@
 """Heater (Zhu et al., SIGIR 2020) on a pretrained MF-BPR model.
 
-Stage 1 (epoch < pretrain_epochs) is MF-BPR, as in DropoutNet (see
-dropoutnet.py for the staging). Stage 2, with the MF tables (P users, Q items)
+Stage 1 (the first pretrain_epochs epochs) is MF-BPR, as in DropoutNet (see
+jaxrec/models/pretrained.py for the staging). Stage 2, with the MF tables (P users, Q items)
 frozen:
   * mixture of experts: content x_i goes to the CF space as
       Ψ_i = Σ_t g_t(x_i) · (W_t x_i + b_t),  g(x_i) = softmax(W_g x_i)   (T experts);
@@ -26,8 +26,8 @@ training), align_weight (α of the similarity constraint).
 [D] α defaults to 1.0 and p to 0.5: Heater tunes α and p per data set (its
     §5 sensitivity study); these values are our choice for small data, not
     figures copied from the paper. Module constants: N_EXPERTS, HIDDEN.
-[D] Adam at the per-run `lr` for both stages; see dropoutnet.py on the
-    short Adam tail on the frozen MF tables after the switch.
+[D] Adam at the per-run `lr` for both stages, one Adam per stage
+    (`pretrained.two_stage_optimizer`), so the MF tables stay bit-identical.
 """
 from __future__ import annotations
 
@@ -36,17 +36,23 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import mf
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
-from jaxrec.models.dropoutnet import (HIDDEN, Tower, content_dim, frozen_mf, item_content,
-                                      score_pairs, staged, warm_items)
+from jaxrec.models import mf, pretrained
+from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+                                learning_rate)
+from jaxrec.models.pretrained import content_dim, frozen_mf, score_pairs, tower
 
 N_EXPERTS = 5
 
 # [D] lr 5e-3 as DropoutNet's (Heater builds on its training scheme), reg MF-BPR's;
 # p = 0.5 and α = 1.0 are our picks (see the module docstring), not paper figures.
-DEFAULT_HPARAMS = dict(lr=5e-3, reg=1e-4, dropout=0.5, align_weight=1.0)
-CONFIG_DEFAULTS = {"pretrain_epochs": 20, "fill": "mean"}
+HPARAMS = (
+    learning_rate(5e-3, "DropoutNet's rate (Heater builds on its scheme) [D]"),
+    HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
+    HParam("dropout", 0.5, "our pick [D]", low=0.0, high=1.0,
+           help="p of randomized training: a sample uses its content representation"),
+    HParam("align_weight", 1.0, "our pick [D]", low=0.0,
+           help="α of the similarity constraint ||Ψ − Q||²"),
+    pretrained.PRETRAIN_EPOCHS)
 
 
 class MixtureOfExperts(nn.Module):
@@ -70,18 +76,14 @@ def _moe(spec: ModelSpec) -> MixtureOfExperts:
   return MixtureOfExperts(N_EXPERTS, spec.embed_dim)
 
 
-def _tower(spec: ModelSpec) -> Tower:
-  return Tower(HIDDEN, spec.embed_dim)
-
-
 def init(key, spec: ModelSpec, hp):
   del hp
   k_mf, k_moe, k_user, k_item = jax.random.split(key, 4)
   d = spec.embed_dim
   return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, d),
           "moe": _moe(spec).init(k_moe, jnp.zeros((1, content_dim(spec))))["params"],
-          "user_tower": _tower(spec).init(k_user, jnp.zeros((1, d)))["params"],
-          "item_tower": _tower(spec).init(k_item, jnp.zeros((1, d)))["params"]}
+          "user_tower": tower(spec).init(k_user, jnp.zeros((1, d)))["params"],
+          "item_tower": tower(spec).init(k_item, jnp.zeros((1, d)))["params"]}
 
 
 def content_embedding(params, content: jax.Array, spec: ModelSpec) -> jax.Array:
@@ -101,33 +103,36 @@ def heater_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   cf = frozen_mf(params)
   users, items, weights = score_pairs(batch)
   q = cf["items"][items]
-  psi = content_embedding(params, item_content(inputs, items), spec)
+  psi = content_embedding(params, inputs.item_content(items), spec)
   use_content = jax.random.bernoulli(key, hp["dropout"], (items.shape[0],))
   rep = jnp.where(use_content[:, None], psi, q)
-  u = _tower(spec).apply({"params": params["user_tower"]}, cf["users"][users])
-  v = _tower(spec).apply({"params": params["item_tower"]}, rep)
+  u = tower(spec).apply({"params": params["user_tower"]}, cf["users"][users])
+  v = tower(spec).apply({"params": params["item_tower"]}, rep)
   target = jnp.sum(cf["users"][users] * q, -1)
   mse = losses.weighted_mean(jnp.square(jnp.sum(u * v, -1) - target), weights)
   similarity = losses.weighted_mean(jnp.sum(jnp.square(psi - q), -1), weights)
   return {"mse": mse, "similarity": similarity}
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+         spec: ModelSpec):
+  del aux
+
   def own():
-    t = heater_terms(params, batch, inputs, hp, key, spec)
+    t = heater_terms(params, batch, inputs, hp, ctx.key, spec)
     return t["mse"] + hp["align_weight"] * t["similarity"], t
-  return staged(hp, params, batch, own)
+  return pretrained.staged(ctx, hp, params, batch, own)
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """Users f_U(P_u); warm items f_V(Q_i), new items f_V(Ψ_i)."""
-  del hp
+  del aux, hp
   cf = params["mf"]
-  psi = content_embedding(params, item_content(inputs, jnp.arange(spec.n_items)), spec)
-  rep = jnp.where(warm_items(inputs, spec.n_items)[:, None], cf["items"], psi)
-  return (_tower(spec).apply({"params": params["user_tower"]}, cf["users"]),
-          _tower(spec).apply({"params": params["item_tower"]}, rep))
+  psi = content_embedding(params, inputs.item_content(jnp.arange(spec.n_items)), spec)
+  rep = jnp.where(inputs.warm_items(spec.n_items)[:, None], cf["items"], psi)
+  return (tower(spec).apply({"params": params["user_tower"]}, cf["users"]),
+          tower(spec).apply({"params": params["item_tower"]}, rep))
 
 
-HEATER = Model(name="heater", init=init, loss=loss, embed=embed,
-               default_hparams=DEFAULT_HPARAMS, config_defaults=CONFIG_DEFAULTS)
+HEATER = Model(name="heater", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+               config_defaults={"fill": "mean"}, optimizer=pretrained.two_stage_optimizer)

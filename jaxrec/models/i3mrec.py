@@ -22,8 +22,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, dropout
-from jaxrec.models.milk import PENALTIES, torch_linear_init
+from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+                                learning_rate, weight)
+from jaxrec.models.layers import (UsersAndContent, dropout, id_table, l2_normalise_rows,
+                                  one_row_features, torch_linear_init)
+from jaxrec.models.milk import PENALTY
 
 N_LAYERS = 3
 TEMPERATURE = 0.4
@@ -33,19 +36,23 @@ CLUB_STEPS = 10
 CLUB_BATCH = 2048
 
 # The authors' Baby settings (their README): lr, reg, β (penalty), c_max, c_min.
-DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-3, penalty_weight=300.0, c_max=1e-3, c_min=1e-5,
-                       dropout=0.5)
+SOURCE = "I3-MRec authors' README (Baby)"
+HPARAMS = (
+    learning_rate(1e-3, SOURCE),
+    weight("reg", 1e-3, SOURCE, "L2 weight"),
+    weight("penalty_weight", 300.0, SOURCE, "β: weight of the invariance penalty"),
+    weight("c_max", 1e-3, SOURCE, "weight of InfoNCE between missing views"),
+    weight("c_min", 1e-5, SOURCE, "weight of the CLUB bound"),
+    HParam("dropout", 0.5, "I3-MRec authors' code (fusion dropout)", low=0.0, high=0.99,
+           help="dropout rate of the missing-aware fusion"),
+    PENALTY)
 
 
-class I3MRecNet(nn.Module):
+class I3MRecNet(UsersAndContent):
   """Shared user table, one linear item encoder per modality, the fusion map."""
-  n_users: int
-  embed_dim: int
-  feature_dims: tuple[int, ...]
 
   def setup(self):
-    self.user_table = nn.Embed(self.n_users, self.embed_dim,
-                               embedding_init=nn.initializers.normal(0.1))
+    self.user_table = id_table(self.n_users, self.embed_dim)
     self.encoders = [nn.Dense(self.embed_dim, kernel_init=torch_linear_init(d),
                               bias_init=torch_linear_init(d), name=f"encoder_{m}")
                      for m, d in enumerate(self.feature_dims)]
@@ -54,11 +61,8 @@ class I3MRecNet(nn.Module):
                            jnp.eye(shape[0], shape[1], dtype=dtype))
 
   def __call__(self, item_feats):
-    return self.users(), self.project(item_feats), self.fuse(
+    return self.all_users(), self.project(item_feats), self.fuse(
         jnp.zeros((1, self.embed_dim)))
-
-  def users(self):
-    return self.user_table.embedding
 
   def project(self, item_feats):
     """(M, I, D) per-modality linear item embeddings."""
@@ -85,8 +89,7 @@ def _net(spec: ModelSpec) -> I3MRecNet:
 
 def init(key, spec: ModelSpec, hp):
   del hp
-  feats = tuple(jnp.zeros((1, d)) for d in spec.feature_dims)
-  return _net(spec).init(key, feats)["params"]
+  return _net(spec).init(key, one_row_features(spec.feature_dims))["params"]
 
 
 def subset_masks(n_modalities: int) -> jnp.ndarray:
@@ -95,17 +98,13 @@ def subset_masks(n_modalities: int) -> jnp.ndarray:
   return jnp.array(rows, jnp.float32)
 
 
-def _l2_rows(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def encode(params, inputs: ModelInputs, spec: ModelSpec):
   """Graph encoders: (E_u (U, D), U_m (M, U, D), I_m (M, I, D))."""
   net, variables = _net(spec), {"params": params}
-  users = net.apply(variables, method=I3MRecNet.users)
+  users = net.apply(variables, method=I3MRecNet.all_users)
   items = net.apply(variables, inputs.item_features(jnp.arange(spec.n_items)),
                     method=I3MRecNet.project)                     # (M, I, D)
-  h0 = _l2_rows(jnp.concatenate(
+  h0 = l2_normalise_rows(jnp.concatenate(
       [jnp.broadcast_to(users, (spec.n_modalities,) + users.shape), items], axis=1))
   h = jax.vmap(lambda x: inputs.graph.layer_mean(x, N_LAYERS))(h0)
   return users, h[:, :spec.n_users], h[:, spec.n_users:]
@@ -135,7 +134,7 @@ def init_aux(key, spec: ModelSpec, hp, params):
   return {"club": nets, "opt": optax.adam(CLUB_LR).init(nets)}
 
 
-def pre_epoch(params, aux, inputs: ModelInputs, hp, key, spec: ModelSpec):
+def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
   """Fits the CLUB networks by maximum likelihood on (x_m, z) of random items."""
   del hp
   _, _, items_m = encode(params, inputs, spec)
@@ -156,15 +155,14 @@ def pre_epoch(params, aux, inputs: ModelInputs, hp, key, spec: ModelSpec):
     return (optax.apply_updates(nets, updates), opt), None
 
   (nets, opt), _ = jax.lax.scan(step, (aux["club"], aux["opt"]),
-                                jax.random.split(key, CLUB_STEPS))
+                                jax.random.split(ctx.key, CLUB_STEPS))
   return {"club": nets, "opt": opt}
 
 
 def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec,
                  aux) -> dict:
   """The named, unweighted loss terms of one I3-MRec mini-batch."""
-  if spec.penalty not in PENALTIES:
-    raise ValueError(f"unknown penalty {spec.penalty!r}; expected one of {PENALTIES}")
+  penalty_kind = spec.option(PENALTY)
   k_pos, k_neg, k_views, k_perm = jax.random.split(key, 4)
   user_table, users_m, items_m = encode(params, inputs, spec)
   n_mod = spec.n_modalities
@@ -178,15 +176,11 @@ def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: Model
     """Modality environment m scores with (E_u + U_m) · I_m."""
     eu = user_table[batch.users] + user_m[batch.users]
     diff = jnp.sum(eu * (item_m[batch.pos] - item_m[batch.neg]), -1)
-    risk = losses.bpr_risk(score_diff=diff, weights=batch.weights)
-    if spec.penalty == "variance":
-      return risk, jnp.zeros(())
-    return risk, losses.bpr_irm_penalties(score_diff=diff, weights=batch.weights,
-                                          split=spec.penalty == "irm_split")
+    return losses.environment_risk(score_diff=diff, weights=batch.weights,
+                                   penalty=penalty_kind)
 
   env_risks, irm = jax.vmap(one_env)(users_m, items_m)
-  penalty = (losses.variance_penalty(risks=env_risks) if spec.penalty == "variance"
-             else jnp.mean(irm))
+  penalty = losses.invariance_penalty(risks=env_risks, irm=irm, penalty=penalty_kind)
 
   views = subset_masks(n_mod)                                     # (S, M)
   view_keys = jax.random.split(k_views, views.shape[0])
@@ -211,21 +205,21 @@ def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: Model
               club=club, l2=l2)
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec, aux):
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+         spec: ModelSpec):
   """`BPR(u, z) + c_max·InfoNCE + c_min·CLUB + Σ_m R_m + reg·L2 + β·penalty`."""
-  t = i3mrec_terms(params, batch, inputs, hp, key, spec, aux)
+  t = i3mrec_terms(params, batch, inputs, hp, ctx.key, spec, aux)
   total = (t["bpr"] + hp["c_max"] * t["infonce"] + hp["c_min"] * t["club"]
            + t["env_risk"] + hp["reg"] * t["l2"] + hp["penalty_weight"] * t["penalty"])
   return total, t
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """Final users `E_u + mean_m U_m`, items `z` without dropout."""
-  del hp
+  del aux, hp
   user_table, users_m, items_m = encode(params, inputs, spec)
   return user_table + jnp.mean(users_m, axis=0), fuse(params, jnp.mean(items_m, axis=0), spec)
 
 
-I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed,
-               default_hparams=DEFAULT_HPARAMS, config_defaults={"fill": "zero"},
-               init_aux=init_aux, pre_epoch=pre_epoch)
+I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+               config_defaults={"fill": "zero"}, init_aux=init_aux, pre_epoch=pre_epoch)

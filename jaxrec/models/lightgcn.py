@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, learning_rate, weight
 from jaxrec.models.mf import mf_params, mf_terms
 
 # Paper, section 4.1.2: K = 3 layers (α_k = 1 / (K + 1)), Adam lr 1e-3, L2
@@ -28,7 +28,8 @@ from jaxrec.models.mf import mf_params, mf_terms
 # the authors' code (= `mf_params`); embedding size 64 and batch 2048 are
 # `RunConfig` defaults already.
 N_LAYERS = 3
-DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-4)
+HPARAMS = (learning_rate(1e-3, "LightGCN paper, 4.1.2"),
+           weight("reg", 1e-4, "LightGCN paper, 4.1.2", "L2 on the batch's layer-0 rows"))
 
 
 def propagate(params, inputs: ModelInputs, spec: ModelSpec):
@@ -54,16 +55,16 @@ def lightgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -
   return {"bpr": bpr, "l2": l2}
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  del key
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
+  del aux, ctx
   terms = lightgcn_terms(params, batch, inputs, spec)
   return terms["bpr"] + hp["reg"] * terms["l2"], terms
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
-  del hp
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
+  del aux, hp
   return propagate(params, inputs, spec)
 
 
 LIGHTGCN = Model(name="lightgcn", init=init, loss=loss, embed=embed,
-                 default_hparams=DEFAULT_HPARAMS)
+                 hparams=HPARAMS)

@@ -11,9 +11,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, learning_rate, weight
 
-DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-4)
+# MILK's reference code (Adam 1e-3, L2 1e-4 on the batch's rows), used for
+# every baseline of its comparison.
+HPARAMS = (learning_rate(1e-3, "MILK reference code"),
+           weight("reg", 1e-4, "MILK reference code", "L2 weight on the batch's rows"))
 INIT_STD = 0.1
 
 
@@ -37,16 +40,16 @@ def init(key, spec: ModelSpec, hp):
   return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  del inputs, key, spec
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
+  del aux, inputs, ctx, spec
   terms = mf_terms(params["mf"], batch)
   return terms["bpr"] + hp["reg"] * terms["l2"], terms
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
-  del inputs, hp, spec
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
+  del aux, inputs, hp, spec
   return params["mf"]["users"], params["mf"]["items"]
 
 
 MF_BPR = Model(name="mf", init=init, loss=loss, embed=embed,
-               default_hparams=DEFAULT_HPARAMS)
+               hparams=HPARAMS)

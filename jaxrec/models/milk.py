@@ -9,7 +9,8 @@ split-batch IRMv1 via `jax.grad` over a dummy scale).
 Per-run hyper-parameters (`hp`), all scalars so runs with different values share
 one compiled program: lr, penalty_weight, align_weight, alpha, reg, and the
 ablation switches use_uniform_env (`w/o e=0` when 0), cyclic (`w/o cs` when 0),
-random_mix (`w/o random` when 0), use_envs, use_align.
+random_mix (`w/o random` when 0), use_envs, use_align. `penalty` is static
+(one compiled group per choice).
 """
 from __future__ import annotations
 
@@ -18,33 +19,37 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import envs, losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+                                learning_rate, switch, weight)
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_table,
+                                  one_row_features, torch_linear_init)
 
-PENALTIES = ("variance", "irm", "irm_split")
+PENALTIES = losses.PENALTIES
+SOURCE = "MILK reference code (main.py defaults)"
+# The invariance penalty across environments; static, as it changes the program.
+PENALTY = HParam("penalty", "variance", "MILK paper (V-REx variance)", kind=str,
+                 per_run=False, choices=PENALTIES, help="invariance penalty across environments")
+HPARAMS = (
+    learning_rate(1e-3, SOURCE),
+    weight("penalty_weight", 50.0, SOURCE, "β: weight of the invariance penalty"),
+    weight("align_weight", 0.05, SOURCE, "λ_align: weight of cross-modality alignment"),
+    HParam("alpha", 0.1, SOURCE, low=0.0, low_open=True,
+           help="Dirichlet concentration of the mixing weights"),
+    weight("reg", 1e-4, SOURCE, "L2 weight"),
+    switch("use_uniform_env", "keep the uniform environment e=0 (0: w/o e=0)"),
+    switch("cyclic", "cyclic shift of the mixing weights (0: w/o cs)"),
+    switch("random_mix", "a new mixing draw per batch (0: w/o random)"),
+    switch("use_envs", "the mixup environments and penalty (0: w/o environments)"),
+    switch("use_align", "the alignment term (0: w/o alignment)"),
+    PENALTY)
+DEFAULT_HPARAMS = {h.name: h.default for h in HPARAMS if h.per_run}
 
-DEFAULT_HPARAMS = dict(
-    lr=1e-3, penalty_weight=50.0, align_weight=0.05, alpha=0.1, reg=1e-4,
-    use_uniform_env=1.0, cyclic=1.0, random_mix=1.0, use_envs=1.0, use_align=1.0)
 
-
-def torch_linear_init(fan_in: int):
-  """PyTorch `nn.Linear` default for weight and bias: U(±1/sqrt(fan_in))."""
-  bound = 1.0 / float(fan_in) ** 0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-  return init
-
-
-class MILKNet(nn.Module):
+class MILKNet(UsersAndContent):
   """User table and one affine extractor per modality."""
-  n_users: int
-  embed_dim: int
-  feature_dims: tuple[int, ...]
 
   def setup(self):
-    self.user_table = nn.Embed(self.n_users, self.embed_dim,
-                               embedding_init=nn.initializers.normal(0.1))
+    self.user_table = id_table(self.n_users, self.embed_dim)
     self.extractors = [
         nn.Dense(self.embed_dim, kernel_init=torch_linear_init(d),
                  bias_init=torch_linear_init(d), name=f"extractor_{m}")
@@ -52,12 +57,6 @@ class MILKNet(nn.Module):
 
   def __call__(self, users, item_feats):
     return self.users(users), self.modality_embeddings(item_feats)
-
-  def users(self, users):
-    return self.user_table(users)
-
-  def all_users(self):
-    return self.user_table.embedding
 
   def modality_embeddings(self, item_feats):
     """Per-modality `c^m = W_m x^m + b_m`, stacked to (N, M, D)."""
@@ -70,24 +69,16 @@ def _net(spec: ModelSpec) -> MILKNet:
 
 def init(key, spec: ModelSpec, hp):
   del hp
-  feats = tuple(jnp.zeros((1, d), jnp.float32) for d in spec.feature_dims)
-  return _net(spec).init(key, jnp.zeros((1,), jnp.int32), feats)["params"]
+  return _net(spec).init(key, ONE_ID, one_row_features(spec.feature_dims))["params"]
 
 
-def first_occurrence(ids: jax.Array, weights: jax.Array) -> jax.Array:
-  """(B,) 1.0 at the first valid slot of each distinct id, else 0 (jit-friendly unique)."""
-  size = ids.shape[0]
-  keys = jnp.where(weights > 0, ids, -1 - jnp.arange(size))
-  order = jnp.argsort(keys, stable=True)
-  sorted_keys = keys[order]
-  first_sorted = jnp.concatenate([jnp.array([True]), sorted_keys[1:] != sorted_keys[:-1]])
-  first = jnp.zeros((size,), bool).at[order].set(first_sorted)
-  return (first & (weights > 0)).astype(jnp.float32)
+def mixing_weights(key, run_key, hp, n_modalities: int):
+  """(M+1, M) environment weights of this batch and (M+1,) active flags.
 
-
-def mixing_weights(key, hp, n_modalities: int):
-  """(M+1, M) environment weights of this batch and (M+1,) active flags."""
-  draw_key = jnp.where(hp["random_mix"] > 0, key, hp["fixed_key"])
+  `key` is the batch's; `run_key`, fixed over training, gives `w/o random` its
+  one frozen draw.
+  """
+  draw_key = jnp.where(hp["random_mix"] > 0, key, run_key)
   weights = envs.cyclic_mixup(draw_key, alpha=hp["alpha"], n_modalities=n_modalities,
                               cyclic=hp["cyclic"] > 0)
   mixed_on = hp["use_envs"]
@@ -113,26 +104,13 @@ def milk_terms(*, users: jax.Array, c_pos: jax.Array, c_neg: jax.Array,
   Returns:
     dict with env_risks (E,), risk (sum over active envs), penalty, align, l2.
   """
-  if penalty not in PENALTIES:
-    raise ValueError(f"unknown penalty {penalty!r}; expected one of {PENALTIES}")
-
   # Scores are linear in θ: score the modalities once, (B, M), then mix per env.
   modality_diff = (jnp.einsum("bd,bmd->bm", users, c_pos)
                    - jnp.einsum("bd,bmd->bm", users, c_neg))
-
-  def one_env(theta):
-    diff = modality_diff @ theta
-    risk = losses.bpr_risk(score_diff=diff, weights=batch.weights)
-    if penalty == "variance":
-      return risk, jnp.zeros(())
-    return risk, losses.bpr_irm_penalties(score_diff=diff, weights=batch.weights,
-                                          split=penalty == "irm_split")
-
-  env_risks, irm = jax.vmap(one_env)(env_weights)
-  if penalty == "variance":
-    pen = losses.variance_penalty(risks=env_risks, active=env_active)
-  else:
-    pen = jnp.sum(irm * env_active) / jnp.sum(env_active)
+  env_risks, irm = jax.vmap(lambda theta: losses.environment_risk(
+      score_diff=modality_diff @ theta, weights=batch.weights, penalty=penalty))(env_weights)
+  pen = losses.invariance_penalty(risks=env_risks, irm=irm, penalty=penalty,
+                                  active=env_active)
   theta0 = env_weights[0]
   e_pos0 = jnp.einsum("m,bmd->bd", theta0, c_pos)
   e_neg0 = jnp.einsum("m,bmd->bd", theta0, c_neg)
@@ -180,21 +158,23 @@ def batch_embeddings(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec)
   return users, c_pos, c_neg
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+         spec: ModelSpec):
+  del aux
   users, c_pos, c_neg = batch_embeddings(params, batch, inputs, spec)
-  env_weights, env_active = mixing_weights(key, hp, spec.n_modalities)
+  env_weights, env_active = mixing_weights(ctx.key, ctx.run_key, hp, spec.n_modalities)
   terms = milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
                      pos_available=inputs.available[batch.pos].astype(jnp.float32), batch=batch,
                      env_weights=env_weights, env_active=env_active,
-                     penalty=spec.penalty)
+                     penalty=spec.option(PENALTY))
   total = combine(terms, hp)
   logged = {k: v for k, v in terms.items() if k != "env_risks"}
   return total, logged
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """Inference embeddings with uniform fusion θ = 1/M."""
-  del hp
+  del aux, hp
   net = _net(spec)
   variables = {"params": params}
   all_items = jnp.arange(spec.n_items)
@@ -204,5 +184,5 @@ def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
   return net.apply(variables, method=MILKNet.all_users), items
 
 
-MILK = Model(name="milk", init=init, loss=loss, embed=embed,
-             default_hparams=DEFAULT_HPARAMS, config_defaults={"fill": "mean"})
+MILK = Model(name="milk", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+             config_defaults={"fill": "mean"})

@@ -33,53 +33,34 @@ Decisions ([D]):
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, learning_rate, weight
+from jaxrec.models.layers import ONE_ID, UsersAndContent, id_table
 
 # lr: the authors' code (duxy-me/MTPR, mirrored by ColdRec) uses 0.05 for every
 # parameter group; [D] with the engine's single Adam that is the default too.
 # reg: [D] 1e-4, MF-BPR's / MILK's batch-mean L2 (the code's decays are on sums).
-DEFAULT_HPARAMS = dict(lr=0.05, reg=1e-4)
+HPARAMS = (learning_rate(0.05, "authors' code (duxy-me/MTPR), every parameter group"),
+           weight("reg", 1e-4, "MF-BPR's / MILK's batch-mean L2 [D]", "L2 on the batch's rows"))
 
 
-def has_interactions(inputs: ModelInputs, spec: ModelSpec) -> jax.Array:
-  """(I,) bool: items with at least one training interaction (warm items)."""
-  graph = inputs.graph
-  if graph is None:
-    return jnp.zeros((spec.n_items,), bool)
-  degree = jax.ops.segment_sum(jnp.ones_like(graph.weight), graph.src,
-                               num_segments=graph.n_nodes)
-  return degree[graph.n_users:] > 0
-
-
-class MTPRNet(nn.Module):
+class MTPRNet(UsersAndContent):
   """User table (D), preference table (D/2) and the linear content map (-> D/2)."""
-  n_users: int
-  n_items: int
-  embed_dim: int
+  n_items: int = 0
 
   def setup(self):
     if self.embed_dim % 2:
       raise ValueError(f"MTPR needs an even embed_dim, got {self.embed_dim}")
     half = self.embed_dim // 2
-    self.user_table = nn.Embed(self.n_users, self.embed_dim,
-                               embedding_init=nn.initializers.normal(0.1))
-    self.pref_table = nn.Embed(self.n_items, half,
-                               embedding_init=nn.initializers.normal(0.1))
+    self.user_table = id_table(self.n_users, self.embed_dim)
+    self.pref_table = id_table(self.n_items, half)
     self.content_map = nn.Dense(half, use_bias=False,
                                 kernel_init=nn.initializers.glorot_uniform())
 
   def __call__(self, users, items, item_feats):
     return self.users(users), self.items(items, item_feats)
-
-  def users(self, users):
-    return self.user_table(users)
-
-  def all_users(self):
-    return self.user_table.embedding
 
   def items(self, items, item_feats):
     """Normal (N, D) `[i_p; i_c]` and counterfactual (N, D) `[0; i_c]`."""
@@ -91,14 +72,12 @@ class MTPRNet(nn.Module):
 
 
 def _net(spec: ModelSpec) -> MTPRNet:
-  return MTPRNet(spec.n_users, spec.n_items, spec.embed_dim)
+  return MTPRNet.for_spec(spec)
 
 
 def init(key, spec: ModelSpec, hp):
   del hp
-  feats = tuple(jnp.zeros((1, d), jnp.float32) for d in spec.feature_dims)
-  one = jnp.zeros((1,), jnp.int32)
-  return _net(spec).init(key, one, one, feats)["params"]
+  return _net(spec).init_params(key, ONE_ID, ONE_ID)
 
 
 def item_representations(params, inputs: ModelInputs, items, spec: ModelSpec):
@@ -124,8 +103,8 @@ def mtpr_terms(*, users, pos, pos_cf, neg, neg_cf, weights) -> dict:
       l2=losses.weighted_mean(jnp.sum(users ** 2 + pos ** 2 + neg ** 2, -1), weights))
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  del key
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
+  del aux, ctx
   users = _net(spec).apply({"params": params}, batch.users, method=MTPRNet.users)
   normal, cf = item_representations(
       params, inputs, jnp.concatenate([batch.pos, batch.neg]), spec)
@@ -136,14 +115,14 @@ def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
   return ranking + hp["reg"] * terms["l2"], terms
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """Users, and items: normal if they have training interactions, else counterfactual."""
-  del hp
+  del aux, hp
   users = _net(spec).apply({"params": params}, method=MTPRNet.all_users)
   normal, cf = item_representations(params, inputs, jnp.arange(spec.n_items), spec)
-  items = jnp.where(has_interactions(inputs, spec)[:, None], normal, cf)
+  items = jnp.where(inputs.warm_items(spec.n_items)[:, None], normal, cf)
   return users, items
 
 
 MTPR = Model(name="mtpr", init=init, loss=loss, embed=embed,
-             default_hparams=DEFAULT_HPARAMS)
+             hparams=HPARAMS)

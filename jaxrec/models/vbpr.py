@@ -16,7 +16,7 @@ ID part `γ_i` lets warm items move away from what their content says.
     `embed_dim` (the paper compares at equal total dimension with K = K').
 [D] Optimiser and scale: the engine's Adam with the batch-mean BPR risk; the
     paper's SGD learning rate and λ_Θ (for a summed objective) do not transfer,
-    so lr and reg default to MF-BPR's (Adam) values; see DEFAULT_HPARAMS.
+    so lr and reg default to MF-BPR's (Adam) values; see HPARAMS.
 [D] Init: γ, θ and E from N(0, 0.1²) as MF-BPR (`mf_params`), biases β_i, β' at 0
     (the paper does not state its initialisation).
 """
@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
+from jaxrec.models import mf
 from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
 from jaxrec.models.mf import INIT_STD, mf_params
 
@@ -33,7 +34,7 @@ from jaxrec.models.mf import INIT_STD, mf_params
 # regularises γ, θ and β_i with one λ_Θ and sets λ_E = 0: E (and, in the authors'
 # follow-up TVBPR, WWW 2016, also β') are left unregularised because they are a
 # small, fixed number of parameters shared by all items. We do the same.
-DEFAULT_HPARAMS = dict(lr=1e-3, reg=1e-4)
+HPARAMS = mf.HPARAMS
 
 
 def factor_split(embed_dim: int) -> tuple[int, int]:
@@ -56,18 +57,13 @@ def init(key, spec: ModelSpec, hp):
           "visual_bias": jnp.zeros((n_feat,))}
 
 
-def content_features(inputs: ModelInputs, items: jax.Array) -> jax.Array:
-  """(N, F) f_i: the filled modality rows of `items`, concatenated."""
-  return jnp.concatenate(inputs.item_features(items), axis=-1)
-
-
 def item_parts(params, inputs: ModelInputs, items: jax.Array):
   """The three item-side pieces of the score for `items` (N,).
 
   Returns:
     gamma (N, K) ID factors, visual (N, K') `E f_i`, bias (N,) `β_i + β'·f_i`.
   """
-  f = content_features(inputs, items)
+  f = inputs.item_content(items)
   return (params["mf"]["items"][items], f @ params["E"],
           params["item_bias"][items] + f @ params["visual_bias"])
 
@@ -89,18 +85,18 @@ def vbpr_terms(params, batch: Batch, inputs: ModelInputs) -> dict:
   return {"bpr": bpr, "l2": l2}
 
 
-def loss(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec):
-  del key, spec
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
+  del aux, ctx, spec
   terms = vbpr_terms(params, batch, inputs)
   return terms["bpr"] + hp["reg"] * terms["l2"], terms
 
 
-def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   """Users `[γ_u, θ_u, 1]` (U, D+1), items `[γ_i, E f_i, β_i + β'·f_i]` (I, D+1).
 
   Their inner product is exactly x̂_ui, so the shared evaluator ranks by it.
   """
-  del hp
+  del aux, hp
   gamma, visual, bias = item_parts(params, inputs, jnp.arange(spec.n_items))
   users = jnp.concatenate([params["mf"]["users"], params["theta"],
                            jnp.ones((spec.n_users, 1))], axis=-1)
@@ -108,4 +104,4 @@ def embed(params, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 VBPR = Model(name="vbpr", init=init, loss=loss, embed=embed,
-             default_hparams=DEFAULT_HPARAMS)
+             hparams=HPARAMS)

@@ -1,0 +1,80 @@
+"""What the command lines share: one line per problem, exit codes, field help.
+
+A mistake in a flag, a value or a data file is reported as one line on stderr
+naming the field or file, with exit code 2, before anything is compiled; an
+unexpected failure (a bug) as one line with exit code 1. `--verbose` adds the
+traceback.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable
+
+USAGE_ERROR = 2     # the user's flags, values or data
+CRASH = 1           # anything else: a bug to report
+
+
+def one_line(err: BaseException) -> str:
+  text = " ".join(str(err).split()) or type(err).__name__
+  return text if len(text) <= 600 else text[:597] + "..."
+
+
+def run(command: Callable[[], object], *, verbose: bool = False) -> int:
+  """Runs `command`; returns the process exit code, printing failures as one line."""
+  try:
+    command()
+  except (ValueError, OSError, KeyError) as err:
+    if verbose:
+      traceback.print_exc()
+    print(f"error: {one_line(err)}", file=sys.stderr)
+    return USAGE_ERROR
+  except KeyboardInterrupt:
+    print("interrupted: run the same command again to resume", file=sys.stderr)
+    return 130
+  except Exception as err:      # pylint: disable=broad-except
+    if verbose:
+      traceback.print_exc()
+    print(f"crash ({type(err).__name__}): {one_line(err)}", file=sys.stderr)
+    if not verbose:
+      print("  rerun with --verbose for the traceback", file=sys.stderr)
+    return CRASH
+  return 0
+
+
+def parse_flags_or_exit(argv: list[str]) -> list[str]:
+  """absl's flag parsing with a bad flag as one line and exit code 2 (no --help dump)."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as err:
+    print(f"error: {one_line(err)} (see --help)", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def describe_fields() -> str:
+  """Every settable field: the shared ones, then each model's, with defaults and sources."""
+  from jaxrec.config import SHARED_FIELDS, shared_field
+  from jaxrec.models import REGISTRY
+  lines = ["shared fields (every run):"]
+  for name in SHARED_FIELDS:
+    decl = shared_field(name)
+    per_run = "per run" if decl.per_run else "per group"
+    lines.append(f"  {name} = {decl.default!r}  [{per_run}{_range(decl)}]")
+  for model in sorted(REGISTRY.values(), key=lambda m: m.name):
+    lines.append(f"{model.name} (--set {model.name}.FIELD=V):")
+    for h in model.hparams:
+      per_run = "per run" if h.per_run else "per group"
+      lines.append(f"  {h.name} = {h.default!r}  [{per_run}{_range(h)}]  {h.help}"
+                   f"  (default: {h.source})")
+  return "\n".join(lines)
+
+
+def _range(h) -> str:
+  if h.choices:
+    return f"; one of {list(h.choices)}"
+  if h.low is None and h.high is None:
+    return ""
+  low = "(" if h.low_open else "["
+  return (f"; {low}{'-inf' if h.low is None else h.low}, "
+          f"{'inf' if h.high is None else h.high}]")

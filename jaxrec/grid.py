@@ -1,0 +1,156 @@
+"""Grids of runs: a base configuration, axes to cross, per-model values and axes.
+
+An axis or value named `FIELD` applies to every run whose model reads FIELD
+(shared fields apply to all runs); `MODEL.FIELD` applies to that model's runs
+only. So one grid can tune each model over its own search space and compare
+them: each model's runs are crossed only with the axes that apply to it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Iterable, Sequence
+
+from jaxrec.config import (FIELD_TYPES, SHARED_FIELDS, RunConfig, make_config, parse_value,
+                           split_name)
+from jaxrec.models import get_model
+
+
+def applies(name: str, model: str) -> bool:
+  """Whether grid field `name` (FIELD or MODEL.FIELD) applies to runs of `model`."""
+  qualifier, field = split_name(name)
+  if qualifier is not None:
+    return qualifier == model
+  return field in SHARED_FIELDS or field in get_model(model).hparam
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """A base configuration and the axes to cross (field -> list of values).
+
+  `per_model` holds fields that apply only to runs of one model (model name ->
+  {field: value}), e.g. MILK's TikTok hyper-parameters in a grid that compares it
+  with baselines that keep their own defaults. Precedence: base < per_model <
+  axes. An axis `MODEL.FIELD` is that model's search space.
+  """
+  base: dict
+  axes: dict
+  per_model: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def models(self) -> list[str]:
+    return list(self.axes.get("model", [self.base.get("model", RunConfig.model)]))
+
+  def check(self) -> None:
+    """Raises ValueError for a field that no run of the grid would read."""
+    models = self.models
+    for model in models:
+      get_model(model)
+    for name in [*self.base, *self.axes]:
+      qualifier, field = split_name(name)
+      if qualifier is not None and qualifier not in models:
+        raise ValueError(f"{name}: {qualifier!r} is not a model of this grid ({models})")
+      if not any(applies(name, m) for m in models):
+        raise ValueError(f"{name}: no model of this grid reads it (models: {models})")
+    for model, fields in self.per_model.items():
+      for name in fields:
+        if not applies(name, model):
+          raise ValueError(f"{model}.{name}: model {model!r} does not read {name!r}; its "
+                           f"fields: {sorted(get_model(model).hparam)}")
+    for name, values in self.axes.items():
+      if not list(values):
+        raise ValueError(f"axis {name} has no values")
+
+  def expand(self) -> list[tuple[dict, RunConfig]]:
+    """All (coordinates, config) pairs, in a stable order (model by model)."""
+    self.check()
+    out = []
+    for model in self.models:
+      names = [n for n in self.axes if n != "model" and applies(n, model)]
+      base = {split_name(k)[1]: v for k, v in self.base.items() if applies(k, model)}
+      for values in itertools.product(*(self.axes[n] for n in names)):
+        coords = dict(zip(names, values))
+        if "model" in self.axes:
+          coords = {"model": model, **coords}
+        fields = {**base, **self.per_model.get(model, {}),
+                  **{split_name(k)[1]: v for k, v in coords.items()}, "model": model}
+        out.append((coords, make_config(**fields)))
+    return out
+
+  def to_json(self) -> dict:
+    out = {"base": {k: self.base[k] for k in sorted(self.base)},
+           "axes": {k: list(self.axes[k]) for k in sorted(self.axes)}}
+    if self.per_model:       # absent when empty, so older sweep.json files still match
+      out["per_model"] = {m: {k: v[k] for k in sorted(v)}
+                          for m, v in sorted(self.per_model.items())}
+    return out
+
+
+def split_assignment(assignment: str) -> tuple[str, str]:
+  """'FIELD=VALUE' -> ('FIELD', 'VALUE')."""
+  if "=" not in assignment:
+    raise ValueError(f"expected FIELD=VALUE, got {assignment!r}")
+  name, value = assignment.split("=", 1)
+  return name.strip(), value
+
+
+def apply_overrides(grid: Grid, *, models: Sequence[str] = (), seeds: int | None = None,
+                    epochs: int | None = None, data: str | None = None,
+                    sets: Iterable[str] = (), axes: Iterable[str] = ()) -> Grid:
+  """`grid` with the command line's overrides, in the order the flags apply.
+
+  `sets` are FIELD=VALUE (every run that reads FIELD; replaces the grid's axis
+  and per-model values of FIELD) or MODEL.FIELD=VALUE (that model's runs);
+  `axes` FIELD=V1,V2 or MODEL.FIELD=V1,V2 (replace the grid's axis).
+  """
+  base, grid_axes = dict(grid.base), dict(grid.axes)
+  per_model = {m: dict(v) for m, v in grid.per_model.items()}
+
+  def set_field(name, value):
+    base[name] = value
+    grid_axes.pop(name, None)
+    for fields in per_model.values():
+      fields.pop(name, None)
+
+  if epochs is not None:
+    set_field("max_epochs", parse_value("max_epochs", str(epochs)))
+  if data is not None:
+    set_field("data", data)
+  if seeds is not None:
+    if seeds < 1:
+      raise ValueError(f"--seeds {seeds}: expected at least 1")
+    grid_axes["seed"] = list(range(seeds))
+  models = [m.strip() for m in models if m.strip()]
+  for model in models:
+    get_model(model)
+  if len(models) == 1:
+    set_field("model", models[0])
+  elif models:
+    grid_axes["model"] = models
+  for assignment in sets:
+    name, value = split_assignment(assignment)
+    qualifier, field = split_name(name)
+    if qualifier is not None:
+      get_model(qualifier)                  # an unknown model name is a usage error
+      per_model.setdefault(qualifier, {})[field] = parse_value(name, value)
+      grid_axes.pop(name, None)
+    else:
+      set_field(name, parse_value(name, value))
+  for assignment in axes:
+    name, values = split_assignment(assignment)
+    qualifier, field = split_name(name)
+    if qualifier is not None:
+      get_model(qualifier)
+    if FIELD_TYPES.get(field, "").startswith("tuple"):
+      raise ValueError(f"--axis {name}: tuple fields cannot be swept")
+    parsed = [parse_value(name, v) for v in values.split(",")]
+    if len(set(map(repr, parsed))) != len(parsed):
+      raise ValueError(f"--axis {name}: repeated values {values!r}")
+    grid_axes[name] = parsed
+    base.pop(name, None)
+    if qualifier is None:
+      for fields in per_model.values():
+        fields.pop(field, None)
+    else:
+      per_model.get(qualifier, {}).pop(field, None)
+  return Grid(base=base, axes=grid_axes, per_model=per_model)

@@ -1,0 +1,75 @@
+"""Pieces that several models are built from: initialisers, dropout, batch helpers."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+def torch_linear_init(fan_in: int):
+  """PyTorch `nn.Linear` default for weight and bias: U(±1/sqrt(fan_in))."""
+  bound = 1.0 / float(fan_in) ** 0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout of `x` at `rate` with `key`; the identity without a key."""
+  if key is None:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def l2_normalise_rows(x: jax.Array) -> jax.Array:
+  """Row-wise `x / max(||x||, 1e-12)` (a zero row stays zero)."""
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def first_occurrence(ids: jax.Array, weights: jax.Array) -> jax.Array:
+  """(B,) 1.0 at the first valid slot of each distinct id, else 0 (jit-friendly unique)."""
+  size = ids.shape[0]
+  keys = jnp.where(weights > 0, ids, -1 - jnp.arange(size))
+  order = jnp.argsort(keys, stable=True)
+  sorted_keys = keys[order]
+  first_sorted = jnp.concatenate([jnp.array([True]), sorted_keys[1:] != sorted_keys[:-1]])
+  first = jnp.zeros((size,), bool).at[order].set(first_sorted)
+  return (first & (weights > 0)).astype(jnp.float32)
+
+
+# A one-row batch to initialise modules with: ids, and per-modality features.
+ONE_ID = jnp.zeros((1,), jnp.int32)
+
+
+def one_row_features(feature_dims) -> tuple[jax.Array, ...]:
+  return tuple(jnp.zeros((1, d), jnp.float32) for d in feature_dims)
+
+
+def id_table(n: int, dim: int) -> nn.Embed:
+  """A free embedding table drawn from N(0, 0.1²), as every ID table here."""
+  return nn.Embed(n, dim, embedding_init=nn.initializers.normal(0.1))
+
+
+class UsersAndContent(nn.Module):
+  """Base of the content models: a free user table (`user_table`, set up by the
+  subclass with `id_table`) and items described by `feature_dims` features."""
+  n_users: int
+  embed_dim: int
+  feature_dims: tuple[int, ...]
+
+  @classmethod
+  def for_spec(cls, spec) -> "UsersAndContent":
+    """The module for a group's `ModelSpec` (with `n_items` where it has that field)."""
+    extra = {"n_items": spec.n_items} if "n_items" in cls.__dataclass_fields__ else {}
+    return cls(spec.n_users, spec.embed_dim, spec.feature_dims, **extra)
+
+  def init_params(self, key, *ids) -> dict:
+    """Parameters from a one-row call: `ids` (one `ONE_ID` per id argument), features."""
+    return self.init(key, *ids, one_row_features(self.feature_dims))["params"]
+
+  def users(self, users):
+    return self.user_table(users)
+
+  def all_users(self):
+    return self.user_table.embedding

@@ -1,0 +1,106 @@
+"""The pretrained-CF scheme shared by DropoutNet, Heater and GAR.
+
+Two stages inside one training run (and one vmapped sweep):
+  1. while `ctx.in_first_stage` (the first `pretrain_epochs` epochs): MF-BPR
+     (`mf.mf_terms`) on the warm items' training pairs, on `params["mf"]`;
+  2. afterwards the model's own loss, with the MF tables frozen.
+`staged` runs only the current stage's loss (`lax.cond` on the group's epoch,
+which every run of a group shares); the engine only evaluates after stage 1.
+`two_stage_optimizer` makes the freezing real: each stage's parameters have
+their own Adam, whose updates and moments stay exactly still outside its
+stage, so the MF tables after stage 2 are bit-identical to those after
+stage 1 (the earlier single Adam kept moving them for a few steps on its
+first moment).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrec.models import mf
+from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext
+
+# A first stage of 20 epochs suits the small data of tests and examples [D].
+PRETRAIN_EPOCHS = HParam("pretrain_epochs", 20, "our choice for small data [D]", kind=int,
+                         per_run=False, low=1, help="epochs of the MF-BPR first stage")
+HIDDEN = 200
+
+
+class Tower(nn.Module):
+  """`Dense(out) ∘ tanh ∘ Dense(hidden)`: one side of a two-tower scorer."""
+  hidden: int
+  out: int
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(self.out, name="out")(jnp.tanh(nn.Dense(self.hidden, name="hidden")(x)))
+
+
+def tower(spec: ModelSpec) -> Tower:
+  return Tower(HIDDEN, spec.embed_dim)
+
+
+def staged(ctx: StepContext, hp, params, batch: Batch,
+           own: Callable[[], tuple[jax.Array, dict]]):
+  """(loss, terms): MF-BPR's in the first stage, `own()`'s afterwards.
+
+  Only the stage's branch runs: the stage is the group's (`ctx.epoch` is not
+  batched), so `lax.cond` stays a branch under the engine's vmap. The other
+  branch's terms are reported as 0.
+  """
+  mf_part = lambda: mf_stage_loss(params, batch, hp)
+  mf_terms, own_terms = jax.eval_shape(lambda: (mf_part()[1], own()[1]))
+  zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
+
+  def with_zeros(part, other_terms):
+    value, terms = part()
+    return value, {**zeros(other_terms), **terms}
+  return jax.lax.cond(ctx.in_first_stage, lambda: with_zeros(mf_part, own_terms),
+                      lambda: with_zeros(own, mf_terms))
+
+
+def mf_stage_loss(params, batch: Batch, hp) -> tuple[jax.Array, dict]:
+  """MF-BPR total `bpr + reg·l2` on `params["mf"]` and its terms."""
+  terms = mf.mf_terms(params["mf"], batch)
+  return terms["bpr"] + hp["reg"] * terms["l2"], terms
+
+
+def frozen_mf(params) -> dict:
+  """The pretrained MF tables, with no gradient into them (stage 2)."""
+  return jax.lax.stop_gradient(params["mf"])
+
+
+def score_pairs(batch: Batch):
+  """The batch's (user, pos) and (user, neg) pairs as (2B,) users, items, weights."""
+  users = jnp.concatenate([batch.users, batch.users])
+  items = jnp.concatenate([batch.pos, batch.neg])
+  weights = jnp.concatenate([batch.weights, batch.weights])
+  return users, items, weights
+
+
+def content_dim(spec: ModelSpec) -> int:
+  return int(sum(spec.feature_dims))
+
+
+def active_only_when(active: jax.Array, inner: optax.GradientTransformation
+                     ) -> optax.GradientTransformation:
+  """`inner` while `active`; otherwise zero updates and an unchanged state."""
+  def update(updates, state, params=None):
+    new_updates, new_state = inner.update(updates, state, params)
+    pick = lambda new, old: jnp.where(active, new, old)
+    return (jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates),
+            jax.tree.map(pick, new_state, state))
+  return optax.GradientTransformation(inner.init, update)
+
+
+def two_stage_optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
+  """Adam at `lr` on `params["mf"]` in stage 1 and on the rest in stage 2 only."""
+  first, second = ctx.in_first_stage, jnp.logical_not(ctx.in_first_stage)
+  return optax.multi_transform(
+      {"first": active_only_when(first, optax.adam(hp["lr"])),
+       "second": active_only_when(second, optax.adam(hp["lr"]))},
+      lambda params: {name: "first" if name == "mf" else "second" for name in params})

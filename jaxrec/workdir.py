@@ -1,0 +1,111 @@
+"""A sweep's work directory: what is on disk, and the only code that writes it.
+
+  sweep.json        the grid it was started with (a different grid is refused)
+  results.jsonl     one line per finished run, appended as groups finish
+  curves/NAME.jsonl per-epoch loss terms and norms of each group (line-buffered)
+  checkpoints/      the running group's state at every evaluation
+  summary.{md,csv}, plots/  the report, rebuilt at the end of every sweep
+
+It is created only after the grid and the data were checked, so a refused
+start leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from jaxrec import results
+
+
+def is_writer() -> bool:
+  """Only process 0 writes results; every process trains its share of the runs."""
+  return jax.process_index() == 0
+
+
+class WorkDir:
+  """Paths and reads/writes of one work directory."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.sweep_json = os.path.join(path, "sweep.json")
+    self.results = os.path.join(path, "results.jsonl")
+
+  def check(self, grid_json: dict) -> None:
+    """Raises ValueError if the directory holds a different sweep."""
+    wanted = json.loads(json.dumps(grid_json, default=list))
+    if not os.path.exists(self.sweep_json):
+      return
+    with open(self.sweep_json) as f:
+      found = json.load(f)
+    if found != wanted:
+      raise ValueError(
+          f"{self.path} holds a different sweep (see {self.sweep_json}); resume it with the "
+          "same grid and flags, or pass a new --workdir")
+
+  def create(self, grid_json: dict) -> None:
+    """Writes sweep.json (once) and the folders, on the writing process only."""
+    if not is_writer() or os.path.exists(self.sweep_json):
+      return
+    os.makedirs(os.path.join(self.path, "curves"), exist_ok=True)
+    with open(self.sweep_json, "w") as f:
+      json.dump(json.loads(json.dumps(grid_json, default=list)), f, indent=1)
+
+  def done_ids(self) -> set[str]:
+    return {rec["run_id"] for rec in results.read_jsonl(self.results)}
+
+  def records(self) -> list[dict]:
+    return results.read_jsonl(self.results)
+
+  def append(self, records: Sequence[dict]) -> None:
+    if is_writer():
+      results.append_jsonl(self.results, records)
+
+  def curves_path(self, group_name: str) -> str:
+    return os.path.join(self.path, "curves", f"{group_name}.jsonl")
+
+  def open_curves(self, group_name: str, after_epoch: int):
+    """The group's curve file for appending, cut to the lines up to `after_epoch`
+    (a resumed group re-runs the rest); None on processes that do not write."""
+    if not is_writer():
+      return None
+    path = self.curves_path(group_name)
+    truncate_curves(path, after_epoch)
+    # Line-buffered, so a running sweep can be inspected with `tail -f`.
+    return open(path, "a", buffering=1)
+
+  def checkpoint_dir(self, group_name: str, run_ids: Sequence[str]) -> str:
+    runs_hash = hashlib.sha1("".join(run_ids).encode()).hexdigest()[:10]
+    return os.path.join(self.path, "checkpoints", f"{group_name}-{runs_hash}")
+
+  def drop_checkpoint(self, directory: str) -> None:
+    if is_writer():
+      shutil.rmtree(directory, ignore_errors=True)
+
+
+def curve_line(epoch: int, terms: dict) -> str:
+  """One JSON line of a group's curves: the epoch and each term's per-run values."""
+  return json.dumps({"epoch": epoch, **{k: np.asarray(v).tolist()
+                                        for k, v in terms.items()}}) + "\n"
+
+
+def truncate_curves(path: str, epoch: int) -> None:
+  """Keeps the curve lines up to `epoch`."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f.read().splitlines() if l.strip()]
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["epoch"] <= epoch:
+        kept.append(line)
+    except json.JSONDecodeError:
+      break                     # a torn last line from a killed writer
+  with open(path, "w") as f:
+    f.write("".join(l + "\n" for l in kept))

@@ -1,0 +1,242 @@
+"""The model interface: one shape for every model, declared hyper-parameters, an
+engine without special cases, and results kept through the redesign."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxrec import losses
+from jaxrec.config import make_config
+from jaxrec.engine.inputs import build_group
+from jaxrec.grid import Grid, apply_overrides
+from jaxrec.models import REGISTRY, register_model
+from jaxrec.models.base import HParam, Model, ModelSpec
+from jaxrec.sweep import run_sweep, train_configs
+from tests.helpers import SHARED
+
+TINY = dict(synthetic_users=200, synthetic_items=160, synthetic_dims=(12, 8), embed_dim=8,
+            batch_size=128, max_epochs=4, eval_every=2, patience=5)
+PIN = os.path.join(os.path.dirname(__file__), "fixtures", "redesign_pin.json")
+TIKTOK = os.path.join(SHARED, "data", "tiktok-diffmm")
+
+
+# --- a model defined entirely here -------------------------------------------
+K_NEIGHBOURS = 4
+
+
+def _prepare(inputs, hp, spec):
+  """Per run: each item's K nearest items by its *masked, filled* content."""
+  del hp
+  content = inputs.item_content(jnp.arange(spec.n_items))
+  sim = content @ content.T - 1e9 * jnp.eye(spec.n_items)
+  return {"neighbours": jax.lax.top_k(sim, K_NEIGHBOURS)[1]}
+
+
+def _init(key, spec, hp):
+  del hp
+  k_u, k_w = jax.random.split(key)
+  return {"users": 0.1 * jax.random.normal(k_u, (spec.n_users, spec.embed_dim)),
+          "w": 0.1 * jax.random.normal(k_w, (sum(spec.feature_dims), spec.embed_dim))}
+
+
+def _items(params, inputs, spec):
+  """Items: their content map, smoothed over the run's content kNN graph."""
+  own = inputs.item_content(jnp.arange(spec.n_items)) @ params["w"]
+  return 0.5 * own + 0.5 * own[inputs.prepared["neighbours"]].mean(1)
+
+
+def _loss(params, aux, batch, inputs, hp, ctx, spec):
+  del aux, ctx
+  items = _items(params, inputs, spec)
+  u = params["users"][batch.users]
+  bpr = losses.bpr_risk(score_diff=jnp.sum(u * (items[batch.pos] - items[batch.neg]), -1),
+                        weights=batch.weights)
+  return bpr + hp["smooth_reg"] * jnp.sum(params["w"] ** 2), {"bpr": bpr}
+
+
+def _embed(params, aux, inputs, hp, spec):
+  del aux, hp
+  return params["users"], _items(params, inputs, spec)
+
+
+def _sgd(hp, ctx):
+  del ctx
+  return optax.sgd(hp["lr"], momentum=0.9)
+
+
+TOY = Model(
+    name="toy_knn", init=_init, loss=_loss, embed=_embed, prepare=_prepare, optimizer=_sgd,
+    hparams=(HParam("lr", 0.5, "this test", low=0.0, low_open=True),
+             HParam("smooth_reg", 1e-4, "this test", low=0.0)))
+
+
+@pytest.fixture
+def toy_model():
+  register_model(TOY)
+  yield TOY
+  REGISTRY.pop(TOY.name)
+
+
+def test_a_model_defined_in_a_test_trains_through_the_sweep(toy_model, tmp_path):
+  base = dict(TINY, model="toy_knn", max_epochs=6, synthetic_users=300, synthetic_items=600)
+  grid = apply_overrides(Grid(base=base, axes={}),
+                         seeds=2, sets=["toy_knn.smooth_reg=0.001"],
+                         axes=["lr=0.2,0.5", "setting=ff,fm"])
+  records = run_sweep(grid, str(tmp_path), progress=False)
+  assert len(records) == 8
+  for rec in records:
+    # The record holds the fields its model reads, nothing of other models.
+    assert rec["config"]["smooth_reg"] == 0.001 and "penalty_weight" not in rec["config"]
+    assert rec["diverged_epoch"] == 0
+  # Every run of the grid shares one compiled group: lr and the setting are per run.
+  assert len({rec["group"] for rec in records}) == 1
+  # It learns: beats a random ranking of the 120 new items (recall@20 ~ 20/120).
+  recall = np.mean([rec["test"]["recall@20"] for rec in records])
+  assert recall > 1.5 * 20 / 120, recall
+
+
+def test_prepare_runs_once_per_run_on_its_own_masked_features(toy_model):
+  # Warm protocol: fm hides a modality of half the test items in evaluation only.
+  configs = [make_config(**TINY, model="toy_knn", protocol="warm", setting="ff", seed=0),
+             make_config(**TINY, model="toy_knn", protocol="warm", setting="fm", seed=0)]
+  group = build_group(configs)
+  from jaxrec.engine import sharding
+  from jaxrec.engine.train import GroupTrainer
+  mesh = sharding.runs_mesh()
+  trainer = GroupTrainer(group.model, group.spec, group.settings,
+                         int(group.data.train_pairs.shape[0]), mesh)
+  data = sharding.to_device(group.data, sharding.replicated(mesh))
+  runs = trainer.prepare(sharding.to_device(group.runs, sharding.runs_sharding(mesh)), data)
+  train_nb = np.asarray(runs.prepared["train"]["neighbours"])
+  eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
+  np.testing.assert_array_equal(train_nb[0], eval_nb[0])      # ff: one graph
+  np.testing.assert_array_equal(train_nb[0], train_nb[1])     # same training masks
+  assert (eval_nb[1] != train_nb[1]).any()                    # its masked test items
+  # Each run's graph is exactly the one built from its own inputs alone.
+  from tests.helpers import one_run
+  _, spec, _, _, _, hp, inputs = one_run(configs[1])
+  own_eval = inputs.replace(available=jnp.asarray(group.runs.eval_available[1]))
+  np.testing.assert_array_equal(eval_nb[1], _prepare(own_eval, hp, spec)["neighbours"])
+
+
+def test_every_hook_has_a_default_and_the_engine_asks_nothing():
+  bare = Model(name="bare", init=_init, loss=_loss, embed=_embed,
+               hparams=(HParam("lr", 0.1, "test"),))
+  spec = ModelSpec(n_users=3, n_items=4, feature_dims=(2,), embed_dim=2)
+  assert bare.init_aux(None, spec, {}, {}) == {}
+  assert bare.prepare(None, {}, spec) == {}
+  assert bare.pre_epoch(None, {"a": 1}, None, {}, None, spec) == {"a": 1}
+  assert bare.aux_step(None, {"a": 1}, None, None, {}, None, spec) == {"a": 1}
+  assert bare.embed_aux({"a": 1}) == {}
+  assert isinstance(bare.optimizer({"lr": 0.1}, None), optax.GradientTransformation)
+  with pytest.raises(ValueError, match="twice"):
+    Model(name="dup", init=_init, loss=_loss, embed=_embed,
+          hparams=(HParam("lr", 0.1, "a"), HParam("lr", 0.2, "b")))
+
+
+# --- hyper-parameters declared by each model ---------------------------------
+def test_per_run_or_per_group_follows_the_declaration():
+  a = make_config(**TINY, model="milk", lr=1e-3, penalty_weight=1.0)
+  b = make_config(**TINY, model="milk", lr=3e-3, penalty_weight=9.0)
+  assert a.group_key() == b.group_key()                       # per run: one group
+  c = make_config(**TINY, model="milk", penalty="irm")
+  assert c.group_key() != a.group_key()                       # static: its own group
+  d = make_config(**TINY, model="dropoutnet", pretrain_epochs=2)
+  e = make_config(**TINY, model="dropoutnet", pretrain_epochs=3)
+  assert d.group_key() != e.group_key()
+
+
+def test_names_are_qualified_by_model_and_checked():
+  assert make_config(model="gar", **{"gar.alpha": 0.2}).alpha == 0.2
+  with pytest.raises(ValueError, match="does not read 'penalty_weight'"):
+    make_config(model="gar", penalty_weight=1.0)
+  with pytest.raises(ValueError, match="this config's model is 'gar'"):
+    make_config(model="gar", **{"milk.alpha": 0.2})
+  with pytest.raises(ValueError, match="lr=-0.1: expected > 0"):
+    make_config(model="milk", lr=-0.1)
+  with pytest.raises(ValueError, match="lr='abc': expected float"):
+    make_config(model="milk", lr="abc")
+  with pytest.raises(ValueError, match="penalty='l1': expected one of"):
+    make_config(model="milk", penalty="l1")
+  # A record holds the fields its model reads.
+  assert "alpha" in make_config(model="gar").to_dict()
+  assert "penalty_weight" not in make_config(model="gar").to_dict()
+
+
+def test_per_model_axes_cross_only_their_model():
+  grid = Grid(base=dict(TINY), axes={"model": ["milk", "gar"], "seed": [0, 1],
+                                     "milk.penalty_weight": [1.0, 10.0, 50.0],
+                                     "gar.alpha": [0.05, 0.5]})
+  runs = grid.expand()
+  by_model = {}
+  for coords, cfg in runs:
+    by_model.setdefault(cfg.model, []).append(coords)
+  assert len(by_model["milk"]) == 2 * 3 and len(by_model["gar"]) == 2 * 2
+  assert all("gar.alpha" not in c for c in by_model["milk"])
+  assert {c["gar.alpha"] for c in by_model["gar"]} == {0.05, 0.5}
+  with pytest.raises(ValueError, match="no model of this grid reads it"):
+    Grid(base=dict(temperature=1.0), axes={"model": ["milk", "gar"]}).expand()
+  with pytest.raises(ValueError, match="'heater' is not a model of this grid"):
+    Grid(base={}, axes={"model": ["milk"], "heater.dropout": [0.1]}).expand()
+
+
+# --- frozen means frozen ------------------------------------------------------
+@pytest.mark.parametrize("name", ["dropoutnet", "heater", "gar"])
+def test_pretrained_tables_are_bit_identical_after_the_second_stage(name):
+  base = dict(TINY, model=name, pretrain_epochs=3, eval_every=1, patience=10, setting="ff")
+  first = train_configs([make_config(**{**base, "max_epochs": 3})])
+  both = train_configs([make_config(**{**base, "max_epochs": 7})])
+  assert both.selected_epoch[0] > 3           # the selected state is a second-stage one
+  for table in ("users", "items"):
+    np.testing.assert_array_equal(both.best_params["mf"][table],
+                                  first.best_params["mf"][table])
+
+
+# --- measurements --------------------------------------------------------------
+def test_curves_carry_gradient_and_parameter_norms():
+  seen = []
+  train_configs([make_config(**TINY, seed=0), make_config(**TINY, seed=1, lr=0.01)],
+                on_epoch=lambda e, terms: seen.append(terms))
+  for terms in seen:
+    assert terms["grad_norm"].shape == (2,) and np.all(terms["grad_norm"] > 0)
+    assert np.all(terms["param_norm"] > 0)
+  # The run with the larger rate moves further from its start.
+  assert seen[-1]["param_norm"][1] != seen[-1]["param_norm"][0]
+
+
+# --- results kept through the redesign -----------------------------------------
+def _pinned(section):
+  with open(PIN) as f:
+    return json.load(f)[section]
+
+
+def test_default_sweep_gives_the_metrics_of_before_the_redesign(tmp_path):
+  # The `missing_rates` grid, shortened; metrics recorded at commit 5b3cfff.
+  grid = Grid(base=dict(model="milk", max_epochs=10, eval_every=5, patience=3),
+              axes=dict(missing_rate=[0.0, 0.5], setting=["fm", "mm"], seed=[0, 1]))
+  want = _pinned("default_sweep")
+  records = run_sweep(grid, str(tmp_path), progress=False)
+  assert len(records) == len(want)
+  for rec in records:
+    old = want[json.dumps(rec["coords"], sort_keys=True)]
+    assert rec["selected_epoch"] == old["selected_epoch"]
+    for split in ("val", "test"):
+      for metric, value in old[split].items():
+        assert rec[split][metric] == pytest.approx(value, abs=1e-5), (rec["coords"], metric)
+
+
+@pytest.mark.skipif(not os.path.isdir(TIKTOK), reason="TikTok data not in ../shared/data")
+def test_milk_group_on_tiktok_gives_the_metrics_of_before_the_redesign():
+  configs = [make_config(model="milk", data=TIKTOK, max_epochs=4, eval_every=2, patience=3,
+                         seed=s, setting=st, penalty_weight=50.0, align_weight=0.5)
+             for s, st in ((0, "fm"), (1, "mm"))]
+  out = train_configs(configs)
+  want = _pinned("milk_tiktok")
+  assert out.selected_epoch.tolist() == want["selected_epoch"]
+  for split, got in (("val", out.val), ("test", out.test)):
+    for metric, values in want[split].items():
+      np.testing.assert_allclose(got[metric], values, atol=1e-5, err_msg=metric)
