@@ -60,7 +60,7 @@ class RunConfig:
   data_seed: int = 0
   protocol: str = _field("new_item", choices=PROTOCOLS)
   split_seed: int = 0
-  new_fraction: float = _field(0.2, low=0.0, low_open=True, high=0.99)
+  new_fraction: float = _field(0.2, low=0.0, low_open=True, high=1.0, high_open=True)
   setting: str = _field("fm", choices=SETTINGS)
   missing_rate: float | None = _field(None, low=0.0, high=1.0)
   test_missing_rate: float | None = _field(None, low=0.0, high=1.0)
@@ -204,8 +204,16 @@ def parse_value(name: str, text: Any, model: str | None = None) -> Any:
   if not readers:
     raise ValueError(f"unknown config field {field!r}; shared fields: {sorted(SHARED_FIELDS)}; "
                      "model fields: see `python -m experiments.sweep --fields`")
-  values = {repr(h.parse(text)) for h in readers}
-  return readers[0].parse(text) if len(values) == 1 else text
+  parsed, errors = [], []
+  for h in readers:
+    try:
+      parsed.append(h.parse(text))
+    except ValueError as err:
+      errors.append(err)
+  if not parsed:
+    raise errors[0]
+  # Valid for some model: each model of the grid checks it again for itself.
+  return parsed[0] if not errors and len({repr(v) for v in parsed}) == 1 else text
 
 
 def make_config(**overrides) -> RunConfig:
@@ -233,4 +241,27 @@ def make_config(**overrides) -> RunConfig:
     if shared.get(name) is None:
       shared[name] = value
   values = {**model.default_hparams, **hparams}
-  return RunConfig(**shared, hparams=tuple((h.name, values[h.name]) for h in model.hparams))
+  cfg = RunConfig(**shared, hparams=tuple((h.name, values[h.name]) for h in model.hparams))
+  why = ignored_fields(cfg).get("test_missing_rate")
+  if cfg.test_missing_rate is not None and why:
+    raise ValueError(f"test_missing_rate={cfg.test_missing_rate}: {why}")
+  return cfg
+
+
+def ignored_fields(cfg: RunConfig) -> dict[str, str]:
+  """{field: why} for the shared fields that this run's protocol and setting ignore."""
+  out = {}
+  if cfg.setting in ("ff", "mix"):
+    out["missing_rate"] = f"setting {cfg.setting!r} has fixed fractions"
+  elif cfg.protocol == "warm" and cfg.setting == "fm":
+    out["missing_rate"] = ("under the warm protocol fm hides test items only, at "
+                           "test_missing_rate (missing_rate is the training items' share, "
+                           "in mf and mm)")
+  if not (cfg.protocol == "warm" and cfg.setting in ("fm", "mm")):
+    out["test_missing_rate"] = ("it applies to the warm protocol with setting fm or mm "
+                                "only (the new-item protocol's test share is missing_rate)")
+  if cfg.data != "synthetic":
+    for name in ("synthetic_users", "synthetic_items", "synthetic_dims",
+                 "synthetic_interactions", "data_seed"):
+      out[name] = "the data are read from a folder"
+  return out

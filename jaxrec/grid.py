@@ -11,8 +11,8 @@ import dataclasses
 import itertools
 from typing import Iterable, Sequence
 
-from jaxrec.config import (FIELD_TYPES, SHARED_FIELDS, RunConfig, make_config, parse_value,
-                           split_name)
+from jaxrec.config import (FIELD_TYPES, SHARED_FIELDS, RunConfig, ignored_fields, make_config,
+                           parse_value, split_name)
 from jaxrec.models import get_model
 
 
@@ -75,6 +75,7 @@ class Grid:
         fields = {**base, **self.per_model.get(model, {}),
                   **{split_name(k)[1]: v for k, v in coords.items()}, "model": model}
         out.append((coords, make_config(**fields)))
+    _refuse_runs_that_differ_only_in_ignored_fields(out)
     return out
 
   def to_json(self) -> dict:
@@ -84,6 +85,22 @@ class Grid:
       out["per_model"] = {m: {k: v[k] for k in sorted(v)}
                           for m, v in sorted(self.per_model.items())}
     return out
+
+
+def _refuse_runs_that_differ_only_in_ignored_fields(runs) -> None:
+  """An axis whose values some runs ignore would train the same run twice."""
+  seen = {}
+  for coords, cfg in runs:
+    ignored = ignored_fields(cfg)
+    key = tuple(sorted((k, repr(v)) for k, v in cfg.to_dict().items() if k not in ignored))
+    if key in seen:
+      other = seen[key]
+      names = sorted(k for k in coords if coords[k] != other.get(k))
+      why = "; ".join(f"{n}: {ignored[split_name(n)[1]]}" for n in names
+                      if split_name(n)[1] in ignored)
+      raise ValueError(f"runs {other} and {coords} would be the same run: their only "
+                       f"difference is ignored ({why or names})")
+    seen[key] = coords
 
 
 def split_assignment(assignment: str) -> tuple[str, str]:

@@ -17,9 +17,10 @@ import numpy as np
 from jaxrec import results
 from jaxrec.config import RunConfig
 from jaxrec.engine import memory
-from jaxrec.engine.inputs import GroupInputs, build_group, dataset_for, split_for
+from jaxrec.engine.inputs import GroupInputs, build_group, dataset_for, run_inputs, split_for
 from jaxrec.engine.train import GroupOutcome, train_group
 from jaxrec.grid import Grid
+from jaxrec.models import get_model
 from jaxrec.workdir import WorkDir, curve_line, is_writer
 
 
@@ -75,12 +76,17 @@ def plan_groups(grid: Grid) -> list[list[tuple[dict, RunConfig]]]:
 
 
 def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> None:
-  """Reads and splits every group's data once (cached), so a data error is
-  raised before the work directory exists or anything compiles."""
+  """Reads and splits every group's data (cached) and builds every run's masks
+  and fills, so a data error is raised before the work directory exists or
+  anything compiles."""
   for group in groups:
     first = group[0][1]
-    dataset_for(first)
-    split_for(first)
+    model, dataset, split = get_model(first.model), dataset_for(first), split_for(first)
+    if dataset.n_modalities < model.min_modalities:
+      raise ValueError(
+          f"model {model.name!r} needs at least {model.min_modalities} modalities; "
+          f"{first.data} has {dataset.n_modalities} ({', '.join(dataset.modality_names)})")
+    run_inputs(model, [cfg for _, cfg in group], dataset, split)
 
 
 def chunk_sizes(inputs: GroupInputs, budget_bytes: int | None, n_devices: int) -> int:
@@ -126,9 +132,11 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
     inputs = build_group(configs)
     chunks = memory.chunk(list(range(len(configs))), chunk_sizes(inputs, budget, len(devices)))
     bar.total += (len(chunks) - 1) * configs[0].max_epochs
-    for rows in chunks:
+    name = f"g{index:03d}-{configs[0].model}"
+    for k, rows in enumerate(chunks):
       bar.set_description(f"group {step + 1}/{len(todo)} ({len(rows)} runs)")
-      _train_chunk(work, f"g{index:03d}-{configs[0].model}", inputs.chunk(rows),
+      # Each chunk has its own curves and history, so one never cuts another's.
+      _train_chunk(work, name if len(chunks) == 1 else f"{name}-c{k}", inputs.chunk(rows),
                    [coords[r] for r in rows], [configs[r] for r in rows], devices, bar)
   bar.close()
   if not is_writer():
@@ -162,6 +170,7 @@ def _train_chunk(work: WorkDir, name: str, inputs: GroupInputs, coords, configs,
   bar.update(configs[0].max_epochs - (bar.n - start))
   if curves is not None:
     curves.close()
+  work.write_eval_history(name, outcome.eval_history)
   work.append(run_records(coords, configs, outcome, name))
   work.drop_checkpoint(checkpoint_dir)
 

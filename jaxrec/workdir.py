@@ -3,6 +3,7 @@
   sweep.json        the grid it was started with (a different grid is refused)
   results.jsonl     one line per finished run, appended as groups finish
   curves/NAME.jsonl per-epoch loss terms and norms of each group (line-buffered)
+  eval_history/NAME.jsonl  each validation of the group (epoch, metric per run)
   checkpoints/      the running group's state at every evaluation
   summary.{md,csv}, plots/  the report, rebuilt at the end of every sweep
 
@@ -78,6 +79,15 @@ class WorkDir:
     truncate_curves(path, after_epoch)
     # Line-buffered, so a running sweep can be inspected with `tail -f`.
     return open(path, "a", buffering=1)
+
+  def write_eval_history(self, group_name: str, history: Sequence[dict]) -> None:
+    """The group's validation metrics at every evaluation, one JSON line each."""
+    if not is_writer():
+      return
+    path = os.path.join(self.path, "eval_history", f"{group_name}.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+      f.writelines(json.dumps(row) + "\n" for row in history)
 
   def checkpoint_dir(self, group_name: str, run_ids: Sequence[str]) -> str:
     runs_hash = hashlib.sha1("".join(run_ids).encode()).hexdigest()[:10]

@@ -56,7 +56,7 @@ class HParam:
       in `hp`); False: static, so runs that differ in it are separate groups
       (read with `spec.option`).
     low, high: the allowed closed range of a number (None = unbounded);
-      `low_open` makes the lower bound strict (e.g. a learning rate > 0).
+      `low_open` / `high_open` make a bound strict (e.g. a learning rate > 0).
     choices: the allowed values of a string.
     help: one line for `--help` and error messages.
   """
@@ -68,6 +68,7 @@ class HParam:
   low: float | None = None
   high: float | None = None
   low_open: bool = False
+  high_open: bool = False
   choices: tuple = ()
   help: str = ""
 
@@ -95,8 +96,9 @@ class HParam:
       if self.low is not None and (value < self.low or self.low_open and value == self.low):
         raise ValueError(f"{self.name}={value}: expected {'>' if self.low_open else '>='} "
                          f"{self.low}")
-      if self.high is not None and value > self.high:
-        raise ValueError(f"{self.name}={value}: expected <= {self.high}")
+      if self.high is not None and (value > self.high or self.high_open and value == self.high):
+        raise ValueError(f"{self.name}={value}: expected {'<' if self.high_open else '<='} "
+                         f"{self.high}")
 
 
 def learning_rate(default: float, source: str) -> HParam:
@@ -246,7 +248,8 @@ class Model:
   """A model as pure functions (see the module docstring).
 
   `hparams` declares every hyper-parameter the model reads; `config_defaults`
-  changes the default of shared `RunConfig` fields (e.g. the fill).
+  changes the default of shared `RunConfig` fields (e.g. the fill);
+  `min_modalities` is the fewest modalities the model is defined for.
   """
   name: str
   init: Callable[..., Any]
@@ -260,7 +263,7 @@ class Model:
   aux_step: Callable[..., Any] = _same_aux_per_step
   embed_aux: Callable[[Any], Any] = _nothing_for_embed
   optimizer: Callable[..., optax.GradientTransformation] = adam
-  doc: str = ""
+  min_modalities: int = 1
 
   def __post_init__(self):
     names = [h.name for h in self.hparams]

@@ -221,5 +221,7 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return user_table + jnp.mean(users_m, axis=0), fuse(params, jnp.mean(items_m, axis=0), spec)
 
 
+# InfoNCE contrasts pairs of missing views (modality subsets): at least two modalities.
 I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               config_defaults={"fill": "zero"}, init_aux=init_aux, pre_epoch=pre_epoch)
+               config_defaults={"fill": "zero"}, init_aux=init_aux, pre_epoch=pre_epoch,
+               min_modalities=2)

@@ -184,5 +184,6 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return net.apply(variables, method=MILKNet.all_users), items
 
 
+# Alignment and mixup environments are across modalities: at least two.
 MILK = Model(name="milk", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-             config_defaults={"fill": "mean"})
+             config_defaults={"fill": "mean"}, min_modalities=2)
