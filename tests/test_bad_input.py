@@ -352,3 +352,21 @@ def test_the_no_layout_message_lists_the_folder(tmp_path):
   message = _refused(tmp_path, ["no known layout", "the folder has img/, ratings.csv"])
   for layout in readers.LAYOUTS:
     assert f"{layout.marker} ({layout.name})" in message
+
+
+def test_a_file_the_layout_needs_is_missing(tmp_path):
+  _tsvs(tmp_path)
+  os.remove(tmp_path / "val.tsv")
+  _refused(tmp_path, ["val.tsv: file not found, expected in the pair TSVs layout",
+                      "train.tsv, val.tsv, test.tsv"])
+  os.mkdir(tmp_path / "m")
+  _milk(tmp_path / "m")
+  os.remove(tmp_path / "m" / "cold_item_index.npy")
+  _refused(tmp_path / "m", ["cold_item_index.npy: file not found"])
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+  _tsvs(tmp_path)
+  text = (tmp_path / "train.tsv").read_text()
+  (tmp_path / "train.tsv").write_text("\ufeff" + text, encoding="utf-8")
+  assert len(loading.load(str(tmp_path)).own_splits["train"]) == 3

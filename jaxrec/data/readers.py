@@ -60,7 +60,8 @@ def _read_lines(path: str) -> list[str]:
   if not os.path.isfile(path):
     raise InputError(f"{path}: file not found")
   try:
-    with open(path, encoding="utf-8") as f:
+    # utf-8-sig: a byte-order mark (some editors write one) is not part of the header.
+    with open(path, encoding="utf-8-sig") as f:
       # splitlines: a trailing newline adds no empty line; \r\n is handled.
       return f.read().splitlines()
   except UnicodeDecodeError as err:
@@ -362,10 +363,15 @@ class Layout:
   default_modalities: tuple[str, ...] | None = None
 
   def files(self, folder: str, modalities=None) -> tuple[str, ...]:
-    """Every file this layout reads from `folder`, in a stable order."""
-    return self.own_files(folder) + features.files_read(
+    """Every file this layout reads from `folder`, in a stable order; all must exist."""
+    out = self.own_files(folder) + features.files_read(
         os.path.join(folder, self.feature_dir), features.as_selection(modalities),
         self.default_modalities)
+    for path in out:
+      if not os.path.isfile(path):
+        raise InputError(f"{path}: file not found, expected in the {self.name} layout "
+                         f"(it reads {', '.join(os.path.relpath(f, folder) for f in out)})")
+    return out
 
 
 LAYOUTS = (
