@@ -41,9 +41,14 @@ def _repair_tail(path: str) -> None:
   if not os.path.exists(path):
     return
   with open(path, "rb+") as f:
-    data = f.read()
-    if not data or data.endswith(b"\n"):
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
       return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+      return
+    f.seek(0)
+    data = f.read()
     start = data.rfind(b"\n") + 1
     if _record(data[start:].decode("utf-8", "replace")) is not None:
       f.write(b"\n")
