@@ -5,14 +5,69 @@ import csv
 import json
 import math
 import os
+import warnings
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
+
+from jaxrec.errors import InputError
 
 SUMMARY_METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")
 
 
+TORN_SUFFIX = ".torn"
+
+
+class Jsonl(NamedTuple):
+  """The records of a JSON-lines file, and one line per problem that was skipped."""
+  records: list[dict]
+  problems: tuple[str, ...]
+
+
+def _record(text: str) -> dict | None:
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError:
+    return None
+  return value if isinstance(value, dict) else None
+
+
+def _repair_tail(path: str) -> None:
+  """Ends the file with a newline, so an append can never glue onto a torn line.
+
+  A last line without its newline is a writer killed mid-line: if it is a
+  whole record it gets its newline, else the fragment is moved to
+  `<path>.torn` (appended there, never lost) and cut off.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path, "rb+") as f:
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+      return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+      return
+    f.seek(0)
+    data = f.read()
+    start = data.rfind(b"\n") + 1
+    if _record(data[start:].decode("utf-8", "replace")) is not None:
+      f.write(b"\n")
+    else:
+      with open(path + TORN_SUFFIX, "ab") as aside:
+        aside.write(data[start:] + b"\n")
+        aside.flush()
+        os.fsync(aside.fileno())
+      f.truncate(start)
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def append_jsonl(path: str, records: Iterable[dict]) -> None:
-  """Appends records and fsyncs, so a killed sweep never loses a finished run."""
+  """Appends records and fsyncs, so a killed sweep never loses a finished run.
+
+  A torn last line is repaired first (`_repair_tail`).
+  """
+  _repair_tail(path)
   with open(path, "a") as f:
     for record in records:
       f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -20,22 +75,55 @@ def append_jsonl(path: str, records: Iterable[dict]) -> None:
     os.fsync(f.fileno())
 
 
-def read_jsonl(path: str) -> list[dict]:
-  """Reads records; a torn last line (killed writer) is ignored, others must parse."""
+def _glued(line: str) -> tuple[dict, int] | None:
+  """(record, fragment length) if `line` is a torn fragment with a whole record
+  appended onto it, as writers before `_repair_tail` left them."""
+  for start in (k for k, c in enumerate(line) if c == "{" and k > 0):
+    record = _record(line[start:])
+    if record is not None:
+      return record, start
+  return None
+
+
+def scan_jsonl(path: str) -> Jsonl:
+  """Reads every record, naming what it skips.
+
+  A torn last line (a killed writer; its run is not done) and a fragment glued
+  before a record (the record is kept) are reported in `problems`; any other
+  line that is not a record raises `InputError` with its line number.
+  """
   if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    lines = f.read().split("\n")
-  records = []
+    return Jsonl([], ())
+  with open(path, encoding="utf-8", errors="replace") as f:
+    text = f.read()
+  lines = text.split("\n")
+  records, problems = [], []
   for number, line in enumerate(lines, 1):
     if not line.strip():
       continue
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError as err:
-      if number >= len(lines) - 1:
-        break
-      raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
+    record = _record(line)
+    if record is not None:
+      records.append(record)
+    elif (glued := _glued(line)) is not None:
+      records.append(glued[0])
+      problems.append(f"{path}: line {number}: skipped a torn fragment of {glued[1]} "
+                      "characters before a whole record (kept)")
+    elif number == len(lines):      # no newline after it: the writer was killed
+      problems.append(f"{path}: line {number}: a torn last record of {len(line)} "
+                      "characters (a writer killed mid-line) was skipped; its run is "
+                      "not done and will be trained again")
+    else:
+      raise InputError(f"{path}: line {number}: not a JSON record, got "
+                       f"{line[:60]!r}; move that line out of the file to go on")
+  return Jsonl(records, tuple(problems))
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """The records of `scan_jsonl`; each of its problems is issued as a warning, for
+  callers that do not print them themselves."""
+  records, problems = scan_jsonl(path)
+  for problem in problems:
+    warnings.warn(problem, stacklevel=2)
   return records
 
 

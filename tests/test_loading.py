@@ -111,3 +111,26 @@ def test_movielens_natural_missingness_is_kept():
   mask, _ = protocol.missing_masks(available=loaded.dataset.available, split=split,
                                    setting="mm", rate=0.5, seed=0)
   assert not (mask & ~loaded.dataset.available).any()
+
+
+@pytest.mark.skipif(not os.path.isdir(TIKTOK), reason="shared TikTok data absent")
+def test_tiktok_warnings_and_fingerprint():
+  loaded = loading.load(TIKTOK)
+  assert [w.split(": ", 1)[1] for w in loaded.warnings] == [
+      "5 users of split 'val' (5 pairs) have no training pairs; evaluation on the data's "
+      "own split leaves them out",
+      "5 users of split 'test' (5 pairs) have no training pairs; evaluation on the data's "
+      "own split leaves them out"]
+  assert sorted(loaded.fingerprint) == ["audio_feat.npy", "image_feat.npy", "test.tsv",
+                                        "train.tsv", "val.tsv"]
+  warm = split_for(make_config(data=TIKTOK, protocol="warm"))
+  assert (len(warm.val_pairs), len(warm.test_pairs)) == (3046, 6125)
+
+
+def test_the_cache_key_is_the_layouts_files(tmp_path):
+  folder = write_pair_tsvs(str(tmp_path / "d"))
+  first = loading.load(folder)
+  with open(os.path.join(folder, "notes.txt"), "w") as f:    # not a file the layout reads
+    f.write("hello\n")
+  assert loading.load(folder).key == first.key
+  assert "notes.txt" not in loading.data_fingerprint(folder)

@@ -221,3 +221,31 @@ def test_real_movielens():
   assert data.modality_names == ("image", "text")
   assert data.available.sum(axis=0).tolist() == [1663, 1664]
   assert data.feature_dims == (1280, 384)
+
+
+@pytest.mark.parametrize("make", [_tsvs, _mmrec, _milk, _movielens])
+def test_each_layout_declares_every_file_it_reads(tmp_path, make, monkeypatch):
+  import builtins
+  folder = make(tmp_path)
+  opened, real_open = set(), builtins.open
+
+  def recording_open(file, *args, **kwargs):
+    opened.add(os.path.abspath(os.fspath(file)))
+    return real_open(file, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "open", recording_open)
+  out = readers.read(folder)
+  monkeypatch.undo()
+  declared = readers.detect_layout(folder).files(folder)
+  assert sorted(opened) == sorted(declared)
+  assert len(out.dataset.pairs) and out.warnings == ()
+
+
+def test_read_returns_warnings_as_data(tmp_path):
+  import warnings
+  _tsvs(tmp_path, train="0\t1\n0\t1\n1\t3\n")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")         # nothing is issued: the warnings are data
+    out = readers.read(str(tmp_path))
+  assert out.warnings == (f"{tmp_path}/train.tsv: dropped 1 duplicate (user, item) pairs "
+                          "within split 'train'",)

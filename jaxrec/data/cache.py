@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable
+import zipfile
+from typing import Callable, Sequence
 
 import numpy as np
 
-DATA_EXTENSIONS = (".tsv", ".txt", ".inter", ".npy", ".data")
+DATA_EXTENSIONS = (".tsv", ".txt", ".inter", ".npy", ".data", ".json")
 
 
 def cache_dir() -> str:
@@ -22,7 +23,11 @@ def cache_dir() -> str:
 
 
 def data_files(path: str) -> list[str]:
-  """The files under `path` that a reader may read, in a stable order."""
+  """The files under `path` that a reader may read, in a stable order.
+
+  For a key over a folder whose layout is unknown; `loading` keys by the files
+  its layout declares (`readers.Layout.files`).
+  """
   out = []
   for root, dirs, files in os.walk(path):
     dirs.sort()
@@ -30,20 +35,34 @@ def data_files(path: str) -> list[str]:
   return out
 
 
-def stat_signature(path: str) -> tuple:
-  """(name, size, mtime) of every data file: a cheap in-process change detector."""
-  return tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in data_files(path))
+def stat_signature(files: Sequence[str]) -> tuple:
+  """(name, size, mtime) of every file: a cheap in-process change detector."""
+  return tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
 
 
-def content_key(path: str, args: dict) -> str:
-  """sha256 over the data files under `path` (names and bytes) and `args`."""
-  digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
-  for full in data_files(path):
-    digest.update(os.path.relpath(full, path).encode() + b"\0")
-    with open(full, "rb") as f:
-      for block in iter(lambda: f.read(1 << 22), b""):
-        digest.update(block)
-  return digest.hexdigest()[:32]
+def sha256_file(path: str) -> str:
+  """The hex sha256 of a file's bytes, as `sha256sum` prints it."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def file_hashes(root: str, files: Sequence[str]) -> dict[str, str]:
+  """{path relative to `root`: sha256} of `files`."""
+  return {os.path.relpath(f, root): sha256_file(f) for f in files}
+
+
+def key_of(args: dict, hashes: dict[str, str]) -> str:
+  """A cache key over reader arguments and file hashes (names and contents)."""
+  text = json.dumps({"args": args, "files": hashes}, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def content_key(path: str, args: dict, files: Sequence[str] | None = None) -> str:
+  """The key of `files` (default: every data file under `path`) and `args`."""
+  return key_of(args, file_hashes(path, data_files(path) if files is None else files))
 
 
 def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]],
@@ -51,8 +70,11 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]],
   """Returns (arrays, hit): the entry for `key`, built and stored on a miss."""
   path = os.path.join(cache_dir(), f"{key}.npz")
   if enabled and os.path.exists(path):
-    with np.load(path, allow_pickle=False) as entry:
-      return {k: entry[k] for k in entry.files}, True
+    try:
+      with np.load(path, allow_pickle=False) as entry:
+        return {k: entry[k] for k in entry.files}, True
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+      pass    # a damaged entry (disk full, edited by hand) is rebuilt and replaced
   arrays = build()
   if enabled:
     os.makedirs(cache_dir(), exist_ok=True)

@@ -12,30 +12,47 @@ import json
 
 import numpy as np
 
-from jaxrec.data import cache, protocol, readers
+from jaxrec.data import cache, features, protocol, readers
 from jaxrec.data.dataset import Dataset
 from jaxrec.data.synthetic import make_synthetic
+from jaxrec.errors import InputError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2    # 2: warnings in the entry
 _OWN_SPLITS = ("train", "val", "test", "cold_items")
 _SPLIT_ARRAYS = ("train_pairs", "val_pairs", "test_pairs", "train_items", "eval_items",
                  "candidates")
+parse_modalities = features.parse_modalities
 
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-  """A dataset, its own split (None if it has none) and its cache key ("" if none)."""
+  """A dataset as the sweep uses it.
+
+  Attributes:
+    dataset: the `Dataset`.
+    own_splits: the data's own split, or None if it has none.
+    key: the cache key ("" for synthetic data or without the cache).
+    warnings: one line per thing repaired or ignored in the files (dropped
+      duplicates, users without training pairs, remapped ids), for the caller
+      to print once and store with the results; nothing is printed here.
+    fingerprint: {file relative to the data folder: sha256} of every file the
+      layout read ({} for synthetic data); see `fingerprint_changes`.
+  """
   dataset: Dataset
   own_splits: dict | None
   key: str
+  warnings: tuple[str, ...] = ()
+  fingerprint: dict = dataclasses.field(default_factory=dict)
 
 
-def _dataset_to_arrays(dataset: Dataset, own_splits: dict | None) -> dict:
+def _dataset_to_arrays(dataset: Dataset, own_splits: dict | None,
+                       warnings: tuple[str, ...]) -> dict:
   arrays = {"pairs": dataset.pairs, "available": dataset.available,
             "meta": np.array(json.dumps({
                 "name": dataset.name, "n_users": dataset.n_users,
                 "n_items": dataset.n_items,
-                "modality_names": list(dataset.modality_names)}))}
+                "modality_names": list(dataset.modality_names),
+                "warnings": list(warnings)}))}
   for m, feats in enumerate(dataset.features):
     arrays[f"feature_{m}"] = feats
   for name, value in (own_splits or {}).items():
@@ -43,7 +60,7 @@ def _dataset_to_arrays(dataset: Dataset, own_splits: dict | None) -> dict:
   return arrays
 
 
-def _dataset_from_arrays(arrays: dict) -> tuple[Dataset, dict | None]:
+def _dataset_from_arrays(arrays: dict) -> tuple[Dataset, dict | None, tuple[str, ...]]:
   meta = json.loads(str(arrays["meta"]))
   names = tuple(meta["modality_names"])
   dataset = Dataset(name=meta["name"], n_users=meta["n_users"], n_items=meta["n_items"],
@@ -51,31 +68,61 @@ def _dataset_from_arrays(arrays: dict) -> tuple[Dataset, dict | None]:
                     features=tuple(arrays[f"feature_{m}"] for m in range(len(names))),
                     modality_names=names, available=arrays["available"])
   own = {n: arrays[f"split_{n}"] for n in _OWN_SPLITS if f"split_{n}" in arrays}
-  return dataset, own or None
+  return dataset, own or None, tuple(meta["warnings"])
 
 
-def parse_modalities(text: str) -> tuple[str, ...] | None:
-  names = tuple(n.strip() for n in text.split(",") if n.strip())
-  return names or None
+def _files(data: str, modalities: str) -> tuple[str, ...]:
+  return readers.detect_layout(data).files(data, parse_modalities(modalities))
+
+
+def data_fingerprint(data: str, modalities: str = "") -> dict[str, str]:
+  """{file relative to `data`: sha256} of every file `load(data, modalities=...)`
+  reads; {} for "synthetic". Equal to `load(...).fingerprint`, without parsing."""
+  if data == "synthetic":
+    return {}
+  return cache.file_hashes(data, _files(data, modalities))
+
+
+def fingerprint_changes(old: dict[str, str], new: dict[str, str]) -> str | None:
+  """One line naming the files that differ between two fingerprints, or None.
+
+  For a work directory that recorded `old` and is resumed on data that now
+  fingerprints as `new`.
+  """
+  parts = [(what, sorted(names)) for what, names in (
+      ("edited", [f for f in old if f in new and old[f] != new[f]]),
+      ("added", [f for f in new if f not in old]),
+      ("removed", [f for f in old if f not in new])) if names]
+  if not parts:
+    return None
+  changes = "; ".join(f"{what} {', '.join(names)}" for what, names in parts)
+  return (f"the data changed since this work directory was started: {changes} "
+          "(sha256 differs); restore those files, or start a new work directory")
 
 
 def load(data: str, *, modalities: str = "", min_rating: int = 4,
          synthetic_users: int = 1200, synthetic_items: int = 1000,
          synthetic_dims: tuple[int, ...] = (48, 32), synthetic_interactions: float = 25.0,
-         data_seed: int = 0, use_cache: bool = True) -> Loaded:
+         data_seed: int = 0, remap_users: bool = False, use_cache: bool = True) -> Loaded:
   """`data` = "synthetic" or a folder in one of the layouts of PROTOCOL.md.
 
+  `modalities`: "" (the layout's default), or names and/or name:file pairs,
+  e.g. "audio:vggish.npy,image" (`features.parse_modalities`). `remap_users`:
+  renumber sparse user ids 0..n-1 (with a warning) instead of refusing them.
   Memoised in the process while the files' sizes and mtimes are unchanged;
-  the disk cache behind it is keyed by their bytes.
+  the disk cache behind it is keyed by their bytes. Bad input raises
+  `InputError`.
   """
-  signature = () if data == "synthetic" else cache.stat_signature(data)
+  files = () if data == "synthetic" else _files(data, modalities)
   return _load(data, modalities, min_rating, synthetic_users, synthetic_items,
-               tuple(synthetic_dims), synthetic_interactions, data_seed, use_cache, signature)
+               tuple(synthetic_dims), synthetic_interactions, data_seed, remap_users,
+               use_cache, files, cache.stat_signature(files))
 
 
 @functools.lru_cache(maxsize=8)
 def _load(data, modalities, min_rating, synthetic_users, synthetic_items, synthetic_dims,
-          synthetic_interactions, data_seed, use_cache, signature) -> Loaded:
+          synthetic_interactions, data_seed, remap_users, use_cache, files,
+          signature) -> Loaded:
   del signature    # part of the memo key only
   if data == "synthetic":
     return Loaded(make_synthetic(n_users=synthetic_users, n_items=synthetic_items,
@@ -83,17 +130,19 @@ def _load(data, modalities, min_rating, synthetic_users, synthetic_items, synthe
                                  interactions_per_user=synthetic_interactions,
                                  seed=data_seed),
                   None, "")
-  args = dict(version=CACHE_VERSION, reader="read_dataset", modalities=modalities,
-              min_rating=min_rating)
-  key = cache.content_key(data, args) if use_cache else ""
+  fingerprint = cache.file_hashes(data, files)
+  args = dict(version=CACHE_VERSION, reader="read", modalities=modalities,
+              min_rating=min_rating, remap_users=remap_users)
+  key = cache.key_of(args, fingerprint) if use_cache else ""
 
   def build():
-    dataset, own = readers.read_dataset(data, modalities=parse_modalities(modalities),
-                                        min_rating=min_rating)
-    return _dataset_to_arrays(dataset, own)
+    out = readers.read(data, parse_modalities(modalities), min_rating=min_rating,
+                       remap_users=remap_users)
+    return _dataset_to_arrays(out.dataset, out.splits, out.warnings)
 
   arrays, _ = cache.cached_arrays(f"data-{key}", build, enabled=use_cache)
-  return Loaded(*_dataset_from_arrays(arrays), key)
+  dataset, own, warnings = _dataset_from_arrays(arrays)
+  return Loaded(dataset, own, key, warnings, fingerprint)
 
 
 def _build_split(loaded: Loaded, protocol_name: str, split_seed: int,
@@ -107,7 +156,7 @@ def _build_split(loaded: Loaded, protocol_name: str, split_seed: int,
     if "train" not in own:
       own = protocol.random_pair_split(dataset, seed=split_seed)
     return protocol.warm_split(dataset, own)
-  raise ValueError(f"unknown protocol {protocol_name!r}; expected one of "
+  raise InputError(f"unknown protocol {protocol_name!r}; expected one of "
                    f"{protocol.PROTOCOLS}")
 
 

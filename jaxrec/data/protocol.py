@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from jaxrec.data.dataset import Dataset
+from jaxrec.errors import InputError
 
 PROTOCOLS = ("new_item", "warm")
 SETTINGS = ("ff", "fm", "mf", "mm", "mix")
@@ -54,6 +55,16 @@ def _items_of(pairs: np.ndarray, n_items: int) -> np.ndarray:
   return out
 
 
+def _trained_users_only(pairs: np.ndarray, train: np.ndarray) -> np.ndarray:
+  """The evaluation pairs of users with at least one training pair.
+
+  A user without one has nothing the model learned to rank from; the readers
+  count such users in their warnings. Only the data's own splits need this: a
+  seeded new-item split keeps every user, as MILK's code does.
+  """
+  return pairs[np.isin(pairs[:, 0], train[:, 0])]
+
+
 def new_item_split(dataset: Dataset, *, seed: int, new_fraction: float = 0.2) -> Split:
   """MILK's new-item protocol.
 
@@ -65,7 +76,7 @@ def new_item_split(dataset: Dataset, *, seed: int, new_fraction: float = 0.2) ->
   order = rng.permutation(dataset.n_items)
   n_new = int(round(new_fraction * dataset.n_items))
   if n_new < 2:
-    raise ValueError(f"the new-item protocol needs at least 2 new items, got {n_new} "
+    raise InputError(f"the new-item protocol needs at least 2 new items, got {n_new} "
                      f"({dataset.n_items} items, new_fraction={new_fraction})")
   val_items, test_items = order[:n_new // 2], order[n_new // 2:n_new]
   role = np.zeros(dataset.n_items, np.int8)
@@ -80,7 +91,8 @@ def new_item_split(dataset: Dataset, *, seed: int, new_fraction: float = 0.2) ->
 
 def own_new_item_split(dataset: Dataset, own_splits: dict) -> Split:
   """The new-item protocol of data that comes with one (MILK/GoRec layout):
-  its own train / val / test pairs, new items = `cold_items`."""
+  its own train / val / test pairs, new items = `cold_items`; evaluation users
+  without training pairs are left out."""
   new = np.zeros(dataset.n_items, bool)
   new[np.asarray(own_splits["cold_items"])] = True
   train, val, test = (np.asarray(own_splits[k], np.int32) for k in ("train", "val", "test"))
@@ -89,15 +101,21 @@ def own_new_item_split(dataset: Dataset, own_splits: dict) -> Split:
     wrong = new[pairs[:, 1]] != want_new
     if wrong.any():
       u, i = pairs[np.argmax(wrong)]
-      raise ValueError(f"{name} pair (user {u}, item {i}): expected "
+      raise InputError(f"{name} pair (user {u}, item {i}): expected "
                        f"{'a cold' if want_new else 'a warm'} item (cold_item_index.npy)")
-  return Split(protocol="new_item", train_pairs=train, val_pairs=val, test_pairs=test,
+  return Split(protocol="new_item", train_pairs=train,
+               val_pairs=_trained_users_only(val, train),
+               test_pairs=_trained_users_only(test, train),
                train_items=~new, eval_items=new, candidates=new)
 
 
 def warm_split(dataset: Dataset, own_splits: dict) -> Split:
-  """The warm protocol: the data's own train / val / test pairs, all items ranked."""
+  """The warm protocol: the data's own train / val / test pairs, all items ranked.
+
+  Evaluation users without training pairs are left out.
+  """
   train, val, test = (np.asarray(own_splits[k], np.int32) for k in ("train", "val", "test"))
+  val, test = _trained_users_only(val, train), _trained_users_only(test, train)
   return Split(protocol="warm", train_pairs=train, val_pairs=val, test_pairs=test,
                train_items=_items_of(train, dataset.n_items),
                eval_items=_items_of(test, dataset.n_items),
@@ -149,11 +167,11 @@ def _hide(mask: np.ndarray, items: np.ndarray, rate: float, n_hide: int,
 
 def _check(setting: str, rate: float | None, n_modalities: int) -> None:
   if setting not in SETTINGS:
-    raise ValueError(f"unknown missing setting {setting!r}; expected one of {SETTINGS}")
+    raise InputError(f"unknown missing setting {setting!r}; expected one of {SETTINGS}")
   if rate is not None and not 0.0 <= rate <= 1.0:
-    raise ValueError(f"missing rate must be in [0, 1], got {rate}")
+    raise InputError(f"missing rate must be in [0, 1], got {rate}")
   if setting == "mix" and n_modalities < 3:
-    raise ValueError(f"setting 'mix' (10% complete, 45% one missing, 45% two missing) "
+    raise InputError(f"setting 'mix' (10% complete, 45% one missing, 45% two missing) "
                      f"needs at least 3 modalities, the data has {n_modalities}")
 
 
@@ -214,7 +232,7 @@ def fill_values(features: tuple[np.ndarray, ...], mask: np.ndarray,
   into the fill.
   """
   if fill not in ("zero", "mean"):
-    raise ValueError(f"unknown fill {fill!r}; expected 'zero' or 'mean'")
+    raise InputError(f"unknown fill {fill!r}; expected 'zero' or 'mean'")
   out = []
   for m, feats in enumerate(features):
     if fill == "zero":
@@ -222,6 +240,6 @@ def fill_values(features: tuple[np.ndarray, ...], mask: np.ndarray,
       continue
     observed = rows & mask[:, m]
     if not observed.any():
-      raise ValueError(f"mean fill of modality {m}: no training item observes it")
+      raise InputError(f"mean fill of modality {m}: no training item observes it")
     out.append(feats[observed].mean(axis=0).astype(np.float32))
   return tuple(out)
