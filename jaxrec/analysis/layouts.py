@@ -52,11 +52,13 @@ class Layout:
     return all(axis_value(record, axis) in values for axis, values in self.where.items())
 
   def applies(self, records: list[dict]) -> bool:
-    """True if runs are left after `where` and every required axis varies among them."""
+    """True if runs are left after `where`, every required axis varies among them
+    and the focus row is there (a comparison "against I3-MRec" needs I3-MRec)."""
     kept = [r for r in records if self.keeps(r)]
     axes = {axis_name(a): a for a in self.cell_axes}
     values = lambda name: {axis_value(r, axes.get(name, name)) for r in kept} - {None}
-    return bool(kept) and all(len(values(name)) > 1 for name in self.requires)
+    return (bool(kept) and all(len(values(name)) > 1 for name in self.requires)
+            and (self.focus is None or self.focus in values(axis_name(self.rows))))
 
 
 def _ablation(name: str, *, full: str, switches: Mapping[str, float],

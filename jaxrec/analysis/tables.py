@@ -25,6 +25,8 @@ from jaxrec.analysis.stats import Interval
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "hit": "Hit",
                 "mrr": "MRR", "map": "MAP"}
 GAIN_ROW = "gain %"
+AXIS_NAMES = {"missing_rate": "rate", "penalty_weight": "β", "align_weight": "λ_align",
+              "alpha": "α"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,17 @@ def metric_label(metric: str) -> str:
   return METRIC_NAMES.get(name, name) + at + k
 
 
+def axis_label(axis: str) -> str:
+  return AXIS_NAMES.get(axis, axis)
+
+
+def group_label(axes: Sequence[str], values: Sequence[Any]) -> str:
+  """A column group's heading: names speak for themselves ("fm"), numbers get
+  their axis ("rate=0.5")."""
+  return " · ".join(value_label(a, v) if isinstance(v, str) else
+                    f"{axis_label(a)}={value_label(a, v)}" for a, v in zip(axes, values))
+
+
 def value_label(axis: str, value: Any) -> str:
   if value is None:
     return "paper" if axis == "missing_rate" else "-"
@@ -77,11 +90,12 @@ def _ranks(means: Mapping[str, float]) -> dict[str, int]:
 
 
 def _panel_title(layout: Layout, panel: Mapping[str, Any]) -> str:
-  where = ", ".join(f"{k}={value_label(k, v)}" for k, v in panel.items())
+  where = ", ".join(f"{axis_label(k)}={value_label(k, v)}" for k, v in panel.items())
   return f"{layout.title} ({where})" if where else layout.title
 
 
-def _notes(layout: Layout, selections: Sequence[Selection], metric: str) -> tuple[str, ...]:
+def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
+           metric: str) -> tuple[str, ...]:
   sources = variation_sources(selections)
   seeds = sorted({len(s.runs) for s in selections})
   points = sorted({s.n_points for s in selections})
@@ -96,6 +110,8 @@ def _notes(layout: Layout, selections: Sequence[Selection], metric: str) -> tupl
       + "."]
   if not any(len({r["config"].get("split_seed") for r in s.runs}) > 1 for s in selections):
     notes.append("All runs share one split: the intervals do not cover the split.")
+  if any(c.paired.n < 6 for c in comparisons):
+    notes.append("With fewer than 6 paired seeds the Wilcoxon test cannot reach p < 0.05.")
   diverged = sum(s.n_diverged for s in selections)
   if diverged:
     notes.append(f"{diverged} chosen run(s) diverged (kept their last finite state).")
@@ -121,7 +137,7 @@ def build_tables(records: Sequence[dict], layout: Layout, *,
     column_values = [_order({s.cell[a] for s in sels}, layout.where.get(a))
                      for a in layout.columns]
     groups = list(itertools.product(*column_values))
-    group_label = lambda g: " · ".join(value_label(a, v) for a, v in zip(layout.columns, g))
+    heading = lambda g: group_label(layout.columns, g)
     label = lambda v: value_label(row_axis, v)
     entries, comparisons = {}, {}
     for group in groups:
@@ -135,14 +151,14 @@ def build_tables(records: Sequence[dict], layout: Layout, *,
           marks = ""
           if comp is not None and comp.first == v:
             marks = "*" * comp.significant_t + "†" * comp.significant_w
-          entries[(label(v), group_label(group), m)] = Entry(st, ranks.get(label(v)), marks)
+          entries[(label(v), heading(group), m)] = Entry(st, ranks.get(label(v)), marks)
         if comp is not None:
-          comparisons[(group_label(group), m)] = comp
+          comparisons[(heading(group), m)] = comp
     tables.append(Table(
         title=_panel_title(layout, panel), row_axis=row_axis,
-        rows=tuple(map(label, rows)), groups=tuple(map(group_label, groups)),
+        rows=tuple(map(label, rows)), groups=tuple(map(heading, groups)),
         metrics=tuple(layout.metrics), entries=entries, comparisons=comparisons,
-        selections=tuple(sels), notes=_notes(layout, sels, metric)))
+        selections=tuple(sels), notes=_notes(sels, list(comparisons.values()), metric)))
   return tables
 
 
@@ -170,15 +186,16 @@ def gain_sentences(table: Table) -> list[str]:
   out = []
   for (group, m), c in table.comparisons.items():
     where = f"{group}; " if group else ""
-    out.append(f"{value_label(table.row_axis, c.first)}: {c.gain_pct:+.1f}% {metric_label(m)} "
-               f"over {value_label(table.row_axis, c.second)} ({where}{c.paired.n} paired "
+    name = lambda v: group_label([table.row_axis], [v])
+    out.append(f"{name(c.first)}: {c.gain_pct:+.1f}% {metric_label(m)} "
+               f"over {name(c.second)} ({where}{c.paired.n} paired "
                f"seeds, t p={c.paired.p_t:.3g}, Wilcoxon p={c.paired.p_w:.3g})")
   return out
 
 
 def to_markdown(table: Table) -> str:
   cols = _columns(table)
-  header = [table.row_axis] + [f"{g} {metric_label(m)}".strip() for g, m in cols]
+  header = [axis_label(table.row_axis)] + [f"{g} {metric_label(m)}".strip() for g, m in cols]
   lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |",
            "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
   for row in table.rows:
@@ -254,7 +271,7 @@ def to_latex(table: Table) -> str:
                                      for g in table.groups]) + " \\\\")
     lines.append(" ".join(f"\\cmidrule(lr){{{2 + i * n}-{1 + (i + 1) * n}}}"
                           for i in range(len(table.groups))))
-  lines.append(" & ".join([latex_escape(table.row_axis)]
+  lines.append(" & ".join([latex_escape(axis_label(table.row_axis))]
                           + [latex_escape(metric_label(m)) for _, m in cols]) + " \\\\")
   lines.append("\\midrule")
   for row in table.rows:

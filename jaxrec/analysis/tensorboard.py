@@ -20,6 +20,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import struct
 from collections import defaultdict
@@ -54,6 +55,12 @@ def _names(group: str, runs: Sequence[dict], n_columns: int) -> list[str]:
   return [f"{group}/run{r:03d}" for r in range(n_columns)]
 
 
+def tag(prefix: str, name: str) -> str:
+  """TensorBoard's tag alphabet: "val/ndcg@10" -> "val/ndcg_10" (as the writer would
+  rename it, without its log line per tag)."""
+  return re.sub(r"[^\w./-]", "_", f"{prefix}/{name}")
+
+
 def series(rows: Sequence[dict], *, prefix: str) -> list[dict[str, list[tuple[int, float]]]]:
   """Per column (run): {prefix/term: [(epoch, value)]}, skipping non-finite values
   (a stopped run's NaN, a diverged run's inf)."""
@@ -65,16 +72,16 @@ def series(rows: Sequence[dict], *, prefix: str) -> list[dict[str, list[tuple[in
         continue
       for r, value in enumerate(values):
         if value is not None and math.isfinite(value):
-          out[r][f"{prefix}/{term}"].append((int(row["epoch"]), float(value)))
+          out[r][tag(prefix, term)].append((int(row["epoch"]), float(value)))
   return out
 
 
 def write_scalars(logdir: str, scalars: dict[str, list[tuple[int, float]]]) -> None:
   from tensorboardX import SummaryWriter   # only when curves are converted
   writer = SummaryWriter(logdir=logdir)
-  for tag in sorted(scalars):
-    for step, value in scalars[tag]:
-      writer.add_scalar(tag, value, global_step=step)
+  for name in sorted(scalars):
+    for step, value in scalars[name]:
+      writer.add_scalar(name, value, global_step=step)
   writer.close()
 
 
@@ -95,12 +102,12 @@ def write_tensorboard(workdir: str, *, out: str | None = None) -> list[str]:
     for sub, prefix in (("curves", "train"), ("eval_history", "val")):
       per_run = series(read_lines(os.path.join(workdir, sub, f"{group}.jsonl")), prefix=prefix)
       for name, scalars in zip(_names(group, runs[group], len(per_run)), per_run):
-        for tag, points in scalars.items():
-          columns[name][tag] += points
+        for key, points in scalars.items():
+          columns[name][key] += points
     for rec in runs[group]:
       name = run_name(rec)
-      if not any(tag.startswith("val/") for tag in columns[name]):
-        columns[name].update({f"val/{m}": [(rec["selected_epoch"], v)]
+      if not any(key.startswith("val/") for key in columns[name]):
+        columns[name].update({tag("val", m): [(rec["selected_epoch"], v)]
                               for m, v in rec.get("val", {}).items() if math.isfinite(v)})
     for name, scalars in sorted(columns.items()):
       write_scalars(os.path.join(out, name), scalars)
