@@ -81,9 +81,6 @@ class Selection:
   runs: tuple[dict, ...]
   test: Mapping[str, Interval] = dataclasses.field(default_factory=dict)
 
-  def seeds(self, *, seed_axes: Sequence[str] = SEED_AXES) -> tuple[tuple, ...]:
-    return tuple(seed_key(r, seed_axes=seed_axes) for r in self.runs)
-
 
 def field_value(record: dict, name: str) -> Any:
   """A config field, the run's coordinates first (older records' configs agree)."""
@@ -218,9 +215,14 @@ def select(records: Sequence[dict], *, metric: str = DEFAULT_METRIC,
   return out
 
 
+def varies_within(selections: Sequence[Selection], field: str) -> bool:
+  """True if `field` takes several values among the runs of some selection."""
+  return any(len({field_value(r, field) for r in s.runs}) > 1 for s in selections)
+
+
 def variation_sources(selections: Sequence[Selection]) -> list[str]:
   """Which sources of variation the intervals cover, read from the chosen runs."""
-  varies = lambda field: any(len({field_value(r, field) for r in s.runs}) > 1 for s in selections)
+  varies = lambda field: varies_within(selections, field)
   out = []
   if varies("seed"):
     out.append("initialisation, negative sampling and mini-batch order, and the "

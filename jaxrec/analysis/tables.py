@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from jaxrec.analysis.layouts import Layout
 from jaxrec.analysis.select import (DEFAULT_METRIC, Selection, axis_name, select,
-                                    variation_sources)
+                                    variation_sources, varies_within)
 from jaxrec.analysis.significance import Comparison, compare
 from jaxrec.analysis.stats import Interval
 
@@ -75,13 +75,21 @@ def value_label(axis: str, value: Any) -> str:
   return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _natural(value: Any) -> tuple:
+  """Numbers before names, None last, each in its own order."""
+  if value is None:
+    return (2, 0, "")
+  if isinstance(value, (int, float)):
+    return (0, value, "")
+  return (1, 0, str(value))
+
+
 def _order(values: set, preferred: Sequence | None, last: Any = None) -> list:
   """`preferred` order where given, else sorted with `last` (the focus) at the end,
   the way papers put the proposed model in the last row."""
   if preferred:
     return [v for v in preferred if v in values]
-  return sorted(values, key=lambda v: (v == last, v is None, str(type(v)), v if v is not None
-                                       else 0))
+  return sorted(values, key=lambda v: (v == last, _natural(v)))
 
 
 def _ranks(means: Mapping[str, float]) -> dict[str, int]:
@@ -108,7 +116,7 @@ def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
       "signed-rank p < 0.05 (paired on seed and split seed) against the other compared row.",
       "Intervals cover " + ("; ".join(sources) if sources else "nothing (one run per cell)")
       + "."]
-  if not any(len({r["config"].get("split_seed") for r in s.runs}) > 1 for s in selections):
+  if not varies_within(selections, "split_seed"):
     notes.append("All runs share one split: the intervals do not cover the split.")
   if any(c.paired.n < 6 for c in comparisons):
     notes.append("With fewer than 6 paired seeds the Wilcoxon test cannot reach p < 0.05.")
@@ -287,23 +295,32 @@ def to_latex(table: Table) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _interval_text(stat: Interval | None) -> str:
+  if stat is None or not math.isfinite(stat.low):
+    return ""
+  return f"[{_number(stat.low)}, {_number(stat.high)}]"
+
+
 def selection_markdown(tables: Sequence[Table]) -> str:
-  """What was chosen in every cell: the point, how many points and seeds, val mean."""
+  """What was chosen in every cell: the point, how many points and seeds, the
+  validation mean, and the 95% t-interval of each test metric."""
   lines = []
   for table in tables:
     sels = table.selections
     if not sels:
       continue
     axes = list(sels[0].cell)
-    lines += [f"### Chosen points: {table.title}", "",
-              "| " + " | ".join(axes + ["chosen", "points", "seeds", "diverged",
-                                        f"{sels[0].metric} mean"]) + " |",
-              "|" + "|".join("---" for _ in range(len(axes) + 5)) + "|"]
+    header = axes + ["chosen", "points", "seeds", "diverged", f"{sels[0].metric} mean"] + [
+        f"test {metric_label(m)} 95% CI" for m in table.metrics]
+    lines += [f"### Chosen points: {table.title}", "", "| " + " | ".join(header) + " |",
+              "|" + "|".join("---" for _ in header) + "|"]
     for s in sels:
       point = ", ".join(f"{k}={value_label(k, v)}" for k, v in s.point.items()) or "(no search)"
       tie = f" (tied with {s.n_tied})" if s.n_tied else ""
-      lines.append("| " + " | ".join([value_label(a, s.cell[a]) for a in axes]
-                                     + [point + tie, str(s.n_points), str(len(s.runs)),
-                                        str(s.n_diverged), _number(s.val.mean)]) + " |")
+      lines.append("| " + " | ".join(
+          [value_label(a, s.cell[a]) for a in axes]
+          + [point + tie, str(s.n_points), str(len(s.runs)), str(s.n_diverged),
+             _number(s.val.mean)] + [_interval_text(s.test.get(m)) for m in table.metrics])
+          + " |")
     lines.append("")
   return "\n".join(lines)

@@ -46,7 +46,8 @@ def read_lines(path: str) -> list[dict]:
 def run_name(record: dict) -> str:
   """"g000-milk/seed=0,setting=fm-3f2a9c1b": readable in TensorBoard, unique by run id."""
   coords = ",".join(f"{k}={field_value(record, k)}" for k in sorted(record.get("coords", {})))
-  return f"{record['group']}/{coords}-{record['run_id'][:8]}".replace(" ", "")
+  group = record.get("group", "ungrouped")
+  return f"{group}/{coords}-{record['run_id'][:8]}".replace(" ", "")
 
 
 def _names(group: str, runs: Sequence[dict], n_columns: int) -> list[str]:
@@ -93,7 +94,7 @@ def write_tensorboard(workdir: str, *, out: str | None = None) -> list[str]:
   shutil.rmtree(out, ignore_errors=True)
   runs = defaultdict(list)
   for rec in results.read_jsonl(os.path.join(workdir, "results.jsonl")):
-    runs[rec["group"]].append(rec)
+    runs[rec.get("group", "ungrouped")].append(rec)
   groups = sorted({os.path.basename(p)[:-len(".jsonl")] for pattern in ("curves", "eval_history")
                    for p in glob.glob(os.path.join(workdir, pattern, "*.jsonl"))} | set(runs))
   written = []
@@ -107,7 +108,7 @@ def write_tensorboard(workdir: str, *, out: str | None = None) -> list[str]:
     for rec in runs[group]:
       name = run_name(rec)
       if not any(key.startswith("val/") for key in columns[name]):
-        columns[name].update({tag("val", m): [(rec["selected_epoch"], v)]
+        columns[name].update({tag("val", m): [(rec.get("selected_epoch", 0), v)]
                               for m, v in rec.get("val", {}).items() if math.isfinite(v)})
     for name, scalars in sorted(columns.items()):
       write_scalars(os.path.join(out, name), scalars)
