@@ -109,7 +109,7 @@ def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
   points = sorted({s.n_points for s in selections})
   notes = [
       f"Hyper-parameters chosen per cell by the best mean {metric} over seeds "
-      f"({'/'.join(map(str, points))} points searched); no test metric is read "
+      f"(points searched per cell: {'/'.join(map(str, points))}); no test metric is read "
       "while choosing.",
       f"Mean ± sample std over {'/'.join(map(str, seeds))} seeds at the chosen point; "
       "**bold** best, <u>underlined</u> second; `*` paired t-test p < 0.05, `†` Wilcoxon "
