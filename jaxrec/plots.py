@@ -74,7 +74,7 @@ def plot_curves(curves_path: str, path: str) -> str:
 
 
 def plot_sensitivity(selections: Sequence, *, x_axis: str, metrics: Sequence[str],
-                     path: str, title: str = "") -> str:
+                     path: str, title: str = "", x_label: str = "") -> str:
   """Test metrics against one cell axis (e.g. MILK's β) at validation-chosen points:
   mean over seeds with the 95% t-interval, one line per combination of the other
   cell axes that vary (e.g. setting). `selections` are `jaxrec.analysis.Selection`s."""
@@ -96,7 +96,7 @@ def plot_sensitivity(selections: Sequence, *, x_axis: str, metrics: Sequence[str
                   capsize=3, label=label)
     if xs and min(xs) > 0 and max(xs) >= 10 * min(xs):
       ax.set_xscale("log")   # weights are searched on a log grid
-    ax.set_xlabel(x_axis)
+    ax.set_xlabel(x_label or x_axis)
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"test {metric} (mean, 95% interval over seeds)", fontsize=9)
     ax.grid(alpha=0.3)

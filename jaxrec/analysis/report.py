@@ -12,8 +12,8 @@ from typing import Sequence
 from jaxrec import results
 from jaxrec.analysis.layouts import LAYOUTS, Layout
 from jaxrec.analysis.select import DEFAULT_METRIC, split_metric
-from jaxrec.analysis.tables import (build_tables, selection_markdown, to_csv, to_latex,
-                                    to_markdown)
+from jaxrec.analysis.tables import (axis_label, build_tables, selection_markdown, to_csv,
+                                    to_latex, to_markdown)
 
 
 def _check_metric(records: Sequence[dict], metric: str) -> None:
@@ -48,7 +48,8 @@ def write_layout(records: Sequence[dict], layout: Layout, out: str, *,
   if layout.plot and tables:
     from jaxrec import plots   # matplotlib only when a plot is drawn
     plots.plot_sensitivity([s for t in tables for s in t.selections], x_axis=layout.plot,
-                           metrics=layout.metrics, path=stem + ".png", title=layout.title)
+                           metrics=layout.metrics, path=stem + ".png", title=layout.title,
+                           x_label=f"{axis_label(layout.plot)} ({layout.plot})")
   return f"## {layout.name}\n\n{markdown}\n{selection_markdown(tables)}"
 
 
