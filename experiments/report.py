@@ -1,27 +1,44 @@
-"""Regenerates a sweep's tables and plots from its work directory.
+"""Regenerates a sweep's tables, plots and TensorBoard curves from its work directory.
 
-  python -m experiments.report runs/missing_rates
+  python -m experiments.report runs/missing_rates [--select val.ndcg@10] [--layout milk_main]
 
-Works on a finished or a partial (interrupted, still running) sweep: it reads
-results.jsonl and curves/, and writes summary.md, summary.csv and plots/*.png.
+Works on a finished or a partial (interrupted, still running) sweep. Writes
+summary.md, summary.csv and plots/*.png (one row per grid point, as before);
+report/ (every layout that applies: hyper-parameters chosen on validation,
+test mean ± std and 95% intervals, paired tests; .md, .csv, .tex, .png); and
+tensorboard/ (one run directory per run). Prints the report's Markdown.
 """
 from __future__ import annotations
 
 import os
 
-from absl import app
+from absl import app, flags
 
 from jaxrec import results
+from jaxrec.analysis import DEFAULT_METRIC, LAYOUTS, write_reports
+
+_SELECT = flags.DEFINE_string("select", DEFAULT_METRIC,
+                              "validation metric that chooses each cell's hyper-parameters")
+_LAYOUT = flags.DEFINE_list("layout", [], f"layouts to write (default: all that apply); "
+                            f"known: {', '.join(LAYOUTS)}")
+_TENSORBOARD = flags.DEFINE_bool("tensorboard", True, "also write WORKDIR/tensorboard/")
 
 
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError("usage: python -m experiments.report WORKDIR")
+    raise app.UsageError("usage: python -m experiments.report WORKDIR [--select val.ndcg@10] "
+                         "[--layout NAME]")
   workdir = argv[1]
   if not os.path.isdir(workdir):
     raise app.UsageError(f"{workdir}: not a directory")
-  print(results.write_report(workdir))
-  print(f"tables: {workdir}/summary.md, summary.csv  plots: {workdir}/plots/")
+  results.write_report(workdir)
+  try:
+    print(write_reports(workdir, metric=_SELECT.value, layouts=_LAYOUT.value,
+                        tensorboard=_TENSORBOARD.value))
+  except ValueError as err:
+    raise app.UsageError(str(err)) from err
+  print(f"per grid point: {workdir}/summary.md  report: {workdir}/report/  "
+        f"plots: {workdir}/plots/  tensorboard --logdir {workdir}/tensorboard")
 
 
 if __name__ == "__main__":

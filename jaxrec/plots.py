@@ -1,4 +1,4 @@
-"""PNG plots of a sweep: metrics against missing rate, and training curves."""
+"""PNG plots of a sweep: metrics against missing rate or a hyper-parameter, and curves."""
 from __future__ import annotations
 
 import json
@@ -69,5 +69,41 @@ def plot_curves(curves_path: str, path: str) -> str:
   fig.suptitle(os.path.basename(curves_path).replace(".jsonl", "") + " (one line per run)")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_sensitivity(selections: Sequence, *, x_axis: str, metrics: Sequence[str],
+                     path: str, title: str = "", x_label: str = "") -> str:
+  """Test metrics against one cell axis (e.g. MILK's β) at validation-chosen points:
+  mean over seeds with the 95% t-interval, one line per combination of the other
+  cell axes that vary (e.g. setting). `selections` are `jaxrec.analysis.Selection`s."""
+  others = [a for a in (selections[0].cell if selections else {}) if a != x_axis
+            and len({s.cell[a] for s in selections}) > 1]
+  lines = defaultdict(list)
+  for sel in selections:
+    lines[", ".join(f"{a}={sel.cell[a]}" for a in others) or "all"].append(sel)
+  fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
+  xs = [float(s.cell[x_axis]) for s in selections]
+  for ax, metric in zip(axes.ravel(), metrics):
+    for label in sorted(lines):
+      sels = sorted(lines[label], key=lambda s: float(s.cell[x_axis]))
+      stats = [s.test[metric] for s in sels]
+      mean = np.array([st.mean for st in stats])
+      # One seed has no interval: drawn without a bar rather than dropped.
+      err = np.nan_to_num(np.array([[st.mean - st.low, st.high - st.mean] for st in stats]).T)
+      ax.errorbar([float(s.cell[x_axis]) for s in sels], mean, yerr=err, marker="o",
+                  capsize=3, label=label)
+    if xs and min(xs) > 0 and max(xs) >= 10 * min(xs):
+      ax.set_xscale("log")   # weights are searched on a log grid
+    ax.set_xlabel(x_label or x_axis)
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(f"test {metric} (mean, 95% interval over seeds)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
   plt.close(fig)
   return path

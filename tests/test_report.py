@@ -1,0 +1,397 @@
+"""Reports: selection on validation only, paired tests, every layout's tables, the
+report command on a work directory as written today, TensorBoard event files."""
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxrec import analysis, results
+from jaxrec.analysis import tables
+from jaxrec.analysis.layouts import LAYOUTS
+from tests.helpers import REPO
+
+BASE_CONFIG = dict(model="milk", data="synthetic", protocol="new_item", setting="fm",
+                   missing_rate=None, fill="mean", split_seed=0, seed=0, lr=1e-3,
+                   penalty_weight=50.0, align_weight=0.5, alpha=0.1, c_max=1e-3, c_min=1e-5,
+                   use_align=1.0, use_envs=1.0, use_uniform_env=1.0, cyclic=1.0,
+                   random_mix=1.0)
+
+
+def record(val: float, test: float, *, diverged: int = 0, **coords) -> dict:
+  """A results.jsonl record: `coords` are the grid axes, the config fills the rest."""
+  config = {**BASE_CONFIG, **coords}
+  run_id = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+  return {"run_id": run_id, "group": f"g-{config['model']}", "coords": dict(coords),
+          "config": config, "selected_epoch": 10, "epochs_trained": 40,
+          "diverged_epoch": diverged,
+          "val": {"ndcg@10": val, "recall@20": 2 * val, "ndcg@20": val},
+          "test": {"ndcg@10": test, "recall@20": 2 * test, "ndcg@20": test}}
+
+
+def grid_records(axes: dict, *, score, seed=0) -> list[dict]:
+  """One record per point of `axes`; val and test = score(coords) + noise per seed."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for values in itertools.product(*axes.values()):
+    coords = dict(zip(axes, values))
+    base = score(coords)
+    out.append(record(base + rng.normal(0, 1e-3), base + rng.normal(0, 1e-3), **coords))
+  return out
+
+
+# --- selection -------------------------------------------------------------------------
+
+def planted() -> list[dict]:
+  """lr 1e-3 is best on validation, lr 1e-2 best on test (per seed)."""
+  out = []
+  for seed in range(4):
+    out.append(record(0.30 + 0.01 * seed, 0.10, model="milk", lr=1e-3, seed=seed))
+    out.append(record(0.20 + 0.01 * seed, 0.40, model="milk", lr=1e-2, seed=seed))
+    out.append(record(0.25, 0.50, model="milk", lr=1e-1, seed=seed))
+  return out
+
+
+def test_select_picks_the_validation_best_point_not_the_test_best():
+  (sel,) = analysis.select(planted())
+  assert sel.point == {"lr": 1e-3}
+  assert sel.n_points == 3 and len(sel.runs) == 4 and sel.n_tied == 0
+  assert sel.test["ndcg@10"].mean == pytest.approx(0.10)
+  np.testing.assert_allclose(sel.val.mean, np.mean([0.30, 0.31, 0.32, 0.33]))
+
+
+class Poisoned(dict):
+  """A test-metric dict that fails on any read."""
+
+  def _fail(self, *args, **kwargs):
+    raise AssertionError("a test metric was read while choosing")
+
+  __getitem__ = get = keys = values = items = __iter__ = __len__ = __contains__ = _fail
+
+
+@pytest.mark.parametrize("hide", ["poisoned", "nan", "absent"])
+def test_choosing_reads_no_test_metric(hide):
+  records = planted()
+  for rec in records:
+    if hide == "poisoned":
+      rec["test"] = Poisoned()
+    elif hide == "nan":
+      rec["test"] = {k: math.nan for k in rec["test"]}
+    else:
+      del rec["test"]
+  (chosen,) = analysis.choose(records)
+  assert chosen.point == {"lr": 1e-3} and chosen.test == {}
+  if hide != "poisoned":
+    (sel,) = analysis.select(records)
+    assert sel.point == {"lr": 1e-3}
+
+
+def test_select_refuses_a_test_metric():
+  with pytest.raises(ValueError, match="val.<metric>"):
+    analysis.select(planted(), metric="test.ndcg@10")
+
+
+def test_any_validation_metric_selects():
+  records = planted()
+  for rec in records:    # recall@20 on validation now prefers lr 1e-1
+    rec["val"]["recall@20"] = 1.0 if rec["coords"]["lr"] == 1e-1 else 0.0
+  (sel,) = analysis.select(records, metric="val.recall@20")
+  assert sel.point == {"lr": 1e-1}
+
+
+def test_cells_split_on_cell_axes_and_seeds_are_not_points():
+  records = [record(0.1 * (m == "milk") + 0.01 * lr, 0.0, model=m, setting=s, lr=lr,
+                    seed=seed, split_seed=split)
+             for m in ("milk", "heater") for s in ("fm", "mm") for lr in (1, 2)
+             for seed in range(3) for split in range(2)]
+  sels = analysis.select(records)
+  assert [(s.cell["model"], s.cell["setting"]) for s in sels] == [
+      ("heater", "fm"), ("heater", "mm"), ("milk", "fm"), ("milk", "mm")]
+  assert all(s.point == {"lr": 2} and s.n_points == 2 and len(s.runs) == 6 for s in sels)
+  sources = analysis.variation_sources(sels)
+  assert len(sources) == 2 and "split_seed" in sources[1]
+
+
+def test_ties_prefer_more_seeds_then_the_first_point():
+  records = [record(0.5, 0.0, lr=lr, seed=seed) for lr in (1e-2, 1e-3) for seed in range(3)]
+  records.append(record(0.5, 0.0, lr=1e-1, seed=0))
+  (sel,) = analysis.select(records)
+  assert sel.point == {"lr": 1e-3} and sel.n_tied == 2    # sorted: 0.001 < 0.01
+
+
+def test_diverged_runs_count_and_can_make_a_point_ineligible():
+  records = [record(0.9, 0.0, lr=1e-2, seed=s, diverged=5 * (s == 0)) for s in range(3)]
+  records += [record(0.5, 0.0, lr=1e-3, seed=s) for s in range(3)]
+  (sel,) = analysis.select(records)
+  assert sel.point == {"lr": 1e-2} and sel.n_diverged == 1
+  (safe,) = analysis.select(records, drop_diverged=True)
+  assert safe.point == {"lr": 1e-3} and safe.n_diverged == 0
+
+
+def test_a_non_finite_point_is_never_preferred():
+  records = [record(math.nan if s == 0 else 0.9, 0.0, lr=1e-2, seed=s) for s in range(3)]
+  records += [record(0.5, 0.0, lr=1e-3, seed=s) for s in range(3)]
+  assert analysis.select(records)[0].point == {"lr": 1e-3}
+
+
+def test_interval_is_the_t_interval():
+  iv = analysis.interval([1.0, 2.0, 3.0, 4.0])
+  std = math.sqrt(5 / 3)
+  half = 3.182446305284263 * std / 2          # t_{3, 0.975}
+  assert (iv.mean, iv.n) == (2.5, 4)
+  np.testing.assert_allclose([iv.std, iv.low, iv.high], [std, 2.5 - half, 2.5 + half])
+  one = analysis.interval([0.3])
+  assert one.mean == 0.3 and math.isnan(one.std) and math.isnan(one.low)
+
+
+# --- significance ----------------------------------------------------------------------
+
+A = [0.052, 0.049, 0.057, 0.050, 0.061, 0.047, 0.055, 0.058]
+B = [0.047, 0.048, 0.050, 0.046, 0.052, 0.049, 0.050, 0.051]
+
+
+def test_paired_tests_agree_with_scipy_and_by_hand():
+  p = analysis.paired_tests(A, B)
+  d = np.subtract(A, B)
+  t_hand = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+  np.testing.assert_allclose(p.t, t_hand, rtol=1e-12)
+  ref_t, ref_w = stats.ttest_rel(A, B), stats.wilcoxon(A, B)
+  np.testing.assert_allclose([p.t, p.p_t, p.w, p.p_w],
+                             [ref_t.statistic, ref_t.pvalue, ref_w.statistic, ref_w.pvalue])
+  # The p-value from the t distribution by hand, two-sided.
+  np.testing.assert_allclose(p.p_t, 2 * stats.t.sf(abs(t_hand), len(d) - 1))
+  assert p.n == 8 and p.p_t < 0.05 and p.p_w < 0.05
+  np.testing.assert_allclose(p.mean_diff, d.mean())
+
+
+def test_paired_tests_edge_cases():
+  same = analysis.paired_tests(A, A)
+  assert (same.p_t, same.p_w) == (1.0, 1.0)
+  assert math.isnan(analysis.paired_tests([1.0], [0.0]).p_t)
+  with pytest.raises(ValueError, match="differ in length"):
+    analysis.paired_tests(A, B[:-1])
+  assert analysis.relative_gain(0.0559, 0.0503) == pytest.approx(11.13, abs=0.01)
+
+
+def test_compare_pairs_on_shared_seeds_and_focus():
+  records = [record(0.1, a, model="milk", seed=s) for s, a in enumerate(A)]
+  records += [record(0.1, b, model="heater", seed=s + 2) for s, b in enumerate(B)]
+  records += [record(0.1, 0.01, model="duif", seed=s) for s in range(8)]
+  (c,) = analysis.compare(analysis.select(records), metric="ndcg@10")
+  assert (c.first, c.second, c.paired.n) == ("milk", "heater", 6)   # seeds 2..7
+  ref = stats.ttest_rel(A[2:], B[:6])
+  np.testing.assert_allclose(c.paired.p_t, ref.pvalue)
+  np.testing.assert_allclose(c.gain_pct, 100 * (np.mean(A) / np.mean(B) - 1))
+  (f,) = analysis.compare(analysis.select(records), metric="ndcg@10", focus="duif")
+  assert (f.first, f.second) == ("duif", "milk") and f.gain_pct < 0
+
+
+# --- tables ----------------------------------------------------------------------------
+
+SEEDS = [0, 1, 2]
+MODELS = ["duif", "heater", "milk"]
+
+
+def _score(c):
+  return (0.05 + 0.01 * MODELS.index(c.get("model", "milk")) if c.get("model") in MODELS
+          else 0.05) - 0.001 * (c.get("lr", 1e-3) > 1e-3)
+
+
+# A tiny sweep per layout, shaped like the grid that layout reports.
+LAYOUT_GRIDS = {
+    "overview": dict(model=MODELS, setting=["fm", "mm"], lr=[1e-3, 1e-2], seed=SEEDS),
+    "milk_main": dict(model=MODELS, setting=["ff", "fm", "mm"], seed=SEEDS),
+    "milk_ablation": [dict(setting=["fm", "mm"], seed=SEEDS)] + [
+        {switch: [0.0], "setting": ["fm", "mm"], "seed": SEEDS}
+        for switch in ("use_align", "use_envs", "use_uniform_env", "cyclic", "random_mix")],
+    "milk_fill": dict(model=["heater", "milk"], setting=["fm", "mm"], fill=["zero", "mean"],
+                      seed=SEEDS),
+    "milk_beta": dict(penalty_weight=[1.0, 10.0, 50.0, 100.0], setting=["fm", "mm"],
+                      lr=[1e-3, 1e-2], seed=SEEDS),
+    "milk_align": dict(align_weight=[0.05, 0.5, 1.0], seed=SEEDS),
+    "milk_alpha": dict(alpha=[0.1, 1.0], setting=["fm", "mm"], seed=SEEDS),
+    "i3mrec_rates": dict(model=["lightgcn", "i3mrec"], missing_rate=[0.1, 0.3, 0.5],
+                         setting=["fm", "mm"], protocol=["warm"], seed=SEEDS),
+    "i3mrec_ablation": [dict(model=["i3mrec"], penalty_weight=[100.0, 300.0], seed=SEEDS),
+                        dict(model=["i3mrec"], penalty_weight=[0.0], seed=SEEDS),
+                        dict(model=["i3mrec"], c_max=[0.0], c_min=[0.0], seed=SEEDS)],
+}
+
+
+def layout_records(name: str) -> list[dict]:
+  grids = LAYOUT_GRIDS[name]
+  return [r for i, g in enumerate(grids if isinstance(grids, list) else [grids])
+          for r in grid_records(g, score=_score, seed=i)]
+
+
+def test_every_layout_has_a_tiny_sweep():
+  assert set(LAYOUT_GRIDS) == set(LAYOUTS)
+
+
+def _latex_rows_ok(tex: str) -> None:
+  """Balanced braces and environments; every row spans the tabular's columns."""
+  depth = 0
+  for ch in re.sub(r"\\[{}]", "", tex):
+    depth += {"{": 1, "}": -1}.get(ch, 0)
+    assert depth >= 0
+  assert depth == 0
+  assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") >= 1
+  for block in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", tex, re.S):
+    spec, body = block
+    n_cols = len(spec)
+    for line in body.splitlines():
+      if not line.endswith("\\\\"):
+        continue
+      spans = [int(n) for n in re.findall(r"\\multicolumn\{(\d+)\}", line)]
+      cells = line[:-2].count("&") + 1
+      assert cells - len(spans) + sum(spans) == n_cols, line
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_layout_renders(name, tmp_path):
+  layout, records = LAYOUTS[name], layout_records(name)
+  assert layout.applies(records)
+  built = tables.build_tables(records, layout)
+  assert built and all(t.rows and t.entries for t in built)
+  for table in built:
+    md = tables.to_markdown(table)
+    for row in table.rows:
+      assert f"| {row} |" in md
+    _latex_rows_ok(tables.to_latex(table))
+  rows = list(csv.DictReader(io.StringIO(tables.to_csv(built))))
+  assert len(rows) == sum(len(t.entries) for t in built)
+  assert all(float(r["ci95_low"]) <= float(r["mean"]) <= float(r["ci95_high"]) for r in rows)
+  md = analysis.report.write_layout(records, layout, str(tmp_path))
+  assert layout.title in md
+  assert os.path.exists(tmp_path / f"{name}.tex")
+  assert os.path.exists(tmp_path / f"{name}.png") == bool(layout.plot)
+
+
+def test_ablation_rows_and_tuned_points():
+  (table,) = tables.build_tables(layout_records("i3mrec_ablation"), LAYOUTS["i3mrec_ablation"])
+  assert table.rows == ("I3-MRec", "w/o invariance penalty", "w/o information bottleneck")
+  points = {s.cell["variant"]: s.n_points for s in table.selections}
+  # The full model searches β; the "w/o" rows fix what they switch off.
+  assert points == {"I3-MRec": 2, "w/o invariance penalty": 1, "w/o information bottleneck": 1}
+  (milk,) = tables.build_tables(layout_records("milk_ablation"), LAYOUTS["milk_ablation"])
+  assert milk.rows[0] == "MILK" and len(milk.rows) == 6 and milk.groups == ("fm", "mm")
+
+
+def test_layouts_that_do_not_apply_are_skipped():
+  records = layout_records("milk_main")
+  applied = [l.name for l in analysis.report.layouts_for(records)]
+  assert applied == ["overview", "milk_main"]
+  with pytest.raises(ValueError, match="unknown layouts"):
+    analysis.report.layouts_for(records, ["nope"])
+
+
+def test_best_bold_second_underlined_and_marks():
+  records = [record(0.1, a + 0.01, model="milk", seed=s) for s, a in enumerate(A)]
+  records += [record(0.1, b, model="heater", seed=s) for s, b in enumerate(B)]
+  records += [record(0.1, 0.001 * s, model="duif", seed=s) for s in range(8)]
+  (table,) = tables.build_tables(records, LAYOUTS["milk_main"])
+  md, tex = tables.to_markdown(table), tables.to_latex(table)
+  assert re.search(r"\| milk \| \*\*[0-9.]+ ± [0-9.]+\*\*\\\*† \|", md)
+  assert re.search(r"\| heater \| <u>[0-9.]+ ± [0-9.]+</u> \|", md)
+  assert "\\textbf{" in tex and "\\underline{" in tex and "$^{*\\dagger}$" in tex
+  gain = 100 * (np.mean(A) + 0.01 - np.mean(B)) / np.mean(B)
+  assert f"| gain % | {gain:+.1f} |" in md
+  assert f"milk: {gain:+.1f}% NDCG@20 over heater" in md
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_compiles(tmp_path):
+  body = "\n".join(tables.to_latex(t) for name in sorted(LAYOUTS)
+                   for t in tables.build_tables(layout_records(name), LAYOUTS[name]))
+  doc = tmp_path / "tables.tex"
+  doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,"
+                 "landscape]{geometry}\n\\begin{document}\n" + body + "\\end{document}\n")
+  run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0, run.stdout[-3000:]
+
+
+# --- the report command on a work directory as written today ---------------------------
+
+METRIC_NAMES = [f"{m}@{k}" for m in ("recall", "ndcg", "hr") for k in (10, 20)]
+
+
+def workdir_as_written_today(path) -> str:
+  """results.jsonl through the sweep's own `run_records`, curves as `run_sweep` writes them."""
+  from jaxrec.config import make_config
+  from jaxrec.sweep import run_records
+  workdir = str(path)
+  os.makedirs(os.path.join(workdir, "curves"))
+  for g, model in enumerate(["heater", "milk"]):
+    coords = [dict(model=model, setting=s, seed=seed) for s in ("fm", "mm") for seed in SEEDS]
+    configs = [make_config(**c) for c in coords]
+    r = len(configs)
+    score = np.arange(r) / 100 + 0.05 * g
+    outcome = types.SimpleNamespace(
+        selected_epoch=np.full(r, 20), epochs_trained=np.full(r, 40),
+        diverged_epoch=np.zeros(r, int), val={m: score for m in METRIC_NAMES},
+        test={m: score for m in METRIC_NAMES}, train_seconds=1.0, eval_seconds=0.1,
+        first_epoch_seconds=0.5, resumed_from_epoch=0, compactions=[])
+    name = f"g{g:03d}-{model}"
+    results.append_jsonl(os.path.join(workdir, "results.jsonl"),
+                         run_records(coords, configs, outcome, name))
+    with open(os.path.join(workdir, "curves", f"{name}.jsonl"), "w") as f:
+      for epoch in (1, 2, 3):
+        f.write(json.dumps({"epoch": epoch, "loss": [1.0 / epoch] * r,
+                            "bpr": [0.5 / epoch] * (r - 1) + [math.nan]}) + "\n")
+  return workdir
+
+
+def test_report_command_on_an_existing_workdir(tmp_path):
+  workdir = workdir_as_written_today(tmp_path / "w")
+  run = subprocess.run([sys.executable, "-m", "experiments.report", workdir], cwd=REPO,
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "## milk_main" in run.stdout and "milk: " in run.stdout
+  report = os.listdir(os.path.join(workdir, "report"))
+  assert {"README.md", "overview.md", "overview.csv", "overview.tex", "milk_main.tex"} <= set(
+      report)
+  assert os.path.exists(os.path.join(workdir, "summary.md"))        # the per-point table
+  assert len(os.listdir(os.path.join(workdir, "tensorboard"))) == 2   # one folder per group
+  bad = subprocess.run([sys.executable, "-m", "experiments.report", workdir,
+                        "--select", "val.mrr@5"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert bad.returncode != 0 and "val metrics" in bad.stderr
+
+
+def test_tensorboard_event_files_read_back(tmp_path):
+  workdir = workdir_as_written_today(tmp_path / "w")
+  os.makedirs(os.path.join(workdir, "eval_history"))
+  with open(os.path.join(workdir, "eval_history", "g001-milk.jsonl"), "w") as f:
+    for epoch in (10, 20):
+      f.write(json.dumps({"epoch": epoch, "ndcg@10": [epoch / 100] * 6}) + "\n")
+  with open(os.path.join(workdir, "curves", "g002-milk.jsonl"), "w") as f:   # still training
+    f.write(json.dumps({"epoch": 1, "loss": [0.7, 0.6]}) + "\n")
+  dirs = analysis.write_tensorboard(workdir)
+  assert len(dirs) == 6 + 6 + 2
+  records = results.read_jsonl(os.path.join(workdir, "results.jsonl"))
+  last = records[-1]          # milk, mm, seed 2: its bpr curve went NaN and is skipped
+  run_dir = os.path.join(workdir, "tensorboard", analysis.tensorboard.run_name(last))
+  scalars = analysis.read_scalars(run_dir)
+  assert scalars["train/loss"] == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+  assert "train/bpr" not in scalars
+  assert [step for step, _ in scalars["val/ndcg_10"]] == [10, 20]   # '@' becomes '_'
+  heater = analysis.read_scalars(os.path.join(workdir, "tensorboard",
+                                              analysis.tensorboard.run_name(records[0])))
+  assert heater["val/ndcg_10"] == [(20, pytest.approx(0.0))]   # the selected epoch's metric
+  running = analysis.read_scalars(os.path.join(workdir, "tensorboard", "g002-milk", "run001"))
+  assert running["train/loss"] == [(1, pytest.approx(0.6))]
+  analysis.write_tensorboard(workdir)       # rebuilt, not appended to
+  assert len(analysis.read_scalars(run_dir)["train/loss"]) == 3
