@@ -11,10 +11,11 @@ tensorboard/ (one run directory per run). Prints the report's Markdown.
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags
 
-from jaxrec import results
+from jaxrec import cli, results
 from jaxrec.analysis import DEFAULT_METRIC, LAYOUTS, write_reports
 
 _SELECT = flags.DEFINE_string("select", DEFAULT_METRIC,
@@ -24,22 +25,23 @@ _LAYOUT = flags.DEFINE_list("layout", [], f"layouts to write (default: all that 
 _TENSORBOARD = flags.DEFINE_bool("tensorboard", True, "also write WORKDIR/tensorboard/")
 
 
-def main(argv):
+def report(argv) -> None:
   if len(argv) != 2:
-    raise app.UsageError("usage: python -m experiments.report WORKDIR [--select val.ndcg@10] "
-                         "[--layout NAME]")
+    raise ValueError("usage: python -m experiments.report WORKDIR [--select val.ndcg@10] "
+                     "[--layout NAME]")
   workdir = argv[1]
   if not os.path.isdir(workdir):
-    raise app.UsageError(f"{workdir}: not a directory")
+    raise ValueError(f"{workdir}: not a directory")
   results.write_report(workdir)
-  try:
-    print(write_reports(workdir, metric=_SELECT.value, layouts=_LAYOUT.value,
-                        tensorboard=_TENSORBOARD.value))
-  except ValueError as err:
-    raise app.UsageError(str(err)) from err
+  print(write_reports(workdir, metric=_SELECT.value, layouts=_LAYOUT.value,
+                      tensorboard=_TENSORBOARD.value))
   print(f"per grid point: {workdir}/summary.md  report: {workdir}/report/  "
         f"plots: {workdir}/plots/  tensorboard --logdir {workdir}/tensorboard")
 
 
+def main(argv):
+  sys.exit(cli.run(lambda: report(argv)))
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags_or_exit)

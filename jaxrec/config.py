@@ -58,6 +58,7 @@ class RunConfig:
   synthetic_dims: tuple[int, ...] = (48, 32)
   synthetic_interactions: float = _field(25.0, low=0.0, low_open=True)
   data_seed: int = 0
+  remap_users: bool = False          # renumber sparse user ids (with a warning)
   protocol: str = _field("new_item", choices=PROTOCOLS)
   split_seed: int = 0
   new_fraction: float = _field(0.2, low=0.0, low_open=True, high=1.0, high_open=True)
@@ -135,7 +136,7 @@ LEGACY_ID_DEFAULTS = {
         "aux_weight")}}
 # Fields added after results were first written: left out of `run_id` while at
 # these defaults, so existing work directories keep resuming.
-ID_OMITS_DEFAULT = {"feature_dtype": "float32", "test_missing_rate": None}
+ID_OMITS_DEFAULT = {"feature_dtype": "float32", "test_missing_rate": None, "remap_users": False}
 
 SHARED_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "hparams"}
 FIELD_TYPES = {name: f.type for name, f in SHARED_FIELDS.items()}
@@ -147,7 +148,8 @@ def shared_field(name: str) -> HParam:
   """The declaration of shared field `name` as an `HParam` (kind, range, default)."""
   field = SHARED_FIELDS[name]
   kind = field.type.split("|")[0].strip()
-  return HParam(name, field.default, "jaxrec", kind={"int": int, "float": float}.get(kind, str),
+  kinds = {"int": int, "float": float, "bool": bool}
+  return HParam(name, field.default, "jaxrec", kind=kinds.get(kind, str),
                 per_run=name in PER_RUN_FIELDS, **field.metadata)
 
 
@@ -264,4 +266,6 @@ def ignored_fields(cfg: RunConfig) -> dict[str, str]:
     for name in ("synthetic_users", "synthetic_items", "synthetic_dims",
                  "synthetic_interactions", "data_seed"):
       out[name] = "the data are read from a folder"
+  else:
+    out["remap_users"] = "synthetic ids are dense"
   return out

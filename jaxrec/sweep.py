@@ -17,7 +17,8 @@ import numpy as np
 from jaxrec import results
 from jaxrec.config import RunConfig
 from jaxrec.engine import memory
-from jaxrec.engine.inputs import GroupInputs, build_group, dataset_for, run_inputs, split_for
+from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, loaded_for, run_inputs,
+                                  split_for)
 from jaxrec.engine.train import GroupOutcome, train_group
 from jaxrec.grid import Grid
 from jaxrec.models import get_model
@@ -75,18 +76,31 @@ def plan_groups(grid: Grid) -> list[list[tuple[dict, RunConfig]]]:
   return list(groups.values())
 
 
-def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> None:
+def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> tuple[dict, dict]:
   """Reads and splits every group's data (cached) and builds every run's masks
   and fills, so a data error is raised before the work directory exists or
-  anything compiles."""
+  anything compiles.
+
+  Returns ({data key: {file: sha256}}, {data key: warnings}) of the grid's data.
+  """
+  data_files, warnings = {}, {}
   for group in groups:
     first = group[0][1]
+    loaded = loaded_for(first)
+    data_files[data_key(first)] = loaded.fingerprint
+    warnings[data_key(first)] = list(loaded.warnings)
     model, dataset, split = get_model(first.model), dataset_for(first), split_for(first)
     if dataset.n_modalities < model.min_modalities:
       raise ValueError(
           f"model {model.name!r} needs at least {model.min_modalities} modalities; "
           f"{first.data} has {dataset.n_modalities} ({', '.join(dataset.modality_names)})")
     run_inputs(model, [cfg for _, cfg in group], dataset, split)
+  return data_files, warnings
+
+
+def data_key(cfg: RunConfig) -> str:
+  """The data a run reads, as sweep.json names it: the folder, and its modalities."""
+  return cfg.data if not cfg.modalities else f"{cfg.data} [{cfg.modalities}]"
 
 
 def chunk_sizes(inputs: GroupInputs, budget_bytes: int | None, n_devices: int) -> int:
@@ -111,10 +125,13 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   the accelerator's memory; no planning where JAX reports none, as on CPU).
   """
   work = WorkDir(workdir)
-  work.check(grid.to_json())
   groups = plan_groups(grid)            # every config built and checked
-  check_data(groups)
-  work.create(grid.to_json())
+  data_files, data_warnings = check_data(groups)
+  work.check(grid.to_json(), data_files)
+  work.create(grid.to_json(), data_files)
+  for data, lines in data_warnings.items():
+    for line in lines:
+      print(f"data: {data}: {line}")
   done = work.done_ids()
   devices = list(devices or jax.devices())
   budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
@@ -137,18 +154,22 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
       bar.set_description(f"group {step + 1}/{len(todo)} ({len(rows)} runs)")
       # Each chunk has its own curves and history, so one never cuts another's.
       _train_chunk(work, name if len(chunks) == 1 else f"{name}-c{k}", inputs.chunk(rows),
-                   [coords[r] for r in rows], [configs[r] for r in rows], devices, bar)
+                   [coords[r] for r in rows], [configs[r] for r in rows], devices, bar,
+                   data_warnings[data_key(configs[0])])
   bar.close()
   if not is_writer():
     return []
   table = results.write_report(workdir)
   print(table)
-  print(f"plots: {workdir}/plots")
+  from jaxrec.analysis import write_reports   # scipy and tensorboardX only at the end
+  write_reports(workdir)
+  print(f"plots: {workdir}/plots  report (selected on validation): {workdir}/report/"
+        f"README.md  tensorboard --logdir {workdir}/tensorboard")
   return work.records()
 
 
 def _train_chunk(work: WorkDir, name: str, inputs: GroupInputs, coords, configs,
-                 devices, bar) -> None:
+                 devices, bar, data_warnings: list[str]) -> None:
   """Trains one chunk of a group with curves, progress and a checkpoint; appends
   its records and drops the checkpoint."""
   checkpoint_dir = work.checkpoint_dir(name, [c.run_id for c in configs])
@@ -171,7 +192,9 @@ def _train_chunk(work: WorkDir, name: str, inputs: GroupInputs, coords, configs,
   if curves is not None:
     curves.close()
   work.write_eval_history(name, outcome.eval_history)
-  work.append(run_records(coords, configs, outcome, name))
+  records = run_records(coords, configs, outcome, name)
+  work.append([{**rec, "data_warnings": data_warnings} if data_warnings else rec
+               for rec in records])
   work.drop_checkpoint(checkpoint_dir)
 
 

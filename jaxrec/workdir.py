@@ -22,6 +22,12 @@ import jax
 import numpy as np
 
 from jaxrec import results
+from jaxrec.data import loading
+from jaxrec.errors import InputError
+
+# The key of sweep.json that holds {data folder: {file: sha256}} of the data the
+# sweep started on (absent in work directories from before it existed).
+DATA_FILES = "data_files"
 
 
 def is_writer() -> bool:
@@ -37,31 +43,49 @@ class WorkDir:
     self.sweep_json = os.path.join(path, "sweep.json")
     self.results = os.path.join(path, "results.jsonl")
 
-  def check(self, grid_json: dict) -> None:
-    """Raises ValueError if the directory holds a different sweep."""
-    wanted = json.loads(json.dumps(grid_json, default=list))
+  def check(self, grid_json: dict, data_files: dict | None = None) -> None:
+    """Raises ValueError if the directory holds a different sweep, or InputError
+    if a data file it was started on has changed since (named)."""
     if not os.path.exists(self.sweep_json):
       return
-    with open(self.sweep_json) as f:
-      found = json.load(f)
+    wanted = json.loads(json.dumps(grid_json, default=list))
+    try:
+      with open(self.sweep_json) as f:
+        found = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+      raise InputError(f"{self.sweep_json}: not readable ({err}); restore it or pass a new "
+                       "--workdir") from None
+    started_on = found.pop(DATA_FILES, None)
     if found != wanted:
       raise ValueError(
           f"{self.path} holds a different sweep (see {self.sweep_json}); resume it with the "
           "same grid and flags, or pass a new --workdir")
+    for data, old in (started_on or {}).items():
+      changed = loading.fingerprint_changes(old, (data_files or {}).get(data, {}))
+      if changed:
+        raise InputError(f"{data}: {changed} (or pass a new --workdir)")
 
-  def create(self, grid_json: dict) -> None:
-    """Writes sweep.json (once) and the folders, on the writing process only."""
+  def create(self, grid_json: dict, data_files: dict | None = None) -> None:
+    """Writes sweep.json (once; the grid and the data files' hashes) and the
+    folders, on the writing process only."""
     if not is_writer() or os.path.exists(self.sweep_json):
       return
     os.makedirs(os.path.join(self.path, "curves"), exist_ok=True)
-    with open(self.sweep_json, "w") as f:
-      json.dump(json.loads(json.dumps(grid_json, default=list)), f, indent=1)
+    content = {**json.loads(json.dumps(grid_json, default=list)), DATA_FILES: data_files or {}}
+    tmp = self.sweep_json + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(content, f, indent=1)
+    os.replace(tmp, self.sweep_json)       # whole or absent, never torn
 
   def done_ids(self) -> set[str]:
-    return {rec["run_id"] for rec in results.read_jsonl(self.results)}
+    """Ids of the finished runs; prints once what was skipped as unfinished."""
+    scanned = results.scan_jsonl(self.results)
+    for problem in scanned.problems:
+      print(f"results: {problem}")
+    return {rec["run_id"] for rec in scanned.records}
 
   def records(self) -> list[dict]:
-    return results.read_jsonl(self.results)
+    return results.scan_jsonl(self.results).records
 
   def append(self, records: Sequence[dict]) -> None:
     if is_writer():

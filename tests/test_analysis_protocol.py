@@ -5,7 +5,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import get_model
-from jaxrec.sweep import dataset_for, run_inputs, split_for
+from jaxrec.engine.inputs import dataset_for, run_inputs, split_for
 
 MODELS = ("milk", "i3mrec", "heater", "duif")
 SMALL = dict(synthetic_users=80, synthetic_items=60, synthetic_dims=(8, 4),

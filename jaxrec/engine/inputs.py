@@ -29,7 +29,8 @@ def loaded_for(cfg: RunConfig) -> loading.Loaded:
                       synthetic_users=cfg.synthetic_users,
                       synthetic_items=cfg.synthetic_items,
                       synthetic_dims=tuple(cfg.synthetic_dims),
-                      synthetic_interactions=cfg.synthetic_interactions, data_seed=cfg.data_seed)
+                      synthetic_interactions=cfg.synthetic_interactions, data_seed=cfg.data_seed,
+                      remap_users=cfg.remap_users)
 
 
 def dataset_for(cfg: RunConfig) -> Dataset:

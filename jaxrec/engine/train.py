@@ -306,6 +306,8 @@ class GroupLoop:
   def restore(self) -> None:
     """Continues from the latest checkpoint, if any, in the layout it was saved in."""
     restored = self.ckpt.restore(self.state) if self.ckpt else None
+    for skipped in (self.ckpt.skipped if self.ckpt else ()):
+      print(f"checkpoint: {skipped}")
     if restored is None:
       return
     self.epoch, self.state, meta = restored

@@ -77,8 +77,7 @@ class HParam:
     if isinstance(value, str) and self.kind is not str:
       text = value.strip()
       try:
-        value = (text.lower() in ("1", "1.0", "true", "yes") if self.kind is bool
-                 else self.kind(text))
+        value = _parse_bool(text) if self.kind is bool else self.kind(text)
       except ValueError:
         raise ValueError(f"{self.name}={value!r}: expected {self.kind.__name__}") from None
     if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -99,6 +98,13 @@ class HParam:
       if self.high is not None and (value > self.high or self.high_open and value == self.high):
         raise ValueError(f"{self.name}={value}: expected {'<' if self.high_open else '<='} "
                          f"{self.high}")
+
+
+def _parse_bool(text: str) -> bool:
+  words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+  if text.lower() not in words:
+    raise ValueError(text)
+  return words[text.lower()]
 
 
 def learning_rate(default: float, source: str) -> HParam:
