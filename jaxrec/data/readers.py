@@ -169,7 +169,7 @@ def _dense_ids(sources: Sequence[tuple[str, np.ndarray, np.ndarray]], what: str,
     raise InputError(
         f"{path}: line {int(lines[k])}: {what} {int(ids[k])}{hint}, expected dense ids in "
         f"[0, {limit}) (2 x the {n} distinct {what}s + {ID_SLACK}; {above} distinct ids "
-        f"are above); renumber the {what}s 0..n-1, or load with remap_users=True")
+        f"are above); renumber the {what}s 0..n-1, or set remap_users=True")
   return [ids for _, ids, _ in sources], top + 1, ()
 
 
