@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext
+from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext, adam_at
 
 # A first stage of 20 epochs suits the small data of tests and examples [D].
 PRETRAIN_EPOCHS = HParam("pretrain_epochs", 20, "our choice for small data [D]", kind=int,
@@ -101,6 +101,6 @@ def two_stage_optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
   """Adam at `lr` on `params["mf"]` in stage 1 and on the rest in stage 2 only."""
   first, second = ctx.in_first_stage, jnp.logical_not(ctx.in_first_stage)
   return optax.multi_transform(
-      {"first": active_only_when(first, optax.adam(hp["lr"])),
-       "second": active_only_when(second, optax.adam(hp["lr"]))},
+      {"first": active_only_when(first, adam_at(hp["lr"])),
+       "second": active_only_when(second, adam_at(hp["lr"]))},
       lambda params: {name: "first" if name == "mf" else "second" for name in params})
