@@ -135,12 +135,38 @@ def _truth_ranks(scores: jax.Array, truth: jax.Array) -> tuple[jax.Array, jax.Ar
   return ranks, (truth >= 0) & (own > -jnp.inf)
 
 
+# Counting costs C x T x candidates, top-k about C x candidates x log K: past this
+# many truth items per user (heavy users of a warm split) top-k is the cheaper one.
+COUNT_MAX_TRUTH = 64
+
+
+def _truth_ranks_by_top_k(scores: jax.Array, truth: jax.Array,
+                          k_max: int) -> tuple[jax.Array, jax.Array]:
+  """`_truth_ranks` from the top `k_max` list: ranks >= k_max come back as k_max
+  (every metric cut-off is <= k_max). `lax.top_k` puts equal scores in index
+  order, the same tie order as the count."""
+  top_scores, top_items = jax.lax.top_k(scores, k_max)                 # (C, K)
+  match = (top_items[:, None, :] == truth[:, :, None]) & (top_scores[:, None, :] > -jnp.inf)
+  found = jnp.any(match, axis=-1)
+  ranks = jnp.where(found, jnp.argmax(match, axis=-1), k_max).astype(jnp.int32)
+  return ranks, (truth >= 0) & found
+
+
+def truth_ranks(scores: jax.Array, truth: jax.Array,
+                k_max: int) -> tuple[jax.Array, jax.Array]:
+  """Ranks of the truth items: counted for short truth lists, from top-k for long
+  ones (T is static, so this is a trace-time choice); both exact below k_max."""
+  if truth.shape[1] > COUNT_MAX_TRUTH:
+    return _truth_ranks_by_top_k(scores, truth, min(k_max, scores.shape[1]))
+  return _truth_ranks(scores, truth)
+
+
 def _chunk_sums(user_emb, candidate_emb, users, truth, seen, valid, ks):
   """Metric sums over one chunk of C users, for one run."""
   scores = user_emb[users] @ candidate_emb.T                   # (C, candidates)
   rows = jnp.arange(users.shape[0])[:, None]
   scores = scores.at[rows, seen].set(-jnp.inf, mode="drop")
-  ranks, is_truth = _truth_ranks(scores, truth)                  # (C, T)
+  ranks, is_truth = truth_ranks(scores, truth, max(ks))          # (C, T)
   gains = 1.0 / jnp.log2(ranks.astype(jnp.float32) + 2.0)
   n_truth = jnp.sum(truth >= 0, axis=-1)
   n_truth_f = jnp.maximum(n_truth, 1).astype(jnp.float32)
