@@ -147,12 +147,9 @@ def epoch_key(ctx: StepContext) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(ctx.run_key, PRUNE_TAG), ctx.epoch)
 
 
-def freedom_terms(params, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-                  spec: ModelSpec) -> dict:
-  """BPR on the pruned graph's embeddings and the summed modality BPR terms."""
-  graph = inputs.graph.replace(weight=pruned_weights(inputs.graph, epoch_key(ctx),
-                                                     hp["dropout"]))
-  users, items = propagate(params, inputs, spec, graph)
+def freedom_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -> dict:
+  """BPR on the embeddings over `inputs.graph` and the summed modality BPR terms."""
+  users, items = propagate(params, inputs, spec, inputs.graph)
   u = users[batch.users]
   bpr = losses.bpr_risk(score_diff=jnp.sum(u * (items[batch.pos] - items[batch.neg]), -1),
                         weights=batch.weights)
@@ -165,8 +162,11 @@ def freedom_terms(params, batch: Batch, inputs: ModelInputs, hp, ctx: StepContex
 
 def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
          spec: ModelSpec):
+  """`BPR + reg_weight · Σ_m BPR_m` on this epoch's pruned training graph."""
   del aux
-  terms = freedom_terms(params, batch, inputs, hp, ctx, spec)
+  pruned = inputs.graph.replace(
+      weight=pruned_weights(inputs.graph, epoch_key(ctx), hp["dropout"]))
+  terms = freedom_terms(params, batch, inputs.replace(graph=pruned), spec)
   return terms["bpr"] + hp["reg_weight"] * terms["modal_bpr"], terms
 
 
