@@ -13,6 +13,7 @@ from jaxrec.engine.train import GroupTrainer
 from jaxrec.eval import evaluate
 from jaxrec.graph import Graph
 from jaxrec.models import freedom, item_graph
+from jaxrec.models.base import ModelSpec
 from jaxrec.sweep import train_configs
 from tests.helpers import one_run, step_context
 
@@ -51,6 +52,17 @@ def test_item_graph_is_the_authors_normalised_sum_of_modalities():
   h = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (n, 3)))
   got = item_graph.propagate(prepared["neighbours"], prepared["weights"], jnp.asarray(h))
   np.testing.assert_allclose(got, want @ h, rtol=1e-4, atol=1e-5)
+
+
+def test_modality_weights_give_the_image_modality_its_weight():
+  hp = {"mm_image_weight": jnp.float32(0.1)}
+  two = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5))
+  np.testing.assert_allclose(freedom.modality_weights(hp, two), [0.1, 0.9], rtol=1e-6)
+  three = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5, 6),
+                    options=(("image_modality", 1),))
+  np.testing.assert_allclose(freedom.modality_weights(hp, three), [0.45, 0.1, 0.45], rtol=1e-6)
+  one = ModelSpec(n_users=2, n_items=3, feature_dims=(4,))
+  np.testing.assert_allclose(freedom.modality_weights(hp, one), [1.0])
 
 
 def test_the_knn_graph_of_a_run_follows_its_own_mask():
