@@ -1,0 +1,104 @@
+"""Item-item graphs from content, as sparse (I, k) neighbour lists: the pieces
+FREEDOM and LATTICE share.
+
+A graph here is `(neighbours, weights)`, both (I, K): row i's K neighbour ids
+and edge weights; propagation is a gather, `h'_i = Σ_j w_ij h[n_ij]`. The
+kNN is a chunked top-k: `lax.map` over blocks of `KNN_BLOCK` rows, so at most
+(KNN_BLOCK, I) similarities exist at once (per run, under vmap), never I².
+Several graphs on the same items combine by concatenating their lists along K
+(a repeated neighbour's weights add, as in a sparse sum).
+
+Axes: `I` items, `K` neighbours per item, `d` feature width, `D` embedding.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrec.models.layers import l2_normalise_rows, torch_linear_init
+
+KNN_BLOCK = 256   # rows of the similarity matrix per top-k block
+
+
+def knn(x: jax.Array, k: int, block: int = KNN_BLOCK) -> tuple[jax.Array, jax.Array]:
+  """Each row's `k` largest inner products with every row (itself included).
+
+  Args:
+    x: (I, d) rows (L2-normalise them first for cosine similarity).
+    k: neighbours per row (static).
+    block: rows per top-k block (static).
+  Returns:
+    (values (I, k), neighbours (I, k) int32), each row sorted by decreasing value.
+  """
+  n, d = x.shape
+  block = min(block, n)
+  n_blocks = -(-n // block)
+  rows = jnp.pad(x, ((0, n_blocks * block - n), (0, 0))).reshape(n_blocks, block, d)
+  values, neighbours = jax.lax.map(lambda r: jax.lax.top_k(r @ x.T, k), rows)
+  return (values.reshape(-1, k)[:n], neighbours.reshape(-1, k)[:n].astype(jnp.int32))
+
+
+def cosine_knn(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """`knn` of the L2-normalised rows (a zero row has similarity 0 to all)."""
+  return knn(l2_normalise_rows(x), k)
+
+
+def symmetric_normalise(values: jax.Array, neighbours: jax.Array,
+                        eps: float = 0.0) -> jax.Array:
+  """`D^-1/2 A D^-1/2` of a row-kNN graph A, D its row sums (+ eps).
+
+  As `compute_normalized_laplacian` of the MMRec/LATTICE code: the degree of
+  node j is the sum of j's own row (A need not be symmetric); a zero degree
+  gives weight 0 (their inf → 0).
+  """
+  degree = jnp.sum(values, axis=-1) + eps
+  inv_sqrt = jnp.where(degree > 0, jax.lax.rsqrt(jnp.where(degree > 0, degree, 1.0)), 0.0)
+  return values * inv_sqrt[:, None] * inv_sqrt[neighbours]
+
+
+def propagate(neighbours: jax.Array, weights: jax.Array, h: jax.Array) -> jax.Array:
+  """`A h` for the sparse graph (neighbours, weights) (I, K) and h (I, D)."""
+  return jnp.einsum("ik,ikd->id", weights, h[neighbours])
+
+
+def xavier_table(key, n: int, dim: int) -> jax.Array:
+  """(n, dim) drawn as PyTorch's `xavier_uniform_` on an `nn.Embedding` weight."""
+  return jax.nn.initializers.glorot_uniform()(key, (n, dim), jnp.float32)
+
+
+def linear_params(key, d_in: int, d_out: int) -> dict:
+  """A PyTorch-initialised `nn.Linear(d_in, d_out)`: {"w": (d_in, d_out), "b": (d_out,)}."""
+  init = torch_linear_init(d_in)
+  k_w, k_b = jax.random.split(key)
+  return {"w": init(k_w, (d_in, d_out)), "b": init(k_b, (d_out,))}
+
+
+def content_params(key, spec, train_features: bool) -> dict:
+  """Per modality a linear map to the embedding (`trs`) and, where the authors
+  fine-tune the raw features (`nn.Embedding.from_pretrained(freeze=False)`), a
+  per-item offset `delta` (I, d_m), zero at init.
+
+  Training `x + delta` from delta = 0 is training x from its start: Adam (no
+  weight decay) moves a parameter by its gradient alone, and the gradients are
+  the same. The offset keeps the run's own filled features the start point
+  without copying them into the parameters at `init`.
+  """
+  keys = jax.random.split(key, spec.n_modalities)
+  out = {"trs": [linear_params(k, d, spec.embed_dim)
+                 for k, d in zip(keys, spec.feature_dims)]}
+  if train_features:
+    out["delta"] = [jnp.zeros((spec.n_items, d)) for d in spec.feature_dims]
+  return out
+
+
+def content(params, inputs, items: jax.Array) -> list[jax.Array]:
+  """Per modality (N, d_m) the (fine-tuned) filled features of `items`."""
+  feats = inputs.item_features(items)
+  if "delta" not in params:
+    return list(feats)
+  return [x + delta[items] for x, delta in zip(feats, params["delta"])]
+
+
+def projected(params, inputs, items: jax.Array) -> list[jax.Array]:
+  """Per modality (N, D) `trs_m(content)` of `items` (the authors' `*_trs`)."""
+  return [x @ p["w"] + p["b"] for x, p in zip(content(params, inputs, items), params["trs"])]

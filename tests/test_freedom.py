@@ -1,0 +1,182 @@
+"""FREEDOM: the chunked kNN, the frozen item graph built from each run's own
+masked features, degree-sensitive pruning, the runs axis, and learning."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrec import reference_scorers
+from jaxrec.config import make_config
+from jaxrec.engine import sharding
+from jaxrec.engine.inputs import build_group, dataset_for, group_data, split_for
+from jaxrec.engine.train import GroupTrainer
+from jaxrec.eval import evaluate
+from jaxrec.graph import Graph
+from jaxrec.models import freedom, item_graph
+from jaxrec.models.base import ModelSpec
+from jaxrec.sweep import train_configs
+from tests.helpers import one_run, step_context
+
+TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
+            synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
+            eval_every=2, patience=5)
+LEARN = dict(protocol="warm", setting="ff", synthetic_users=600, synthetic_items=500,
+             synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=5, seed=0)
+
+
+@pytest.mark.parametrize("n, block", [(50, 16), (64, 64), (37, 100)])
+def test_chunked_top_k_equals_dense_top_k(n, block):
+  x = item_graph.l2_normalise_rows(jax.random.normal(jax.random.PRNGKey(n), (n, 6)))
+  values, neighbours = item_graph.knn(x, 5, block=block)
+  want_values, want_neighbours = jax.lax.top_k(x @ x.T, 5)
+  np.testing.assert_array_equal(neighbours, want_neighbours)
+  np.testing.assert_allclose(values, want_values, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(neighbours[:, 0], np.arange(n))    # itself first
+
+
+def test_item_graph_is_the_authors_normalised_sum_of_modalities():
+  cfg = make_config(model="freedom", **TINY)
+  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  prepared = freedom.prepare(inputs, hp, spec)
+  k, n = spec.option(freedom.KNN_K), spec.n_items
+  # Dense reference: per modality 0/1 kNN rows of the cosine matrix, D^-1/2 A D^-1/2
+  # with row sums + 1e-7, weighted 0.1 (image, modality 0) and 0.9.
+  want = np.zeros((n, n))
+  for w, x in zip((0.1, 0.9), inputs.item_features(jnp.arange(n))):
+    x = np.asarray(x, np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    a = np.zeros((n, n))
+    np.put_along_axis(a, np.argsort(-(x @ x.T), axis=1)[:, :k], 1.0, axis=1)
+    d = 1.0 / np.sqrt(a.sum(1) + 1e-7)
+    want += w * d[:, None] * a * d[None, :]
+  h = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (n, 3)))
+  got = item_graph.propagate(prepared["neighbours"], prepared["weights"], jnp.asarray(h))
+  np.testing.assert_allclose(got, want @ h, rtol=1e-4, atol=1e-5)
+
+
+def test_modality_weights_give_the_image_modality_its_weight():
+  hp = {"mm_image_weight": jnp.float32(0.1)}
+  two = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5))
+  np.testing.assert_allclose(freedom.modality_weights(hp, two), [0.1, 0.9], rtol=1e-6)
+  three = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5, 6),
+                    options=(("image_modality", 1),))
+  np.testing.assert_allclose(freedom.modality_weights(hp, three), [0.45, 0.1, 0.45], rtol=1e-6)
+  one = ModelSpec(n_users=2, n_items=3, feature_dims=(4,))
+  np.testing.assert_allclose(freedom.modality_weights(hp, one), [1.0])
+
+
+def test_the_knn_graph_of_a_run_follows_its_own_mask():
+  # mm hides a modality of 30% of the training items and of half the test items.
+  configs = [make_config(**TINY, model="freedom", setting="ff", seed=0),
+             make_config(**TINY, model="freedom", setting="mm", seed=0)]
+  group = build_group(configs)
+  mesh = sharding.runs_mesh()
+  trainer = GroupTrainer(group.model, group.spec, group.settings,
+                         int(group.data.train_pairs.shape[0]), mesh)
+  data = sharding.to_device(group.data, sharding.replicated(mesh))
+  runs = trainer.prepare(sharding.to_device(group.runs, sharding.runs_sharding(mesh)), data)
+  train_nb = np.asarray(runs.prepared["train"]["neighbours"])
+  eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
+  np.testing.assert_array_equal(train_nb[0], eval_nb[0])         # ff: one graph
+  assert (train_nb[1] != train_nb[0]).any()                      # mm's masked items
+  assert (eval_nb[1] != train_nb[1]).any()
+  # Each run's graph in the vmapped group is the one built from its own inputs alone.
+  _, spec, _, _, _, hp, inputs = one_run(configs[1])
+  for split, available in (("train", group.runs.train_available[1]),
+                           ("eval", group.runs.eval_available[1])):
+    own = freedom.prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)
+    np.testing.assert_array_equal(np.asarray(runs.prepared[split]["neighbours"][1]),
+                                  own["neighbours"])
+    np.testing.assert_allclose(np.asarray(runs.prepared[split]["weights"][1]),
+                               own["weights"], rtol=1e-6)
+
+
+def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():
+  cfg = make_config(**{**TINY, "eval_every": 4}, model="freedom", setting="mm")
+  out = train_configs([cfg])
+  _, spec, _, data, _, hp, inputs = one_run(cfg)
+  params = jax.tree.map(lambda x: jnp.asarray(x[0]), out.best_params)
+  # The features moved (the authors fine-tune them) ...
+  assert max(float(jnp.abs(d).max()) for d in params["content"]["delta"]) > 1e-4
+  # ... but the graph is no parameter: the test metrics are those of the graph
+  # built from the run's features before training.
+  assert not any("neighbour" in str(path) for path, _ in
+                 jax.tree_util.tree_leaves_with_path(out.best_params))
+  from jaxrec.engine.inputs import run_inputs
+  runs = run_inputs(freedom.FREEDOM, [cfg], dataset_for(cfg), split_for(cfg))
+  eval_inputs = inputs.replace(available=jnp.asarray(runs.eval_available[0]))
+  eval_inputs = eval_inputs.replace(prepared=freedom.prepare(eval_inputs, hp, spec))
+  users, items = freedom.embed(params, {}, eval_inputs, hp, spec)
+  got = evaluate(users, items, data.test)
+  for name in ("recall@20", "ndcg@20"):
+    assert float(got[name]) == pytest.approx(float(out.test[name][0]), abs=1e-5)
+
+
+def _hub_graph():
+  """Users 0-1 and items 0-1 form a dense core (high degrees); users 2-9 each
+  have one private item (degree 1 on both sides)."""
+  core = [(u, i) for u in range(2) for i in range(2)]
+  core += [(u, i) for u in range(2) for i in range(10, 18)]        # make users 0-1 hubs
+  core += [(u, i) for u in range(20, 28) for i in range(2)]        # make items 0-1 hubs
+  leaves = [(u, 2 + u) for u in range(2, 10)]
+  pairs = np.array(core + leaves)
+  return pairs, Graph.from_pairs(pairs, 28, 18)
+
+
+def test_edge_pruning_is_degree_sensitive_and_renormalised():
+  pairs, graph = _hub_graph()
+  n = graph.src.shape[0] // 2
+  rate = 0.5
+  draws = jax.vmap(lambda key: freedom.pruned_weights(graph, key, rate))(
+      jax.random.split(jax.random.PRNGKey(0), 300))
+  kept = np.asarray(draws[:, :n] > 0)
+  assert (kept.sum(1) == int(n * (1 - rate))).all()               # ⌊N (1 - ρ)⌋ each draw
+  users, items = np.asarray(graph.src[:n]), np.asarray(graph.dst[:n]) - 28
+  core = (users < 2) & (items < 2)                                 # hub-hub edges
+  leaf = (users >= 2) & (users < 10)                               # degree-1 edges
+  assert kept[:, core].mean() < 0.5 * kept[:, leaf].mean()
+  # The two directions carry the same weight, that of the kept graph renormalised.
+  np.testing.assert_array_equal(draws[:, :n], draws[:, n:])
+  one = np.asarray(draws[0])
+  kept_pairs = np.stack([users[one[:n] > 0], items[one[:n] > 0]], 1)
+  renorm = Graph.from_pairs(kept_pairs, 28, 18)
+  want = {(int(s), int(d)): float(w) for s, d, w in zip(renorm.src, renorm.dst, renorm.weight)}
+  for e in np.flatnonzero(one > 0):
+    assert one[e] == pytest.approx(want[(int(graph.src[e]), int(graph.dst[e]))], rel=1e-5)
+  # No pruning: the full normalised graph.
+  np.testing.assert_allclose(freedom.pruned_weights(graph, jax.random.PRNGKey(0), 0.0),
+                             graph.weight, rtol=1e-5)
+
+
+def test_one_pruned_graph_per_epoch():
+  key = jax.random.PRNGKey(3)
+  same = [freedom.epoch_key(step_context(jax.random.fold_in(key, s), epoch=2)) for s in range(3)]
+  assert all((np.asarray(k) == np.asarray(same[0])).all() for k in same)
+  other = freedom.epoch_key(step_context(key, epoch=3))
+  assert (np.asarray(other) != np.asarray(same[0])).any()
+
+
+def test_group_equals_runs_alone():
+  configs = [make_config(**TINY, model="freedom", seed=0, setting="mm"),
+             make_config(**TINY, model="freedom", seed=1, lr=3e-3, dropout=0.9)]
+  group = train_configs(configs)
+  for r, cfg in enumerate(configs):
+    alone = train_configs([cfg])
+    for name in group.test:
+      assert group.test[name][r] == pytest.approx(alone.test[name][0], abs=1e-5), name
+    assert group.selected_epoch[r] == alone.selected_epoch[0]
+
+
+def test_learns_under_warm_protocol():
+  cfg = make_config(model="freedom", max_epochs=10, **LEARN)
+  dataset, split = dataset_for(cfg), split_for(cfg)
+  test = group_data(dataset, split).test
+
+  def recall(scorer):
+    return float(evaluate(jnp.asarray(scorer[0]), jnp.asarray(scorer[1]), test)["recall@20"])
+  random = recall(reference_scorers.random_scorer(dataset.n_users, dataset.n_items))
+  popular = recall(reference_scorers.popularity_scorer(split.train_pairs, dataset.n_users,
+                                                       dataset.n_items))
+  got = float(train_configs([cfg]).test["recall@20"][0])
+  print(f"recall@20 freedom {got:.3f} random {random:.3f} popularity {popular:.3f}")
+  assert got > 2.0 * random and got > 1.2 * popular
