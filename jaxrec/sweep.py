@@ -111,7 +111,8 @@ def chunk_sizes(inputs: GroupInputs, budget_bytes: int | None, n_devices: int) -
                         inputs.one_run())
   size = memory.runs_per_chunk(est, inputs.n_runs, budget_bytes, n_devices)
   print(f"memory: {memory.describe(est)}; budget {budget_bytes / 2**30:.2f} GiB per "
-        f"device -> {inputs.n_runs} runs in chunks of <= {size} runs")
+        f"device -> {inputs.n_runs} runs in {-(-inputs.n_runs // size)} chunks of <= "
+        f"{size} runs")
   return size
 
 
@@ -150,12 +151,26 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
     chunks = memory.chunk(list(range(len(configs))), chunk_sizes(inputs, budget, len(devices)))
     bar.total += (len(chunks) - 1) * configs[0].max_epochs
     name = f"g{index:03d}-{configs[0].model}"
-    for k, rows in enumerate(chunks):
+    pending, k = list(chunks), 0
+    while pending:
+      rows = pending.pop(0)
       bar.set_description(f"group {step + 1}/{len(todo)} ({len(rows)} runs)")
       # Each chunk has its own curves and history, so one never cuts another's.
-      _train_chunk(work, name if len(chunks) == 1 else f"{name}-c{k}", inputs.chunk(rows),
-                   [coords[r] for r in rows], [configs[r] for r in rows], devices, bar,
-                   data_warnings[data_key(configs[0])])
+      chunk_name = name if len(chunks) == 1 and not k else f"{name}-c{k}"
+      k += 1
+      try:
+        _train_chunk(work, name, chunk_name, inputs.chunk(rows), [coords[r] for r in rows],
+                     [configs[r] for r in rows], devices, bar,
+                     data_warnings[data_key(configs[0])])
+      except Exception as err:  # pylint: disable=broad-except
+        # The plan is an estimate: a chunk that still does not fit is halved and
+        # retrained (its finished runs are already in results.jsonl).
+        if not memory.is_out_of_memory(err) or len(rows) == 1:
+          raise
+        print(f"memory: {len(rows)} runs did not fit the device; retrying as two chunks "
+              f"of {len(rows) // 2} and {len(rows) - len(rows) // 2}")
+        bar.total += configs[0].max_epochs
+        pending[:0] = [rows[:len(rows) // 2], rows[len(rows) // 2:]]
   bar.close()
   if not is_writer():
     return []
@@ -168,10 +183,10 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   return work.records()
 
 
-def _train_chunk(work: WorkDir, name: str, inputs: GroupInputs, coords, configs,
+def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coords, configs,
                  devices, bar, data_warnings: list[str]) -> None:
-  """Trains one chunk of a group with curves, progress and a checkpoint; appends
-  its records and drops the checkpoint."""
+  """Trains one chunk (`name`) of a group with curves, progress and a checkpoint;
+  appends its records and drops the checkpoint."""
   checkpoint_dir = work.checkpoint_dir(name, [c.run_id for c in configs])
   curves, start = None, bar.n
 
@@ -192,9 +207,9 @@ def _train_chunk(work: WorkDir, name: str, inputs: GroupInputs, coords, configs,
   if curves is not None:
     curves.close()
   work.write_eval_history(name, outcome.eval_history)
-  records = run_records(coords, configs, outcome, name)
-  work.append([{**rec, "data_warnings": data_warnings} if data_warnings else rec
-               for rec in records])
+  extra = {**({"curves": name} if name != group else {}),
+           **({"data_warnings": data_warnings} if data_warnings else {})}
+  work.append([{**rec, **extra} for rec in run_records(coords, configs, outcome, group)])
   work.drop_checkpoint(checkpoint_dir)
 
 

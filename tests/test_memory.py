@@ -70,3 +70,27 @@ def test_sweep_chunks_a_group_and_gets_the_same_results(tmp_path, capsys):
     assert rec["test"] == pytest.approx(by_id[rec["run_id"]], abs=1e-6)
   with pytest.raises(ValueError, match="one run needs about"):
     run_sweep(grid, str(tmp_path / "tiny"), progress=False, memory_budget_bytes=1000)
+
+
+def test_a_chunk_that_runs_out_of_memory_is_halved_and_nothing_is_lost(tmp_path, monkeypatch):
+  # The plan is an estimate: a chunk that still does not fit (XLA's
+  # RESOURCE_EXHAUSTED) is split in two and retrained, down to single runs.
+  from jaxrec import sweep
+  real = sweep.train_inputs
+  sizes, trained = [], []
+
+  def at_most_two(inputs, **kwargs):
+    sizes.append(inputs.n_runs)
+    if inputs.n_runs > 2:
+      raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+    trained.append(inputs.n_runs)
+    return real(inputs, **kwargs)
+  monkeypatch.setattr(sweep, "train_inputs", at_most_two)
+  grid = Grid(base=dict(TINY, max_epochs=2, eval_every=1), axes=dict(seed=[0, 1, 2, 3, 4]))
+  records = run_sweep(grid, str(tmp_path), progress=False)
+  assert sorted(r["config"]["seed"] for r in records) == [0, 1, 2, 3, 4]
+  assert sizes == [5, 2, 3, 1, 2] and sum(trained) == 5     # 5 -> 2 + 3 -> 2 + 1 + 2
+  monkeypatch.setattr(sweep, "train_inputs", lambda inputs, **kw: 1 / 0)
+  with pytest.raises(ZeroDivisionError):          # any other failure is not retried
+    run_sweep(Grid(base=dict(TINY, max_epochs=2), axes=dict(seed=[7])), str(tmp_path / "b"),
+              progress=False)

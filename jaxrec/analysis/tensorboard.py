@@ -46,8 +46,12 @@ def read_lines(path: str) -> list[dict]:
 def run_name(record: dict) -> str:
   """"g000-milk/seed=0,setting=fm-3f2a9c1b": readable in TensorBoard, unique by run id."""
   coords = ",".join(f"{k}={field_value(record, k)}" for k in sorted(record.get("coords", {})))
-  group = record.get("group", "ungrouped")
-  return f"{group}/{coords}-{record['run_id'][:8]}".replace(" ", "")
+  return f"{curves_name(record)}/{coords}-{record['run_id'][:8]}".replace(" ", "")
+
+
+def curves_name(record: dict) -> str:
+  """The stem of the record's curves file: its chunk's, else its group's."""
+  return record.get("curves", record.get("group", "ungrouped"))
 
 
 def _names(group: str, runs: Sequence[dict], n_columns: int) -> list[str]:
@@ -94,7 +98,7 @@ def write_tensorboard(workdir: str, *, out: str | None = None) -> list[str]:
   shutil.rmtree(out, ignore_errors=True)
   runs = defaultdict(list)
   for rec in results.read_jsonl(os.path.join(workdir, "results.jsonl")):
-    runs[rec.get("group", "ungrouped")].append(rec)
+    runs[curves_name(rec)].append(rec)
   groups = sorted({os.path.basename(p)[:-len(".jsonl")] for pattern in ("curves", "eval_history")
                    for p in glob.glob(os.path.join(workdir, pattern, "*.jsonl"))} | set(runs))
   written = []

@@ -32,9 +32,19 @@ class MemoryEstimate:
 
 
 def device_budget_bytes(device: jax.Device | None = None) -> int | None:
-  """The device's memory limit, or None where JAX does not report one (CPU)."""
+  """The device memory free for a new group: its limit less what is in use now
+  (earlier groups' buffers not yet freed, other processes' share), or None where
+  JAX reports no limit (CPU)."""
   stats = (device or jax.local_devices()[0]).memory_stats()
-  return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+  if not stats or "bytes_limit" not in stats:
+    return None
+  return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+  """Whether `err` is XLA running out of device memory (RESOURCE_EXHAUSTED)."""
+  text = str(err)
+  return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
 def host_memory_bytes() -> int:
