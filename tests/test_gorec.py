@@ -23,7 +23,7 @@ LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
              pretrain_epochs=20, max_epochs=40, eval_every=5, patience=3)
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
-            pretrain_epochs=2, max_epochs=4, eval_every=1, patience=5)
+            pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
 
 
 def _test_recall(cfg, scorer):
@@ -109,6 +109,16 @@ def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
   assert not _same(state[0]["gorec"], after_mf[0]["gorec"])
   assert not _same(state[2]["stats"], aux["stats"])
   assert np.mean(recs[-5:]) < 0.8 * np.mean(recs[:5])
+
+
+def test_engine_keeps_the_pretrained_tables_bit_identical_in_the_second_stage():
+  base = dict(TINY, model="gorec", pretrain_epochs=3, eval_every=1, patience=10)
+  first = train_configs([make_config(**{**base, "max_epochs": 3})])
+  both = train_configs([make_config(**{**base, "max_epochs": 6})])
+  assert both.selected_epoch[0] > 3           # the selected state is a second-stage one
+  for table in ("users", "items"):
+    np.testing.assert_array_equal(both.best_params["mf"][table],
+                                  first.best_params["mf"][table])
 
 
 def test_running_statistics_come_from_the_pass_the_loss_differentiates():
