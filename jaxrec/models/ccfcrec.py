@@ -69,6 +69,12 @@ from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, l2_normalis
                                   torch_linear_init)
 
 SOURCE = "authors' code, Amazon VG/myargs.py"
+N_POS = HParam("n_pos", 5, SOURCE + " (positive_number)", kind=int, per_run=False, low=1,
+               help="co-occurring positives per training pair")
+N_NEG = HParam("n_neg", 40, SOURCE + " (negative_number)", kind=int, per_run=False, low=1,
+               help="negative items per co-occurring positive")
+N_SELF_NEG = HParam("n_self_neg", 40, SOURCE + " (self negative_number)", kind=int,
+                    per_run=False, low=1, help="negative items of the self contrast")
 HPARAMS = (
     learning_rate(1e-4, SOURCE),
     weight("weight_decay", 0.1, "authors' code, Amazon VG/model.py (Adam weight_decay)",
@@ -76,13 +82,7 @@ HPARAMS = (
     HParam("tau", 0.1, SOURCE, low=0.0, low_open=True, help="contrast temperature τ"),
     HParam("lambda1", 0.6, SOURCE, low=0.0, high=1.0,
            help="λ: the contrast terms' share against the ranking terms'"),
-    HParam("n_pos", 5, SOURCE + " (positive_number)", kind=int, per_run=False, low=1,
-           help="co-occurring positives per training pair"),
-    HParam("n_neg", 40, SOURCE + " (negative_number)", kind=int, per_run=False, low=1,
-           help="negative items per co-occurring positive"),
-    HParam("n_self_neg", 40, SOURCE + " (self negative_number)", kind=int, per_run=False,
-           low=1, help="negative items of the self contrast"))
-N_POS, N_NEG, N_SELF_NEG = HPARAMS[4], HPARAMS[5], HPARAMS[6]
+    N_POS, N_NEG, N_SELF_NEG)
 NEG_USER_DRAWS = 4
 
 

@@ -61,6 +61,10 @@ from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, St
 from jaxrec.models.layers import dropout, first_occurrence, l2_normalise_rows, torch_linear_init
 
 SOURCE = "authors' code, main/gorec.py (README: Baby)"
+N_CLUSTERS = HParam(
+    "n_clusters", 50, "ColdRec config/model_param.py, pre_cluster_num (the authors' loader "
+    "reads it, their argparse never sets it)", kind=int, per_run=False, low=1,
+    help="content clusters whose mean warm embedding conditions a new item")
 HPARAMS = (
     learning_rate(5e-3, "DropoutNet's MF stage [D]"),
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
@@ -70,11 +74,7 @@ HPARAMS = (
     weight("kl_coeff", 10.0, SOURCE, "weight of the KL term between z and the prior's z_p"),
     HParam("dropout", 0.3, "authors' code, main/gorec.py", low=0.0, high=0.99,
            help="dropout of the decoder's content input"),
-    HParam("n_clusters", 50, "ColdRec config/model_param.py, pre_cluster_num (the authors' "
-           "loader reads it, their argparse never sets it)", kind=int, per_run=False, low=1,
-           help="content clusters whose mean warm embedding conditions a new item"),
-    pretrained.PRETRAIN_EPOCHS)
-N_CLUSTERS = HPARAMS[6]
+    N_CLUSTERS, pretrained.PRETRAIN_EPOCHS)
 KMEANS_STEPS = 20
 DECODER_LAYERS = 2      # the code's decoder_layer default
 BN_MOMENTUM = 0.9       # torch BatchNorm1d's momentum 0.1, in flax's convention
