@@ -28,9 +28,9 @@ code's `torch.optim.Adam(weight_decay=0.1)`). At test warm items use e_v, new
 items q_v (the code ranks with q_v only; new items are all it ranks).
 
 The samplers read a per-run index built in `prepare` from the training graph
-(on device, no host loop): every user's training items sorted, so a user's
-positives are a uniform draw from its segment and "u never interacted with i"
-is a binary search in it.
+(on device, no host loop): every user's training items sorted (the engine
+sampler's `PositiveIndex`), so a user's positives are a uniform draw from its
+row and "u never interacted with i" is its binary search.
 
 Deviations ([D]):
   [D] Content: the code's attribute attention (a learned embedding per
@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrec.engine.sampler import PositiveIndex
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
                                 learning_rate, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, l2_normalise_rows,
@@ -117,10 +118,10 @@ def init(key, spec: ModelSpec, hp):
 
 
 def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
-  """The training interactions as per-user sorted item segments (on device).
+  """The training interactions as each user's sorted items (on device).
 
-  Returns {"items": (E,) items sorted by (user, item), "start", "degree": (U,)
-  each user's segment, "warm": (I,) training items first, "n_warm",
+  Returns {"history": a `PositiveIndex` (the engine sampler's CSR, binary
+  search), "degree": (U,), "warm": (I,) training items first, "n_warm",
   "active": (U,) users with training items first, "n_active"}.
   """
   del hp
@@ -132,27 +133,19 @@ def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
   order = jnp.lexsort((items, users))[:n_edges]
   degree = jax.ops.segment_sum(jnp.ones(n_edges, jnp.int32), users[order],
                                num_segments=spec.n_users)
+  history = PositiveIndex(
+      indptr=jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(degree)]),
+      indices=items[order], search_steps=int(math.ceil(math.log2(n_edges + 1))) + 1)
   warm = inputs.warm_items(spec.n_items)
-  return {"items": items[order], "start": jnp.cumsum(degree) - degree, "degree": degree,
+  return {"history": history, "degree": degree,
           "warm": jnp.argsort(~warm, stable=True), "n_warm": jnp.sum(warm),
           "active": jnp.argsort(degree == 0, stable=True), "n_active": jnp.sum(degree > 0)}
 
 
 def interacted(index: dict, users: jax.Array, items: jax.Array) -> jax.Array:
-  """bool, the shape of `users`/`items`: `items` is in `users`' training items
-  (a binary search in each user's sorted segment)."""
-  sorted_items = index["items"]
-  last = sorted_items.shape[0] - 1
-  start, end = index["start"][users], index["start"][users] + index["degree"][users]
-
-  def halve(_, bounds):
-    lo, hi = bounds
-    mid = (lo + hi) // 2
-    right = (lo < hi) & (sorted_items[jnp.minimum(mid, last)] < items)
-    return jnp.where(right, mid + 1, lo), jnp.where(right | (lo >= hi), hi, mid)
-  steps = int(math.ceil(math.log2(sorted_items.shape[0] + 1))) + 1
-  lo, _ = jax.lax.fori_loop(0, steps, halve, (start, end))
-  return (lo < end) & (sorted_items[jnp.minimum(lo, last)] == items)
+  """bool, the shape of `users`/`items`: `items` is in `users`' training items."""
+  shape = users.shape
+  return index["history"].contains(users.ravel(), items.ravel()).reshape(shape)
 
 
 def _uniform_pick(key, pool: jax.Array, count: jax.Array, shape) -> jax.Array:
@@ -175,7 +168,8 @@ def contrast_samples(index: dict, users: jax.Array, items: jax.Array, key,
   k_pos, k_neg, k_self, k_user = jax.random.split(key, 4)
   b = users.shape[0]
   slot = jnp.floor(jax.random.uniform(k_pos, (b, n_pos)) * index["degree"][users][:, None])
-  pos = index["items"][index["start"][users][:, None] + slot.astype(jnp.int32)]
+  history = index["history"]
+  pos = history.indices[history.indptr[users][:, None] + slot.astype(jnp.int32)]
 
   def negatives(k, shape):
     drawn = _uniform_pick(k, index["warm"], index["n_warm"], shape)
