@@ -25,7 +25,8 @@ class Shape:
 
 
 SHAPES = {"tiktok": Shape(9308, 6710, (128, 128), 7.4),
-          "baby": Shape(19445, 7050, (4096, 384), 8.3)}
+          "baby": Shape(19445, 7050, (4096, 384), 8.3),
+          "tiny": Shape(300, 200, (16, 8), 6.0)}     # for dry runs (benchmarks/gpu.py)
 
 
 def measure_ceilings() -> dict:

@@ -3,6 +3,7 @@
   python -m experiments.sweep --grid missing_rates
   python -m experiments.sweep --grid smoke --seeds 3 --set lr=0.005 --axis alpha=0.01,0.1,1
   python -m experiments.sweep --grid newitem_compare --axis milk.penalty_weight=10,50
+  python -m experiments.sweep --grid milk_main --tune     # every model over its search space
   python -m experiments.sweep --fields          # every field, its default and its source
 
 Writes WORKDIR/results.jsonl (one line per run), WORKDIR/summary.{md,csv} and
@@ -41,6 +42,10 @@ flags.DEFINE_multi_string("set", [],
 flags.DEFINE_multi_string("axis", [],
                           "Sweep a field: FIELD=V1,V2,... or MODEL.FIELD=V1,V2,... (a "
                           "per-model search space; replaces the grid's axis).")
+flags.DEFINE_boolean("tune", False,
+                     "Add every model's declared search space as its per-model axes (the "
+                     "fields not set with --set; see --fields); the report then chooses each "
+                     "model's point on validation.")
 flags.DEFINE_boolean("fields", False, "List every field (shared and per model) and exit.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 flags.DEFINE_boolean("verbose", False, "Print the traceback of a failure.")
@@ -59,7 +64,7 @@ def grid_from_flags() -> Grid:
   return apply_overrides(
       configs.get_grid(FLAGS.grid), models=(FLAGS.model or "").split(","),
       seeds=FLAGS.seeds, epochs=FLAGS.epochs, data=FLAGS.data, sets=FLAGS.set,
-      axes=FLAGS.axis)
+      axes=FLAGS.axis, tune=FLAGS.tune)
 
 
 def sweep() -> None:

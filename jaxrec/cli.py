@@ -65,8 +65,10 @@ def describe_fields() -> str:
     lines.append(f"{model.name} (--set {model.name}.FIELD=V):")
     for h in model.hparams:
       per_run = "per run" if h.per_run else "per group"
+      searched = (f"  --tune: {list(model.search_space[h.name])}"
+                  if h.name in model.search_space else "")
       lines.append(f"  {h.name} = {h.default!r}  [{per_run}{_range(h)}]  {h.help}"
-                   f"  (default: {h.source})")
+                   f"  (default: {h.source}){searched}")
   return "\n".join(lines)
 
 

@@ -97,23 +97,84 @@ def _ideal_dcg_table(max_truth: int, k: int) -> jax.Array:
   return jnp.asarray(cums[np.minimum(np.arange(max_truth + 1), k)], jnp.float32)
 
 
+# Ranks are counted in blocks of this many candidates. The partial counts are
+# int8 so that XLA keeps the two sums apart: merged into one long sum, the CPU
+# backend splits it with a reduce-window that first writes the whole
+# (C, T, candidates) comparison to memory (10x slower; BENCHMARKS.md).
+_RANK_BLOCK = 32
+
+
+def _truth_ranks(scores: jax.Array, truth: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """0-based rank of each ground-truth position in its user's ranking.
+
+  The metrics need only where the few truth items land, not the top-K list, so
+  each rank is counted: the candidates scoring higher, plus those scoring equal
+  at a lower position (the order of a stable descending sort: ties go to the
+  lower item id, as before). Exact, and one fused pass over (C, T, candidates)
+  instead of XLA's TopK, which cost 10x the score matmul on CPU. The count grows
+  with T (the longest truth list), top-k with log K: fine for T of a few dozen.
+
+  Args:
+    scores: (C, N) float32, seen positions already -inf.
+    truth: (C, T) int32 positions in [0, N), padded with -1.
+  Returns:
+    ranks: (C, T) int32; is_truth: (C, T) bool, a real truth position whose score
+    beats -inf (a seen item or a NaN score is never a hit).
+  """
+  n = scores.shape[1]
+  pad = -n % _RANK_BLOCK
+  blocks = jnp.pad(scores, ((0, 0), (0, pad)), constant_values=-jnp.inf)
+  blocks = blocks.reshape(scores.shape[0], 1, -1, _RANK_BLOCK)        # (C, 1, nb, b)
+  at = jnp.arange(n + pad).reshape(-1, _RANK_BLOCK)                   # (nb, b)
+  position = jnp.maximum(truth, 0)
+  own = jnp.take_along_axis(scores, position, axis=1)                 # (C, T)
+  own4, position4 = own[:, :, None, None], position[:, :, None, None]
+  ahead = (blocks > own4) | ((blocks == own4) & (at < position4))     # (C, T, nb, b)
+  partial = jnp.sum(ahead, axis=-1, dtype=jnp.int8)
+  ranks = jnp.sum(partial, axis=-1, dtype=jnp.int32)
+  return ranks, (truth >= 0) & (own > -jnp.inf)
+
+
+# Counting costs C x T x candidates, top-k about C x candidates x log K: past this
+# many truth items per user (heavy users of a warm split) top-k is the cheaper one.
+COUNT_MAX_TRUTH = 64
+
+
+def _truth_ranks_by_top_k(scores: jax.Array, truth: jax.Array,
+                          k_max: int) -> tuple[jax.Array, jax.Array]:
+  """`_truth_ranks` from the top `k_max` list: ranks >= k_max come back as k_max
+  (every metric cut-off is <= k_max). `lax.top_k` puts equal scores in index
+  order, the same tie order as the count."""
+  top_scores, top_items = jax.lax.top_k(scores, k_max)                 # (C, K)
+  match = (top_items[:, None, :] == truth[:, :, None]) & (top_scores[:, None, :] > -jnp.inf)
+  found = jnp.any(match, axis=-1)
+  ranks = jnp.where(found, jnp.argmax(match, axis=-1), k_max).astype(jnp.int32)
+  return ranks, (truth >= 0) & found
+
+
+def truth_ranks(scores: jax.Array, truth: jax.Array,
+                k_max: int) -> tuple[jax.Array, jax.Array]:
+  """Ranks of the truth items: counted for short truth lists, from top-k for long
+  ones (T is static, so this is a trace-time choice); both exact below k_max."""
+  if truth.shape[1] > COUNT_MAX_TRUTH:
+    return _truth_ranks_by_top_k(scores, truth, min(k_max, scores.shape[1]))
+  return _truth_ranks(scores, truth)
+
+
 def _chunk_sums(user_emb, candidate_emb, users, truth, seen, valid, ks):
   """Metric sums over one chunk of C users, for one run."""
-  k_max = min(max(ks), candidate_emb.shape[0])
   scores = user_emb[users] @ candidate_emb.T                   # (C, candidates)
   rows = jnp.arange(users.shape[0])[:, None]
   scores = scores.at[rows, seen].set(-jnp.inf, mode="drop")
-  top_scores, top_items = jax.lax.top_k(scores, k_max)          # (C, K)
-  hits = jnp.any(top_items[:, :, None] == truth[:, None, :], axis=-1)
-  hits = (hits & (top_scores > -jnp.inf)).astype(jnp.float32)
+  ranks, is_truth = truth_ranks(scores, truth, max(ks))          # (C, T)
+  gains = 1.0 / jnp.log2(ranks.astype(jnp.float32) + 2.0)
   n_truth = jnp.sum(truth >= 0, axis=-1)
   n_truth_f = jnp.maximum(n_truth, 1).astype(jnp.float32)
-  discounts = 1.0 / jnp.log2(jnp.arange(k_max, dtype=jnp.float32) + 2.0)
   sums = {}
   for k in ks:
-    kk = min(k, k_max)
-    hit_k = jnp.sum(hits[:, :kk], axis=-1)
-    dcg = jnp.sum(hits[:, :kk] * discounts[:kk], axis=-1)
+    hits = (is_truth & (ranks < k)).astype(jnp.float32)
+    hit_k = jnp.sum(hits, axis=-1)
+    dcg = jnp.sum(hits * gains, axis=-1)
     idcg = _ideal_dcg_table(truth.shape[1], k)[n_truth]
     per_user = {
         "recall": hit_k / n_truth_f,

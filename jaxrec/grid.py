@@ -32,10 +32,18 @@ class Grid:
   {field: value}), e.g. MILK's TikTok hyper-parameters in a grid that compares it
   with baselines that keep their own defaults. Precedence: base < per_model <
   axes. An axis `MODEL.FIELD` is that model's search space.
+
+  `variants` are axes whose values are named bundles of fields (name ->
+  ((label, {field: value}), ...)), e.g. ablation rows; a model's runs are
+  crossed with a variant axis if the model reads every field of it.
+  `layouts` names the report layouts (jaxrec.analysis.LAYOUTS) the grid is
+  made for; they do not change any run.
   """
   base: dict
   axes: dict
   per_model: dict = dataclasses.field(default_factory=dict)
+  variants: dict = dataclasses.field(default_factory=dict)
+  layouts: tuple[str, ...] = ()
 
   @property
   def models(self) -> list[str]:
@@ -57,9 +65,14 @@ class Grid:
         if not applies(name, model):
           raise ValueError(f"{model}.{name}: model {model!r} does not read {name!r}; its "
                            f"fields: {sorted(get_model(model).hparam)}")
-    for name, values in self.axes.items():
+    for name, values in {**self.axes, **self.variants}.items():
       if not list(values):
         raise ValueError(f"axis {name} has no values")
+    for name, options in self.variants.items():
+      fields = {f for _, bundle in options for f in bundle}
+      if not any(all(applies(f, m) for f in fields) for m in models):
+        raise ValueError(f"variant axis {name}: no model of this grid reads all of "
+                         f"{sorted(fields)}")
 
   def expand(self) -> list[tuple[dict, RunConfig]]:
     """All (coordinates, config) pairs, in a stable order (model by model)."""
@@ -67,14 +80,21 @@ class Grid:
     out = []
     for model in self.models:
       names = [n for n in self.axes if n != "model" and applies(n, model)]
+      variants = {n: options for n, options in self.variants.items()
+                  if all(applies(f, model) for _, bundle in options for f in bundle)}
       base = {split_name(k)[1]: v for k, v in self.base.items() if applies(k, model)}
-      for values in itertools.product(*(self.axes[n] for n in names)):
-        coords = dict(zip(names, values))
-        if "model" in self.axes:
-          coords = {"model": model, **coords}
-        fields = {**base, **self.per_model.get(model, {}),
-                  **{split_name(k)[1]: v for k, v in coords.items()}, "model": model}
-        out.append((coords, make_config(**fields)))
+      for chosen in itertools.product(*variants.values()):
+        bundles = {split_name(f)[1]: v for _, bundle in chosen for f, v in bundle.items()}
+        labels = {n: label for n, (label, _) in zip(variants, chosen)}
+        # A field a variant fixes is not searched in that variant's runs.
+        free = [n for n in names if split_name(n)[1] not in bundles]
+        for values in itertools.product(*(self.axes[n] for n in free)):
+          coords = dict(zip(free, values))
+          coords = {**({"model": model} if "model" in self.axes else {}), **labels, **coords}
+          fields = {**base, **self.per_model.get(model, {}), **bundles,
+                    **{split_name(k)[1]: v for k, v in coords.items() if k not in labels},
+                    "model": model}
+          out.append((coords, make_config(**fields)))
     _refuse_runs_that_differ_only_in_ignored_fields(out)
     return out
 
@@ -84,7 +104,20 @@ class Grid:
     if self.per_model:       # absent when empty, so older sweep.json files still match
       out["per_model"] = {m: {k: v[k] for k in sorted(v)}
                           for m, v in sorted(self.per_model.items())}
+    if self.variants:
+      out["variants"] = {n: [[label, dict(sorted(bundle.items()))] for label, bundle in options]
+                         for n, options in sorted(self.variants.items())}
     return out
+
+  def tuned(self) -> "Grid":
+    """This grid with every model's declared search space as its per-model axes
+    (an axis the grid already has for that model or field is kept)."""
+    axes = dict(self.axes)
+    for model in self.models:
+      for field, values in get_model(model).search_space.items():
+        if f"{model}.{field}" not in axes and field not in axes:
+          axes[f"{model}.{field}"] = list(values)
+    return dataclasses.replace(self, axes=axes)
 
 
 def _refuse_runs_that_differ_only_in_ignored_fields(runs) -> None:
@@ -113,12 +146,14 @@ def split_assignment(assignment: str) -> tuple[str, str]:
 
 def apply_overrides(grid: Grid, *, models: Sequence[str] = (), seeds: int | None = None,
                     epochs: int | None = None, data: str | None = None,
-                    sets: Iterable[str] = (), axes: Iterable[str] = ()) -> Grid:
+                    sets: Iterable[str] = (), axes: Iterable[str] = (),
+                    tune: bool = False) -> Grid:
   """`grid` with the command line's overrides, in the order the flags apply.
 
   `sets` are FIELD=VALUE (every run that reads FIELD; replaces the grid's axis
   and per-model values of FIELD) or MODEL.FIELD=VALUE (that model's runs);
-  `axes` FIELD=V1,V2 or MODEL.FIELD=V1,V2 (replace the grid's axis).
+  `axes` FIELD=V1,V2 or MODEL.FIELD=V1,V2 (replace the grid's axis); `tune`
+  adds each model's search space (`Grid.tuned`) for the fields not set.
   """
   base, grid_axes = dict(grid.base), dict(grid.axes)
   per_model = {m: dict(v) for m, v in grid.per_model.items()}
@@ -170,4 +205,11 @@ def apply_overrides(grid: Grid, *, models: Sequence[str] = (), seeds: int | None
         fields.pop(field, None)
     else:
       per_model.get(qualifier, {}).pop(field, None)
-  return Grid(base=base, axes=grid_axes, per_model=per_model)
+  out = dataclasses.replace(grid, base=base, axes=grid_axes, per_model=per_model)
+  if not tune:
+    return out
+  fixed = set(base) | {f"{m}.{f}" for m, fields in per_model.items() for f in fields}
+  tuned = out.tuned()
+  return dataclasses.replace(tuned, axes={
+      k: v for k, v in tuned.axes.items()
+      if k in out.axes or (k not in fixed and split_name(k)[1] not in fixed)})

@@ -162,7 +162,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   table = results.write_report(workdir)
   print(table)
   from jaxrec.analysis import write_reports   # scipy and tensorboardX only at the end
-  write_reports(workdir)
+  write_reports(workdir, layouts=list(grid.layouts) or None)
   print(f"plots: {workdir}/plots  report (selected on validation): {workdir}/report/"
         f"README.md  tensorboard --logdir {workdir}/tensorboard")
   return work.records()

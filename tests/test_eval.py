@@ -92,3 +92,56 @@ def test_matches_brute_force_for_every_chunk_size(seed):
                    ks, chunk)
     for name, value in ref.items():
       assert res[name] == pytest.approx(value, abs=2e-6), (chunk, name)
+
+
+@pytest.mark.parametrize("seed,n_items", [(0, 90), (1, 400)])
+def test_ties_break_towards_the_lower_item_id(seed, n_items):
+  # Integer embeddings give many exactly equal scores, the same in float32 and
+  # float64, so the ranking under ties is pinned: a stable sort puts the lower
+  # item id first. Zero rows are items whose every modality is missing. 400
+  # items: ranks past 127 and cut-offs past the 32-candidate counting blocks.
+  rng = np.random.default_rng(seed)
+  n_users = 40
+  user_emb = rng.integers(-2, 3, (n_users, 3)).astype(np.float32)
+  item_emb = rng.integers(-1, 2, (n_items, 3)).astype(np.float32)
+  item_emb[rng.random(n_items) < 0.2] = 0.0
+  pairs = np.unique(np.stack([rng.integers(0, n_users, 900),
+                              rng.integers(0, n_items, 900)], 1), axis=0)
+  is_eval = rng.random(len(pairs)) < 0.3
+  candidates = rng.random(n_items) < 0.7
+  ks = (1, 3, 10, 50, 200)
+  ref = brute_force(user_emb, item_emb, pairs[is_eval], pairs[~is_eval], candidates, ks)
+  for chunk in (1, 7, 1000):
+    res = run_eval(user_emb, item_emb, pairs[is_eval], pairs[~is_eval], candidates, ks, chunk)
+    for name, value in ref.items():
+      assert res[name] == pytest.approx(value, abs=2e-6), (chunk, name)
+
+
+def test_a_diverged_run_scores_zero():
+  # NaN scores never count as hits (they would otherwise rank first: nothing beats NaN).
+  user = np.full((3, 2), np.nan, np.float32)
+  items = np.ones((5, 2), np.float32)
+  res = run_eval(user, items, [[0, 1], [1, 2], [2, 4]], [[0, 0]], np.ones(5, bool), (1, 3), 2)
+  assert all(v == 0.0 for v in res.values()), res
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_long_truth_lists_rank_by_top_k_with_the_same_results(seed, monkeypatch):
+  # Past COUNT_MAX_TRUTH truth items per user the ranks come from top-k; both paths
+  # must agree with the brute force, ties (integer embeddings) included.
+  from jaxrec import eval as evaluation
+  monkeypatch.setattr(evaluation, "COUNT_MAX_TRUTH", 0)
+  rng = np.random.default_rng(seed)
+  n_users, n_items = 30, 150
+  user_emb = rng.integers(-2, 3, (n_users, 3)).astype(np.float32)
+  item_emb = rng.integers(-1, 2, (n_items, 3)).astype(np.float32)
+  pairs = np.unique(np.stack([rng.integers(0, n_users, 1500),
+                              rng.integers(0, n_items, 1500)], 1), axis=0)
+  is_eval = rng.random(len(pairs)) < 0.4
+  candidates = rng.random(n_items) < 0.8
+  ks = (1, 5, 20, 50)
+  ref = brute_force(user_emb, item_emb, pairs[is_eval], pairs[~is_eval], candidates, ks)
+  for chunk in (1, 1000):
+    res = run_eval(user_emb, item_emb, pairs[is_eval], pairs[~is_eval], candidates, ks, chunk)
+    for name, value in ref.items():
+      assert res[name] == pytest.approx(value, abs=2e-6), (chunk, name)

@@ -160,7 +160,7 @@ def test_names_are_qualified_by_model_and_checked():
     make_config(model="milk", lr=-0.1)
   with pytest.raises(ValueError, match="lr='abc': expected float"):
     make_config(model="milk", lr="abc")
-  with pytest.raises(ValueError, match="penalty='l1': expected one of"):
+  with pytest.raises(ValueError, match="unknown penalty 'l1'; expected one of"):
     make_config(model="milk", penalty="l1")
   # A record holds the fields its model reads.
   assert "alpha" in make_config(model="gar").to_dict()

@@ -88,7 +88,7 @@ class HParam:
   def check(self, value: Any) -> None:
     """Raises ValueError naming the field if `value` is outside its declared range."""
     if self.choices and value not in self.choices:
-      raise ValueError(f"{self.name}={value!r}: expected one of {list(self.choices)}")
+      raise ValueError(f"unknown {self.name} {value!r}; expected one of {list(self.choices)}")
     if self.kind in (int, float) and not isinstance(value, bool):
       if not isinstance(value, (int, float)) or value != value:
         raise ValueError(f"{self.name}={value!r}: expected a {self.kind.__name__}")
@@ -218,10 +218,20 @@ class ModelInputs:
     return degree[self.graph.n_users:self.graph.n_users + n_items] > 0
 
 
+def adam_at(learning_rate) -> optax.GradientTransformation:
+  """Adam with the (per-run, traced) learning rate held in its state.
+
+  `inject_hyperparams` keeps the rate as a state leaf: the same numbers in a
+  vmapped group as in a run alone (a rate closed over from `hp` let XLA fuse
+  the group's update differently, ~1e-6 apart).
+  """
+  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
 def adam(hp, ctx) -> optax.GradientTransformation:
   """The default optimiser: Adam at the run's `lr`."""
   del ctx
-  return optax.adam(hp["lr"])
+  return adam_at(hp["lr"])
 
 
 def _no_aux(key, spec, hp, params):
@@ -255,7 +265,10 @@ class Model:
 
   `hparams` declares every hyper-parameter the model reads; `config_defaults`
   changes the default of shared `RunConfig` fields (e.g. the fill);
-  `min_modalities` is the fewest modalities the model is defined for.
+  `min_modalities` is the fewest modalities the model is defined for;
+  `search_space` maps per-run hyper-parameters to the values a tuning sweep
+  tries (from the paper or the authors' configs; the source is cited where
+  it is defined), so a model's whole search runs in one compiled group.
   """
   name: str
   init: Callable[..., Any]
@@ -270,11 +283,18 @@ class Model:
   embed_aux: Callable[[Any], Any] = _nothing_for_embed
   optimizer: Callable[..., optax.GradientTransformation] = adam
   min_modalities: int = 1
+  search_space: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     names = [h.name for h in self.hparams]
     if len(set(names)) != len(names):
       raise ValueError(f"model {self.name!r} declares a hyper-parameter twice: {names}")
+    for name, values in self.search_space.items():
+      if name not in self.per_run_hparams:
+        raise ValueError(f"model {self.name!r}: search space field {name!r} is not a "
+                         "per-run hyper-parameter (a search must run in one group)")
+      for value in values:
+        self.hparam[name].check(value)
 
   @property
   def hparam(self) -> dict[str, HParam]:

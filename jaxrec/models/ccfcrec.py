@@ -70,7 +70,7 @@ import optax
 
 from jaxrec.engine.sampler import PositiveIndex
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
-                                learning_rate, weight)
+                                adam_at, learning_rate, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, l2_normalise_rows,
                                   torch_linear_init)
 
@@ -246,9 +246,11 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 def optimizer(hp, ctx) -> optax.GradientTransformation:
-  """torch's Adam(lr, weight_decay): the L2 term joins the gradient before Adam."""
+  """torch's Adam(lr, weight_decay): the L2 term joins the gradient before Adam
+  (both rates held in the optimiser's state, as `base.adam_at`)."""
   del ctx
-  return optax.chain(optax.add_decayed_weights(hp["weight_decay"]), optax.adam(hp["lr"]))
+  decay = optax.inject_hyperparams(optax.add_decayed_weights)(weight_decay=hp["weight_decay"])
+  return optax.chain(decay, adam_at(hp["lr"]))
 
 
 CCFCREC = Model(name="ccfcrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,

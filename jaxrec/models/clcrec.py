@@ -145,5 +145,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
           l2_normalise_rows(items))
 
 
-CLCREC = Model(name="clcrec", init=init, loss=loss, embed=embed,
-               hparams=HPARAMS)
+# The paper's sensitivity study varies λ (lr_lambda) and τ (temp_value); our grid
+# spans the README's values (0.5, 2.0) [D].
+SEARCH_SPACE = {"aux_weight": (0.1, 0.5, 0.9), "temperature": (0.2, 1.0, 2.0)}
+CLCREC = Model(name="clcrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+               search_space=SEARCH_SPACE)

@@ -106,6 +106,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
                 item_tower_input(cf["items"], inputs.item_content(all_items), keep))
 
 
+# The paper's study of the dropout rate (its item cold start) around 0.5 [D: our values].
+SEARCH_SPACE = {"dropout": (0.3, 0.5, 0.7), "lr": (1e-3, 5e-3)}
 DROPOUTNET = Model(name="dropoutnet", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                    config_defaults={"fill": "mean"},
-                   optimizer=pretrained.two_stage_optimizer)
+                   optimizer=pretrained.two_stage_optimizer, search_space=SEARCH_SPACE)

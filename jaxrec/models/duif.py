@@ -82,5 +82,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return users, item_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
 
 
-DUIF = Model(name="duif", init=init, loss=loss, embed=embed,
-             hparams=HPARAMS)
+# No grid in the paper [D]: the learning rate a decade around MILK's and MMRec's BPR
+# reg_weight grid (src/configs/model/BPR.yaml, commit 250d305) cut to its low end.
+SEARCH_SPACE = {"lr": (1e-4, 1e-3, 1e-2), "reg": (1e-5, 1e-4, 1e-3)}
+DUIF = Model(name="duif", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+             search_space=SEARCH_SPACE)

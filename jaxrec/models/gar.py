@@ -283,6 +283,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return recommender_side(rec, "user", cf["users"])[0], recommender_side(rec, "item", items)[0]
 
 
+# GAR's paper studies α; our grid spans the code's 0.05 to the 0.5 used before [D].
+SEARCH_SPACE = {"alpha": (0.05, 0.2, 0.5)}
 GAR = Model(name="gar", init=init, loss=loss, embed=embed, hparams=HPARAMS,
             config_defaults={"fill": "mean"}, init_aux=init_aux, aux_step=aux_step,
-            embed_aux=embed_aux, optimizer=pretrained.two_stage_optimizer)
+            embed_aux=embed_aux, optimizer=pretrained.two_stage_optimizer,
+            search_space=SEARCH_SPACE)

@@ -134,5 +134,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
           tower(spec).apply({"params": params["item_tower"]}, rep))
 
 
+# Heater's §5 studies α (similarity) and p (randomized training) per data set; the
+# values are our grid around our defaults [D].
+SEARCH_SPACE = {"align_weight": (0.1, 1.0, 10.0), "dropout": (0.1, 0.5, 0.9)}
 HEATER = Model(name="heater", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               config_defaults={"fill": "mean"}, optimizer=pretrained.two_stage_optimizer)
+               config_defaults={"fill": "mean"}, optimizer=pretrained.two_stage_optimizer,
+               search_space=SEARCH_SPACE)

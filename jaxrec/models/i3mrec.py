@@ -222,6 +222,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 # InfoNCE contrasts pairs of missing views (modality subsets): at least two modalities.
+# Search space: the union of the authors' README settings for Baby and Clothing.
+SEARCH_SPACE = {"lr": (1e-3, 1e-2), "reg": (1e-3, 1e-2), "penalty_weight": (1.0, 300.0),
+                "c_max": (1e-3, 1e-2), "c_min": (1e-6, 1e-5)}
 I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                config_defaults={"fill": "zero"}, init_aux=init_aux, pre_epoch=pre_epoch,
-               min_modalities=2)
+               min_modalities=2, search_space=SEARCH_SPACE)

@@ -66,5 +66,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return propagate(params, inputs, spec)
 
 
-LIGHTGCN = Model(name="lightgcn", init=init, loss=loss, embed=embed,
-                 hparams=HPARAMS)
+# MMRec's grid for LightGCN (src/configs/model/LightGCNTorch.yaml, commit f29d2de):
+# reg_weight; its n_layers {1..4} is static here (N_LAYERS = 3, the paper's) [D].
+SEARCH_SPACE = {"reg": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}
+LIGHTGCN = Model(name="lightgcn", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+                 search_space=SEARCH_SPACE)

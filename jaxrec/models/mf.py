@@ -51,5 +51,7 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return params["mf"]["users"], params["mf"]["items"]
 
 
-MF_BPR = Model(name="mf", init=init, loss=loss, embed=embed,
-               hparams=HPARAMS)
+# MMRec's grid for BPR (src/configs/model/BPR.yaml, commit 250d305): reg_weight.
+SEARCH_SPACE = {"reg": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}
+MF_BPR = Model(name="mf", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+               search_space=SEARCH_SPACE)

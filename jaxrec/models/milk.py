@@ -184,6 +184,12 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return net.apply(variables, method=MILKNet.all_users), items
 
 
+# Search space: β at the paper's chosen values (50 TikTok/Clothing, 1000 Baby) and a
+# decade below and between; λ_align at the paper's two chosen values (0.05, 0.5); α from
+# the paper's sensitivity grid {0.01, 0.1, 1, 10, 100}, cut to its three lowest (the
+# chosen ones are 0.01 and 0.1) [D].
+SEARCH_SPACE = {"penalty_weight": (10.0, 50.0, 200.0, 1000.0), "align_weight": (0.05, 0.5),
+                "alpha": (0.01, 0.1, 1.0)}
 # Alignment and mixup environments are across modalities: at least two.
 MILK = Model(name="milk", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-             config_defaults={"fill": "mean"}, min_modalities=2)
+             config_defaults={"fill": "mean"}, min_modalities=2, search_space=SEARCH_SPACE)

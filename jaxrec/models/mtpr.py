@@ -124,5 +124,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return users, items
 
 
-MTPR = Model(name="mtpr", init=init, loss=loss, embed=embed,
-             hparams=HPARAMS)
+# No grid in the paper or the code [D]: the authors' rate 0.05 and two below it, and
+# MMRec's BPR reg_weight grid cut to its low end (src/configs/model/BPR.yaml, 250d305).
+SEARCH_SPACE = {"lr": (1e-3, 1e-2, 0.05), "reg": (1e-5, 1e-4, 1e-3)}
+MTPR = Model(name="mtpr", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+             search_space=SEARCH_SPACE)

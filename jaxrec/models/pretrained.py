@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext
+from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext, adam_at
 
 # A first stage of 20 epochs suits the small data of tests and examples [D].
 PRETRAIN_EPOCHS = HParam("pretrain_epochs", 20, "our choice for small data [D]", kind=int,
@@ -107,6 +107,6 @@ def two_stage_adam(ctx: StepContext, first_lr, second_lr) -> optax.GradientTrans
   the rest in stage 2 only (each stage's moments still outside its stage)."""
   first, second = ctx.in_first_stage, jnp.logical_not(ctx.in_first_stage)
   return optax.multi_transform(
-      {"first": active_only_when(first, optax.adam(first_lr)),
-       "second": active_only_when(second, optax.adam(second_lr))},
+      {"first": active_only_when(first, adam_at(first_lr)),
+       "second": active_only_when(second, adam_at(second_lr))},
       lambda params: {name: "first" if name == "mf" else "second" for name in params})

@@ -103,5 +103,7 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return users, jnp.concatenate([gamma, visual, bias[:, None]], axis=-1)
 
 
-VBPR = Model(name="vbpr", init=init, loss=loss, embed=embed,
-             hparams=HPARAMS)
+# MMRec's grid for VBPR (src/configs/model/VBPR.yaml, commit a75d89a): reg_weight.
+SEARCH_SPACE = {"reg": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}
+VBPR = Model(name="vbpr", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+             search_space=SEARCH_SPACE)
