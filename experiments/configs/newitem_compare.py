@@ -15,7 +15,7 @@ Expect:  7 groups (one per model) of 10 runs; summary.md has one row per model a
 """
 from jaxrec.grid import Grid
 
-MODELS = ["duif", "dropoutnet", "mtpr", "heater", "clcrec", "gar", "milk"]
+MODELS = ["duif", "dropoutnet", "mtpr", "heater", "clcrec", "gar", "ccfcrec", "gorec", "milk"]
 
 
 def get_config() -> Grid:

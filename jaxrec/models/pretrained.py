@@ -99,8 +99,14 @@ def active_only_when(active: jax.Array, inner: optax.GradientTransformation
 
 def two_stage_optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
   """Adam at `lr` on `params["mf"]` in stage 1 and on the rest in stage 2 only."""
+  return two_stage_adam(ctx, hp["lr"], hp["lr"])
+
+
+def two_stage_adam(ctx: StepContext, first_lr, second_lr) -> optax.GradientTransformation:
+  """Adam at `first_lr` on `params["mf"]` in stage 1 only and at `second_lr` on
+  the rest in stage 2 only (each stage's moments still outside its stage)."""
   first, second = ctx.in_first_stage, jnp.logical_not(ctx.in_first_stage)
   return optax.multi_transform(
-      {"first": active_only_when(first, adam_at(hp["lr"])),
-       "second": active_only_when(second, adam_at(hp["lr"]))},
+      {"first": active_only_when(first, adam_at(first_lr)),
+       "second": active_only_when(second, adam_at(second_lr))},
       lambda params: {name: "first" if name == "mf" else "second" for name in params})

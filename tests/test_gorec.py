@@ -1,0 +1,199 @@
+"""GoRec: a pretrained MF-BPR first stage, frozen bit for bit while a CVAE
+conditioned on content learns to generate its warm item embeddings; it learns
+new items under the new-item protocol and a vmapped group equals its runs alone."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxrec import reference_scorers
+from jaxrec.config import make_config
+from jaxrec.eval import evaluate
+from jaxrec.engine.inputs import dataset_for, group_data, split_for
+from jaxrec.models import gorec
+from jaxrec.models.base import Batch
+from jaxrec.sweep import train_configs
+from tests.helpers import one_run, step_context
+
+LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
+             embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
+             pretrain_epochs=20, max_epochs=40, eval_every=5, patience=3)
+TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
+            embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
+            pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
+
+
+def _test_recall(cfg, scorer):
+  dataset, split = dataset_for(cfg), split_for(cfg)
+  users, items = scorer(dataset, split)
+  res = evaluate(jnp.asarray(users), jnp.asarray(items), group_data(dataset, split).test)
+  return float(res["recall@20"])
+
+
+def test_learns_new_items():
+  cfg = make_config(**LEARN, model="gorec", seed=0)
+  out = train_configs([cfg])
+  got = float(out.test["recall@20"][0])
+  random = _test_recall(cfg, lambda d, s: reference_scorers.random_scorer(
+      d.n_users, d.n_items))
+  content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
+      d.features, s.train_pairs, s.train_items, d.n_users))
+  print(f"gorec recall@20 {got:.3f} random {random:.3f} content-popularity "
+        f"{content_pop:.3f}")
+  assert out.selected_epoch[0] > LEARN["pretrain_epochs"]
+  assert np.all(out.diverged_epoch == 0)
+  assert got > 2.0 * random
+  assert got > 1.3 * content_pop
+
+
+def test_group_equals_runs_alone():
+  configs = [make_config(**TINY, model="gorec", seed=s) for s in (0, 1)]
+  group = train_configs(configs)
+  for r, cfg in enumerate(configs):
+    alone = train_configs([cfg])
+    for metric in group.test:
+      assert group.test[metric][r] == pytest.approx(alone.test[metric][0], abs=1e-5), metric
+    assert group.selected_epoch[r] == alone.selected_epoch[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _single_run():
+  """(model, spec, hp, prepared train inputs, batch, params, aux, split) of one TINY run."""
+  model, spec, _, data, split, hp, inputs = one_run(make_config(**TINY, model="gorec"))
+  inputs = inputs.replace(prepared=model.prepare(inputs, hp, spec))
+  pairs = data.train_pairs[:128]
+  batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
+                weights=jnp.ones(128))
+  params = model.init(jax.random.PRNGKey(0), spec, hp)
+  aux = model.init_aux(jax.random.PRNGKey(1), spec, hp, params)
+  return model, spec, hp, inputs, batch, params, aux, split
+
+
+def _same(a, b) -> bool:
+  return all(bool(jnp.all(x == y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
+  model, spec, hp, inputs, batch, params, aux, _ = _single_run()
+  stage1 = TINY["pretrain_epochs"]
+
+  @jax.jit
+  def step(state, epoch, key):
+    # The engine's step: aux_step, then the model's optimiser on the loss's gradient.
+    params, opt, aux = state
+    k_aux, k_loss = jax.random.split(key)
+    aux = model.aux_step(params, aux, batch, inputs, hp,
+                         step_context(k_aux, epoch, stage1), spec)
+    ctx = step_context(k_loss, epoch, stage1)
+    (_, terms), grads = jax.value_and_grad(model.loss, has_aux=True)(
+        params, aux, batch, inputs, hp, ctx, spec)
+    updates, opt = model.optimizer(hp, ctx).update(grads, opt, params)
+    return (optax.apply_updates(params, updates), opt, aux), terms
+
+  state = (params, model.optimizer(hp, step_context(jax.random.PRNGKey(0))).init(params), aux)
+  for s in range(5):
+    state, _ = step(state, jnp.int32(stage1 - 1), jax.random.PRNGKey(10 + s))
+  after_mf = state
+  assert not _same(after_mf[0]["mf"], params["mf"])
+  assert _same(after_mf[0]["gorec"], params["gorec"]) and _same(after_mf[2], aux)
+  recs = []
+  for s in range(40):
+    state, terms = step(state, jnp.int32(stage1), jax.random.PRNGKey(100 + s))
+    recs.append(float(terms["rec"]))
+  # The MF tables are exactly those of stage 1; the CVAE and its statistics moved,
+  # and its reconstruction of the frozen warm embeddings improved.
+  assert _same(state[0]["mf"], after_mf[0]["mf"])
+  assert not _same(state[0]["gorec"], after_mf[0]["gorec"])
+  assert not _same(state[2]["stats"], aux["stats"])
+  assert np.mean(recs[-5:]) < 0.8 * np.mean(recs[:5])
+
+
+def test_engine_keeps_the_pretrained_tables_bit_identical_in_the_second_stage():
+  base = dict(TINY, model="gorec", pretrain_epochs=3, eval_every=1, patience=10)
+  first = train_configs([make_config(**{**base, "max_epochs": 3})])
+  both = train_configs([make_config(**{**base, "max_epochs": 6})])
+  assert both.selected_epoch[0] > 3           # the selected state is a second-stage one
+  for table in ("users", "items"):
+    np.testing.assert_array_equal(both.best_params["mf"][table],
+                                  first.best_params["mf"][table])
+
+
+def test_running_statistics_come_from_the_pass_the_loss_differentiates():
+  model, spec, hp, inputs, batch, params, aux, _ = _single_run()
+  ctx = step_context(jax.random.PRNGKey(3), TINY["pretrain_epochs"], TINY["pretrain_epochs"])
+  stepped = model.aux_step(params, aux, batch, inputs, hp, ctx, spec)
+  terms, stats = gorec.cvae_pass(params, aux["stats"], batch, inputs, hp, ctx.key, spec)
+  np.testing.assert_array_equal(stepped["noise"], ctx.key)
+  for x, y in zip(jax.tree.leaves(stepped["stats"]), jax.tree.leaves(stats)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  _, loss_terms = model.loss(params, stepped, batch, inputs, hp, ctx, spec)
+  assert float(loss_terms["rec"]) == pytest.approx(float(terms["rec"]), rel=1e-5)
+  # torch's momentum 0.1 on the encoder's batch mean over the distinct items.
+  w = np.asarray(gorec.first_occurrence(batch.pos, batch.weights)) > 0
+  content = gorec._content(inputs, batch.pos)
+  h = jnp.concatenate([content, params["mf"]["items"][batch.pos]], -1)
+  h = h @ params["gorec"]["enc_fc"]["kernel"]
+  np.testing.assert_allclose(stats["enc_bn"]["mean"], 0.1 * np.asarray(h)[w].mean(0),
+                             rtol=1e-4, atol=1e-6)
+  # In the first stage the statistics wait for the MF tables.
+  first = step_context(jax.random.PRNGKey(3), 0, TINY["pretrain_epochs"])
+  assert _same(model.aux_step(params, aux, batch, inputs, hp, first, spec), aux)
+
+
+def test_new_items_are_generated_from_their_content_and_cluster():
+  model, spec, hp, inputs, batch, params, aux, split = _single_run()
+  new = np.flatnonzero(split.eval_items)
+  warm = inputs.warm_items(spec.n_items)
+  assert not bool(warm[new].any())
+  stats = model.embed_aux(aux)
+  _, items = model.embed(params, stats, inputs, hp, spec)
+  # The condition is the mean pretrained row of the warm items of the item's cluster.
+  labels = np.asarray(inputs.prepared["cluster"])
+  table = np.asarray(params["mf"]["items"])
+  warm_labels = set(labels[np.asarray(warm)])
+  item = next(i for i in new if labels[i] in warm_labels)
+  same = (labels == labels[item]) & np.asarray(warm)
+  condition = gorec.cluster_means(params["mf"]["items"], inputs.prepared["cluster"], warm,
+                                  spec.option(gorec.N_CLUSTERS))
+  np.testing.assert_allclose(condition[item], table[same].mean(0), rtol=1e-5, atol=1e-6)
+  # Changing a new item's content changes its generated embedding (and no other's).
+  moved = inputs.replace(features=tuple(f.at[item].set(f[item][::-1]) for f in inputs.features))
+  _, items_moved = model.embed(params, stats, moved, hp, spec)
+  assert float(jnp.abs(items_moved[item] - items[item]).max()) > 1e-4
+  others = np.setdiff1d(np.arange(spec.n_items), [item])
+  np.testing.assert_allclose(items_moved[others], items[others], rtol=1e-5, atol=1e-6)
+  # Its own (untrained) MF row plays no part; warm items keep their pretrained rows.
+  shifted = {**params, "mf": {**params["mf"], "items": params["mf"]["items"].at[new].add(1.0)}}
+  _, items_shifted = model.embed(shifted, stats, inputs, hp, spec)
+  np.testing.assert_array_equal(items_shifted[new], items[new])
+  np.testing.assert_array_equal(items[np.asarray(warm)], table[np.asarray(warm)])
+
+
+def test_clusters_follow_content():
+  model, spec, hp, inputs, *_ = _single_run()
+  labels = np.asarray(inputs.prepared["cluster"])
+  assert labels.min() >= 0 and labels.max() < spec.option(gorec.N_CLUSTERS)
+  assert len(np.unique(labels)) > 10
+  # Two items with the same content share a cluster.
+  copied = inputs.replace(features=tuple(f.at[1].set(f[0]) for f in inputs.features))
+  relabelled = np.asarray(model.prepare(copied, hp, spec)["cluster"])
+  assert relabelled[0] == relabelled[1]
+
+
+def test_kl_and_uniformity_are_the_codes():
+  z = jnp.array([[0.3, -1.0, 2.0]])
+  target = jnp.array([[0.5, -0.2, 0.0]])
+  # torch 1.6 kl_div: target (log target − input) where target > 0, else 0.
+  np.testing.assert_allclose(gorec.torch_kl_div(z, target),
+                             [[0.5 * (np.log(0.5) - 0.3), 0.0, 0.0]], rtol=1e-6)
+  grads = jax.grad(lambda t: jnp.sum(gorec.torch_kl_div(z, t)))(target)
+  assert bool(jnp.all(jnp.isfinite(grads)))
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 4))
+  w = jnp.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+  unit = np.asarray(x / jnp.linalg.norm(x, axis=1, keepdims=True), np.float64)[np.asarray(w) > 0]
+  d2 = [np.sum((unit[i] - unit[j]) ** 2) for i in range(5) for j in range(i + 1, 5)]
+  assert float(gorec.uniformity(x, w)) == pytest.approx(np.log(np.mean(np.exp(-2 * np.array(d2)))),
+                                                        rel=1e-5)
