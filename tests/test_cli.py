@@ -112,3 +112,16 @@ def test_fields_lists_every_model_field_with_its_source():
   assert "gar (--set gar.FIELD=V):" in text and "alpha = 0.05" in text
   assert "authors' code, main.py" in text
   assert "batch_size = 2048  [per group; [1, inf]]" in text
+
+
+def test_importing_the_cli_and_planning_a_grid_start_no_jax_backend():
+  # jax.distributed.initialize (multi-process sweeps) must come before any backend.
+  code = ("from jax._src import xla_bridge\n"
+          "import experiments.sweep\n"
+          "from experiments import configs\n"
+          "from jaxrec.grid import apply_overrides\n"
+          "apply_overrides(configs.get_grid('newitem_compare'), tune=True).expand()\n"
+          "assert not xla_bridge._backends, 'a JAX backend was started'\n")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert out.returncode == 0, out.stderr[-2000:]

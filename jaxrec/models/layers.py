@@ -4,6 +4,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 def torch_linear_init(fan_in: int):
   """PyTorch `nn.Linear` default for weight and bias: U(±1/sqrt(fan_in))."""
@@ -39,7 +40,7 @@ def first_occurrence(ids: jax.Array, weights: jax.Array) -> jax.Array:
 
 
 # A one-row batch to initialise modules with: ids, and per-modality features.
-ONE_ID = jnp.zeros((1,), jnp.int32)
+ONE_ID = np.zeros((1,), np.int32)     # NumPy: importing a model must not start a JAX backend
 
 
 def one_row_features(feature_dims) -> tuple[jax.Array, ...]:
