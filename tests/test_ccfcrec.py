@@ -8,15 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import reference_scorers
 from jaxrec.config import make_config
-from jaxrec.eval import evaluate
-from jaxrec.engine.inputs import dataset_for, group_data, split_for
 from jaxrec.graph import Graph
 from jaxrec.models import ccfcrec
 from jaxrec.models.base import Batch, ModelInputs, ModelSpec
-from jaxrec.sweep import train_configs
-from tests.helpers import one_run, step_context
+from tests.helpers import (assert_group_equals_runs_alone, assert_learns_new_items, one_run,
+                           step_context)
 
 # tests/test_baselines_content.py's data, the model's defaults (lr 1e-3: at
 # the Amazon code's 1e-4 it is still at random level here after 20 epochs).
@@ -28,36 +25,14 @@ TINY = dict(protocol="new_item", setting="ff", synthetic_users=150, synthetic_it
             eval_every=2, patience=5)
 
 
-def _test_recall(cfg, scorer):
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  users, items = scorer(dataset, split)
-  res = evaluate(jnp.asarray(users), jnp.asarray(items), group_data(dataset, split).test)
-  return float(res["recall@20"])
-
-
 def test_learns_new_items():
   cfg = make_config(**CFG, model="ccfcrec", seed=0)
-  outcome = train_configs([cfg])
-  got = float(outcome.test["recall@20"][0])
-  random = _test_recall(cfg, lambda d, s: reference_scorers.random_scorer(
-      d.n_users, d.n_items))
-  content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
-      d.features, s.train_pairs, s.train_items, d.n_users))
-  print(f"recall@20 ccfcrec {got:.3f} random {random:.3f} content-popularity "
-        f"{content_pop:.3f}")
-  assert np.all(outcome.diverged_epoch == 0)
-  assert got > 2.0 * random
-  assert got > 1.3 * content_pop
+  assert_learns_new_items(cfg)
 
 
 def test_group_equals_runs_alone():
   configs = [make_config(**TINY, model="ccfcrec", seed=s) for s in (0, 1)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for metric in group.test:
-      assert group.test[metric][r] == pytest.approx(alone.test[metric][0], abs=1e-5)
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
+  assert_group_equals_runs_alone(configs)
 
 
 # A hand-built interaction set: user -> training items. Item 5 is new (no

@@ -5,23 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import reference_scorers
 from jaxrec.config import make_config
-from jaxrec.engine import sharding
-from jaxrec.engine.inputs import build_group, dataset_for, group_data, split_for
-from jaxrec.engine.train import GroupTrainer
+from jaxrec.engine.inputs import dataset_for, split_for
 from jaxrec.eval import evaluate
 from jaxrec.graph import Graph
 from jaxrec.models import freedom, item_graph
 from jaxrec.models.base import ModelSpec
 from jaxrec.sweep import train_configs
-from tests.helpers import one_run, step_context
+from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
+                           assert_learns_warm, one_run, prepared_runs, step_context)
 
-TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
-            synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
-            eval_every=2, patience=5)
-LEARN = dict(protocol="warm", setting="ff", synthetic_users=600, synthetic_items=500,
-             synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=5, seed=0)
+TINY, LEARN = WARM_TINY, WARM_LEARN
 
 
 @pytest.mark.parametrize("n, block", [(50, 16), (64, 64), (37, 100)])
@@ -69,12 +63,7 @@ def test_the_knn_graph_of_a_run_follows_its_own_mask():
   # mm hides a modality of 30% of the training items and of half the test items.
   configs = [make_config(**TINY, model="freedom", setting="ff", seed=0),
              make_config(**TINY, model="freedom", setting="mm", seed=0)]
-  group = build_group(configs)
-  mesh = sharding.runs_mesh()
-  trainer = GroupTrainer(group.model, group.spec, group.settings,
-                         int(group.data.train_pairs.shape[0]), mesh)
-  data = sharding.to_device(group.data, sharding.replicated(mesh))
-  runs = trainer.prepare(sharding.to_device(group.runs, sharding.runs_sharding(mesh)), data)
+  runs = prepared_runs(configs)
   train_nb = np.asarray(runs.prepared["train"]["neighbours"])
   eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
   np.testing.assert_array_equal(train_nb[0], eval_nb[0])         # ff: one graph
@@ -82,8 +71,8 @@ def test_the_knn_graph_of_a_run_follows_its_own_mask():
   assert (eval_nb[1] != train_nb[1]).any()
   # Each run's graph in the vmapped group is the one built from its own inputs alone.
   _, spec, _, _, _, hp, inputs = one_run(configs[1])
-  for split, available in (("train", group.runs.train_available[1]),
-                           ("eval", group.runs.eval_available[1])):
+  for split, available in (("train", runs.train_available[1]),
+                           ("eval", runs.eval_available[1])):
     own = freedom.prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)
     np.testing.assert_array_equal(np.asarray(runs.prepared[split]["neighbours"][1]),
                                   own["neighbours"])
@@ -159,24 +148,8 @@ def test_one_pruned_graph_per_epoch():
 def test_group_equals_runs_alone():
   configs = [make_config(**TINY, model="freedom", seed=0, setting="mm"),
              make_config(**TINY, model="freedom", seed=1, lr=3e-3, dropout=0.9)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for name in group.test:
-      assert group.test[name][r] == pytest.approx(alone.test[name][0], abs=1e-5), name
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
+  assert_group_equals_runs_alone(configs)
 
 
 def test_learns_under_warm_protocol():
-  cfg = make_config(model="freedom", max_epochs=10, **LEARN)
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  test = group_data(dataset, split).test
-
-  def recall(scorer):
-    return float(evaluate(jnp.asarray(scorer[0]), jnp.asarray(scorer[1]), test)["recall@20"])
-  random = recall(reference_scorers.random_scorer(dataset.n_users, dataset.n_items))
-  popular = recall(reference_scorers.popularity_scorer(split.train_pairs, dataset.n_users,
-                                                       dataset.n_items))
-  got = float(train_configs([cfg]).test["recall@20"][0])
-  print(f"recall@20 freedom {got:.3f} random {random:.3f} popularity {popular:.3f}")
-  assert got > 2.0 * random and got > 1.2 * popular
+  assert_learns_warm(make_config(model="freedom", max_epochs=10, **LEARN))

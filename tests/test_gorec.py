@@ -9,14 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxrec import reference_scorers
 from jaxrec.config import make_config
-from jaxrec.eval import evaluate
-from jaxrec.engine.inputs import dataset_for, group_data, split_for
 from jaxrec.models import gorec
 from jaxrec.models.base import Batch
 from jaxrec.sweep import train_configs
-from tests.helpers import one_run, step_context
+from tests.helpers import (assert_group_equals_runs_alone, assert_learns_new_items, one_run,
+                           step_context)
 
 LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
              embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
@@ -26,37 +24,15 @@ TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
 
 
-def _test_recall(cfg, scorer):
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  users, items = scorer(dataset, split)
-  res = evaluate(jnp.asarray(users), jnp.asarray(items), group_data(dataset, split).test)
-  return float(res["recall@20"])
-
-
 def test_learns_new_items():
   cfg = make_config(**LEARN, model="gorec", seed=0)
-  out = train_configs([cfg])
-  got = float(out.test["recall@20"][0])
-  random = _test_recall(cfg, lambda d, s: reference_scorers.random_scorer(
-      d.n_users, d.n_items))
-  content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
-      d.features, s.train_pairs, s.train_items, d.n_users))
-  print(f"gorec recall@20 {got:.3f} random {random:.3f} content-popularity "
-        f"{content_pop:.3f}")
+  out = assert_learns_new_items(cfg)
   assert out.selected_epoch[0] > LEARN["pretrain_epochs"]
-  assert np.all(out.diverged_epoch == 0)
-  assert got > 2.0 * random
-  assert got > 1.3 * content_pop
 
 
 def test_group_equals_runs_alone():
   configs = [make_config(**TINY, model="gorec", seed=s) for s in (0, 1)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for metric in group.test:
-      assert group.test[metric][r] == pytest.approx(alone.test[metric][0], abs=1e-5), metric
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
+  assert_group_equals_runs_alone(configs)
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,20 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import reference_scorers
 from jaxrec.config import make_config
-from jaxrec.engine.inputs import dataset_for, group_data, run_inputs, split_for
-from jaxrec.eval import evaluate
+from jaxrec.engine.inputs import dataset_for, run_inputs, split_for
 from jaxrec.models import lattice
 from jaxrec.models.base import Batch
 from jaxrec.sweep import train_configs
-from tests.helpers import one_run, step_context
+from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
+                           assert_learns_warm, one_run, step_context)
 
-TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
-            synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
-            eval_every=2, patience=5)
-LEARN = dict(protocol="warm", setting="ff", synthetic_users=600, synthetic_items=500,
-             synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=5, seed=0)
+TINY, LEARN = WARM_TINY, WARM_LEARN
 
 
 def _dense_knn_laplacian(x, k):
@@ -153,24 +148,8 @@ def test_group_equals_runs_alone(setting, train_features):
   common = dict(TINY, model="lattice", setting=setting, train_features=train_features)
   configs = [make_config(**common, seed=0),
              make_config(**common, seed=1, lr=3e-3, lambda_coeff=0.5)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for name in group.test:
-      assert group.test[name][r] == pytest.approx(alone.test[name][0], abs=1e-5), name
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
+  assert_group_equals_runs_alone(configs)
 
 
 def test_learns_under_warm_protocol():
-  cfg = make_config(model="lattice", max_epochs=10, **LEARN)
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  test = group_data(dataset, split).test
-
-  def recall(scorer):
-    return float(evaluate(jnp.asarray(scorer[0]), jnp.asarray(scorer[1]), test)["recall@20"])
-  random = recall(reference_scorers.random_scorer(dataset.n_users, dataset.n_items))
-  popular = recall(reference_scorers.popularity_scorer(split.train_pairs, dataset.n_users,
-                                                       dataset.n_items))
-  got = float(train_configs([cfg]).test["recall@20"][0])
-  print(f"recall@20 lattice {got:.3f} random {random:.3f} popularity {popular:.3f}")
-  assert got > 2.0 * random and got > 1.2 * popular
+  assert_learns_warm(make_config(model="lattice", max_epochs=10, **LEARN))

@@ -16,7 +16,7 @@ from jaxrec.grid import Grid, apply_overrides
 from jaxrec.models import REGISTRY, register_model
 from jaxrec.models.base import HParam, Model, ModelSpec
 from jaxrec.sweep import run_sweep, train_configs
-from tests.helpers import SHARED
+from tests.helpers import SHARED, prepared_runs
 
 TINY = dict(synthetic_users=200, synthetic_items=160, synthetic_dims=(12, 8), embed_dim=8,
             batch_size=128, max_epochs=4, eval_every=2, patience=5)
@@ -104,13 +104,7 @@ def test_prepare_runs_once_per_run_on_its_own_masked_features(toy_model):
   configs = [make_config(**TINY, model="toy_knn", protocol="warm", setting="ff", seed=0),
              make_config(**TINY, model="toy_knn", protocol="warm", setting="fm", seed=0)]
   group = build_group(configs)
-  from jaxrec.engine import sharding
-  from jaxrec.engine.train import GroupTrainer
-  mesh = sharding.runs_mesh()
-  trainer = GroupTrainer(group.model, group.spec, group.settings,
-                         int(group.data.train_pairs.shape[0]), mesh)
-  data = sharding.to_device(group.data, sharding.replicated(mesh))
-  runs = trainer.prepare(sharding.to_device(group.runs, sharding.runs_sharding(mesh)), data)
+  runs = prepared_runs(configs)
   train_nb = np.asarray(runs.prepared["train"]["neighbours"])
   eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
   np.testing.assert_array_equal(train_nb[0], eval_nb[0])      # ff: one graph
