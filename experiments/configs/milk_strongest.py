@@ -6,7 +6,9 @@ MTPR lr ∈ {1e-2, 0.05}; the report chooses each model's point per setting on v
 Run:     python -m experiments.sweep --grid milk_strongest --data ../shared/data/tiktok-diffmm
 Report:  WORKDIR/report/milk_main.{md,tex,csv}: MILK against the strongest baseline, paired
          t-test / Wilcoxon over the 10 seeds, gain in %.
-Measured (2-core CPU, --epochs 50): BUILD_NOTES.md "MILK against its strongest baselines".
+Measured (2-core CPU, --epochs 50, 2026-12-02; BUILD_NOTES.md "MILK against its strongest
+         baselines"): 27 min for 140 runs; DUIF (lr 1e-2) above MILK by 18% NDCG@20 on fm
+         (p < 0.005), with every MILK run still improving at the cap.
 """
 from jaxrec.grid import Grid
 
