@@ -34,7 +34,7 @@ def test_estimate_is_affine_and_predicts_a_larger_group(model_name):
   mesh = sharding.runs_mesh(None)
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
   import jax
-  abstract = memory._abstract(runs6)
+  abstract = jax.eval_shape(trainer.prepare, memory._abstract(runs6), memory._abstract(data))
   state = jax.eval_shape(trainer.init, abstract)
   compiled = trainer.epoch.lower(state, abstract, memory._abstract(data),
                                   memory.EPOCH).compile()

@@ -179,7 +179,7 @@ def test_per_model_axes_cross_only_their_model():
 
 
 # --- frozen means frozen ------------------------------------------------------
-@pytest.mark.parametrize("name", ["dropoutnet", "heater", "gar"])
+@pytest.mark.parametrize("name", ["dropoutnet", "heater", "gar", "gorec"])
 def test_pretrained_tables_are_bit_identical_after_the_second_stage(name):
   base = dict(TINY, model=name, pretrain_epochs=3, eval_every=1, patience=10, setting="ff")
   first = train_configs([make_config(**{**base, "max_epochs": 3})])

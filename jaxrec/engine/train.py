@@ -108,11 +108,6 @@ class TrainState:
   diverged_epoch: jax.Array
 
 
-def tree_norm(tree) -> jax.Array:
-  """The global L2 norm of a tree (optax.global_norm, renamed in newer optax)."""
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def _metric_names(ks: Sequence[int]) -> list[str]:
   return [f"{m}@{k}" for m in evaluation.METRICS for k in ks]
 
@@ -145,16 +140,16 @@ class GroupTrainer:
   def inputs(self, run: RunInputs, data: GroupData, split: str) -> ModelInputs:
     """The model's view of a run: `split` "train" or "eval" masks and prepared."""
     available = run.train_available if split == "train" else run.eval_available
-    prepared = run.prepared[split] if run.prepared is not None else None
     return ModelInputs(features=data.features, available=available, fill=run.fill,
-                       graph=data.graph, prepared=prepared)
+                       graph=data.graph, prepared=run.prepared[split])
 
   def context(self, key, run: RunInputs, epoch) -> StepContext:
     return StepContext(key=key, run_key=run.run_key, epoch=epoch,
                        first_stage_epochs=self.settings.pretrain_epochs)
 
   def _prepare_one(self, run: RunInputs, data: GroupData) -> RunInputs:
-    prepare = lambda split: self.model.prepare(self.inputs(run, data, split), run.hp,
+    unprepared = run.replace(prepared={"train": None, "eval": None})
+    prepare = lambda split: self.model.prepare(self.inputs(unprepared, data, split), run.hp,
                                                self.spec)
     return run.replace(prepared={"train": prepare("train"), "eval": prepare("eval")})
 
@@ -202,7 +197,8 @@ class GroupTrainer:
       updates, opt_state = model.optimizer(hp, ctx).update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
       # big_vision's measurements: a divergence shows in the norms first.
-      norms = {"grad_norm": tree_norm(grads), "param_norm": tree_norm(params)}
+      norms = {"grad_norm": optax.tree_utils.tree_norm(grads),
+               "param_norm": optax.tree_utils.tree_norm(params)}
       return (params, opt_state, aux, key), dict(loss=loss, **terms, **norms)
 
     (params, opt_state, aux, _), terms = jax.lax.scan(
