@@ -1,6 +1,7 @@
 """Regenerates a sweep's tables, plots and TensorBoard curves from its work directory.
 
   python -m experiments.report runs/missing_rates [--select val.ndcg@10] [--layout milk_main]
+  python -m experiments.report runs/compare --also runs/compare_more   # one table of both
 
 Works on a finished or a partial (interrupted, still running) sweep. Writes
 summary.md, summary.csv and plots/*.png (one row per grid point, as before);
@@ -22,6 +23,9 @@ _SELECT = flags.DEFINE_string("select", DEFAULT_METRIC,
                               "validation metric that chooses each cell's hyper-parameters")
 _LAYOUT = flags.DEFINE_list("layout", [], f"layouts to write (default: all that apply); "
                             f"known: {', '.join(LAYOUTS)}")
+_ALSO = flags.DEFINE_list("also", [], "more work directories whose runs join this report "
+                          "(e.g. models of one comparison swept separately); the report "
+                          "is written to WORKDIR/report/")
 _TENSORBOARD = flags.DEFINE_bool("tensorboard", True, "also write WORKDIR/tensorboard/")
 
 
@@ -32,9 +36,12 @@ def report(argv) -> None:
   workdir = argv[1]
   if not os.path.isdir(workdir):
     raise ValueError(f"{workdir}: not a directory")
+  for other in _ALSO.value:
+    if not os.path.isfile(os.path.join(other, "results.jsonl")):
+      raise ValueError(f"--also {other}: no results.jsonl there")
   results.write_report(workdir)
   print(write_reports(workdir, metric=_SELECT.value, layouts=_LAYOUT.value,
-                      tensorboard=_TENSORBOARD.value))
+                      tensorboard=_TENSORBOARD.value, also=_ALSO.value))
   print(f"per grid point: {workdir}/summary.md  report: {workdir}/report/  "
         f"plots: {workdir}/plots/  tensorboard --logdir {workdir}/tensorboard")
 

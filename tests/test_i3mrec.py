@@ -79,9 +79,11 @@ def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(club_grads))
 
   def nll(nets):
+    # Measured on z with the fusion dropout of training: the pairs CLUB is applied to.
     items = jnp.arange(spec.n_items)
     _, _, items_m = i3mrec.encode(params, inputs, spec)
-    fused = i3mrec.fuse(params, jnp.mean(items_m, 0), spec)
+    fused = i3mrec.fuse(params, jnp.mean(items_m, 0), spec, jax.random.PRNGKey(99),
+                        hp["dropout"])
     xs, z = i3mrec.club_inputs(inputs, items, fused)
     return sum(losses.gaussian_nll(mu=mu, logvar=lv, target=z, weights=jnp.ones(len(items)))
                for mu, lv in (i3mrec._club_apply(n, x, spec) for n, x in zip(nets, xs)))
@@ -91,6 +93,34 @@ def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
     fitted = model.pre_epoch(params, fitted, inputs, hp, step_context(jax.random.PRNGKey(k)),
                              spec)
   assert float(nll(fitted["club"])) < float(nll(aux["club"]))
+
+
+def test_club_is_fitted_on_the_dropout_fused_embedding_it_is_applied_to():
+  cfg = make_config(**TINY)
+  model, spec, hp, inputs, batch, params, aux = _single_run(cfg)
+  ctx = step_context(jax.random.PRNGKey(3))
+  with_dropout = model.pre_epoch(params, aux, inputs, hp, ctx, spec)
+  without = model.pre_epoch(params, aux, inputs, {**hp, "dropout": jnp.float32(0.0)}, ctx,
+                            spec)
+  gaps = [float(jnp.abs(a - b).max()) for a, b in
+          zip(jax.tree.leaves(with_dropout["club"]), jax.tree.leaves(without["club"]))]
+  assert max(gaps) > 0.0
+
+
+@pytest.mark.parametrize("n_modalities, ratio", [(2, 7.0), (3, 49.0)])
+def test_authors_infonce_weighting_is_their_sum_plus_a_sixth(n_modalities, ratio):
+  views = i3mrec.subset_masks(n_modalities).shape[0]
+  per_pair = jnp.linspace(0.5, 2.0, views * (views - 1))
+  mean = i3mrec.infonce_over_pairs(per_pair, "mean")
+  authors = i3mrec.infonce_over_pairs(per_pair, "authors")
+  assert float(mean) == pytest.approx(float(jnp.mean(per_pair)))
+  assert float(authors) == pytest.approx(float(jnp.sum(per_pair) + jnp.sum(per_pair) / 6))
+  assert float(authors / mean) == pytest.approx(ratio, rel=1e-5)
+
+
+def test_i3mrec_stops_at_the_authors_200_epochs_unless_told():
+  assert make_config(model="i3mrec").max_epochs == 200
+  assert make_config(model="i3mrec", max_epochs=30).max_epochs == 30
 
 
 def test_fusion_starts_as_identity_and_dropout_only_in_training():

@@ -223,6 +223,8 @@ LAYOUT_GRIDS = {
     "milk_alpha": dict(alpha=[0.1, 1.0], setting=["fm", "mm"], seed=SEEDS),
     "i3mrec_rates": dict(model=["lightgcn", "i3mrec"], missing_rate=[0.1, 0.3, 0.5],
                          setting=["fm", "mm"], protocol=["warm"], seed=SEEDS),
+    "i3mrec_main": dict(model=["lightgcn", "freedom", "i3mrec"], setting=["mm"],
+                        protocol=["warm"], seed=SEEDS),
     "i3mrec_ablation": [dict(model=["i3mrec"], penalty_weight=[100.0, 300.0], seed=SEEDS),
                         dict(model=["i3mrec"], penalty_weight=[0.0], seed=SEEDS),
                         dict(model=["i3mrec"], c_max=[0.0], c_min=[0.0], seed=SEEDS)],
@@ -395,3 +397,28 @@ def test_tensorboard_event_files_read_back(tmp_path):
   assert running["train/loss"] == [(1, pytest.approx(0.6))]
   analysis.write_tensorboard(workdir)       # rebuilt, not appended to
   assert len(analysis.read_scalars(run_dir)["train/loss"]) == 3
+
+
+def test_a_report_can_join_the_runs_of_several_work_directories(tmp_path):
+  records = layout_records("milk_main")
+  heater = [r for r in records if r["coords"]["model"] == "heater"]
+  others = [r for r in records if r["coords"]["model"] != "heater"]
+  first, second = str(tmp_path / "a"), str(tmp_path / "b")
+  for workdir, part in ((first, others), (second, heater + others[:2])):  # 2 runs in both
+    os.makedirs(workdir)
+    results.append_jsonl(os.path.join(workdir, "results.jsonl"), part)
+  joined = analysis.report.combined_records([first, second])
+  assert sorted(r["run_id"] for r in joined) == sorted(r["run_id"] for r in records)
+  whole = str(tmp_path / "whole")
+  os.makedirs(whole)
+  results.append_jsonl(os.path.join(whole, "results.jsonl"), records)
+  body = lambda md: md.split("\n", 1)[1]               # all but the title line
+  md = analysis.report.write_reports(first, layouts=["milk_main"], tensorboard=False,
+                                     also=[second])
+  assert f"with the runs of {second}" in md.split("\n", 1)[0]
+  assert body(md) == body(analysis.report.write_reports(whole, layouts=["milk_main"],
+                                                        tensorboard=False))
+  changed = dict(others[0], test={**others[0]["test"], "recall@20": 0.9})
+  results.append_jsonl(os.path.join(second, "results.jsonl"), [changed])
+  with pytest.raises(ValueError, match="other results"):
+    analysis.report.combined_records([first, second])

@@ -53,19 +53,38 @@ def write_layout(records: Sequence[dict], layout: Layout, out: str, *,
   return f"## {layout.name}\n\n{markdown}\n{selection_markdown(tables)}"
 
 
+def combined_records(workdirs: Sequence[str]) -> list[dict]:
+  """The finished runs of several work directories, e.g. one comparison whose
+  models were swept separately. A run (same run id) in more than one directory
+  is taken once, from the first; the same id with different results is refused."""
+  by_id: dict[str, dict] = {}
+  for workdir in workdirs:
+    for record in results.read_jsonl(os.path.join(workdir, "results.jsonl")):
+      first = by_id.setdefault(record["run_id"], record)
+      if first is not record and first["test"] != record["test"]:
+        raise ValueError(f"{workdir}: run {record['run_id']} is also in an earlier work "
+                         f"directory with other results; report them separately")
+  return list(by_id.values())
+
+
 def write_reports(workdir: str, *, metric: str = DEFAULT_METRIC,
-                  layouts: Sequence[str] | None = None, tensorboard: bool = True) -> str:
+                  layouts: Sequence[str] | None = None, tensorboard: bool = True,
+                  also: Sequence[str] = ()) -> str:
   """Rebuilds WORKDIR/report/ (and WORKDIR/tensorboard/); returns the Markdown.
+
+  `also`: further work directories whose runs join this report (not its
+  TensorBoard curves).
 
   Example (what the end of a sweep can call):
     >>> write_reports("runs/milk_paper")
   """
-  records = results.read_jsonl(os.path.join(workdir, "results.jsonl"))
+  records = combined_records([workdir, *also])
   _check_metric(records, metric)
   out = os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
-  parts = [f"# Report: {workdir}\n\n{len(records)} runs; hyper-parameters selected by "
-           f"`{metric}`.\n"]
+  sources = f" (with the runs of {', '.join(also)})" if also else ""
+  parts = [f"# Report: {workdir}{sources}\n\n{len(records)} runs; hyper-parameters "
+           f"selected by `{metric}`.\n"]
   parts += [write_layout(records, layout, out, metric=metric)
             for layout in (layouts_for(records, layouts) if records else [])]
   markdown = "\n".join(parts)

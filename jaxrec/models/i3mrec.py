@@ -8,9 +8,19 @@ with the same penalty choices as MILK; a missing-aware fusion
 an information bottleneck adds InfoNCE between simulated missing views (every
 non-empty modality subset, one `vmap`) and the CLUB bound between each
 modality's features and z. The CLUB networks live in the auxiliary state: fitted
-by their own Adam on the (x_m, z) pairs they are applied to, never by the main
-optimiser. Under the new-item protocol, new items have no edges, so their
-embedding is their projected content alone (H0 / 4 after the layer mean).
+by their own Adam on the (x_m, z) pairs they are applied to — z with the fusion
+dropout of training, as in the loss — never by the main optimiser. Under the
+new-item protocol, new items have no edges, so their embedding is their projected
+content alone (H0 / 4 after the layer mean).
+
+Weighting of the two bottleneck terms (authors' code vs here):
+  InfoNCE  the authors sum the P = V(V-1) ordered view pairs and add that sum / 6
+           (V = 2^M - 1 views): P·7/6 times the mean over pairs, 7x at M = 2 and
+           49x at M = 3 for the same c_max. Default here: the mean over pairs
+           (spec [D]); `infonce_reduction="authors"` gives their weighting, under
+           which their README's c_max values were chosen.
+  CLUB     averaged over the M modalities, as the authors do.
+Training stops after at most 200 epochs by default (the authors' `epochs`).
 """
 from __future__ import annotations
 
@@ -35,6 +45,12 @@ CLUB_LR = 1e-4
 CLUB_STEPS = 10
 CLUB_BATCH = 2048
 
+INFONCE_REDUCTIONS = ("mean", "authors")
+INFONCE_REDUCTION = HParam(
+    "infonce_reduction", "mean", "spec [D]; 'authors' = their sum + sum/6",
+    kind=str, per_run=False, choices=INFONCE_REDUCTIONS,
+    help="InfoNCE over view pairs: mean over pairs, or the authors' sum·7/6")
+
 # The authors' Baby settings (their README): lr, reg, β (penalty), c_max, c_min.
 SOURCE = "I3-MRec authors' README (Baby)"
 HPARAMS = (
@@ -45,7 +61,8 @@ HPARAMS = (
     weight("c_min", 1e-5, SOURCE, "weight of the CLUB bound"),
     HParam("dropout", 0.5, "I3-MRec authors' code (fusion dropout)", low=0.0, high=0.99,
            help="dropout rate of the missing-aware fusion"),
-    PENALTY)
+    PENALTY,
+    INFONCE_REDUCTION)
 
 
 class I3MRecNet(UsersAndContent):
@@ -135,28 +152,38 @@ def init_aux(key, spec: ModelSpec, hp, params):
 
 
 def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
-  """Fits the CLUB networks by maximum likelihood on (x_m, z) of random items."""
-  del hp
+  """Fits the CLUB networks by maximum likelihood on (x_m, z) of random items,
+  z with the fusion dropout the loss applies (a fresh mask per fitting step)."""
   _, _, items_m = encode(params, inputs, spec)
-  fused_all = jax.lax.stop_gradient(fuse(params, jnp.mean(items_m, axis=0), spec))
+  fused_input = jax.lax.stop_gradient(jnp.mean(items_m, axis=0))
   tx = optax.adam(CLUB_LR)
 
-  def nll(nets, items):
-    xs, z = club_inputs(inputs, items, fused_all[items])
+  def nll(nets, items, dropout_key):
+    fused = fuse(params, fused_input[items], spec, dropout_key, hp["dropout"])
+    xs, z = club_inputs(inputs, items, jax.lax.stop_gradient(fused))
     ones = jnp.ones(items.shape[0])
     return sum(losses.gaussian_nll(mu=mu, logvar=logvar, target=z, weights=ones)
                for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs)))
 
   def step(carry, step_key):
     nets, opt = carry
-    items = jax.random.randint(step_key, (CLUB_BATCH,), 0, spec.n_items)
-    grads = jax.grad(nll)(nets, items)
+    items_key, dropout_key = jax.random.split(step_key)
+    items = jax.random.randint(items_key, (CLUB_BATCH,), 0, spec.n_items)
+    grads = jax.grad(nll)(nets, items, dropout_key)
     updates, opt = tx.update(grads, opt, nets)
     return (optax.apply_updates(nets, updates), opt), None
 
   (nets, opt), _ = jax.lax.scan(step, (aux["club"], aux["opt"]),
                                 jax.random.split(ctx.key, CLUB_STEPS))
   return {"club": nets, "opt": opt}
+
+
+def infonce_over_pairs(per_pair: jax.Array, reduction: str) -> jax.Array:
+  """One InfoNCE term from the (P,) ordered view pairs' terms: their mean, or the
+  authors' `sum + sum / 6` (`P · 7/6` times the mean)."""
+  if reduction == "authors":
+    return jnp.sum(per_pair) * (7.0 / 6.0)
+  return jnp.mean(per_pair)
 
 
 def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: ModelSpec,
@@ -188,16 +215,17 @@ def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: Model
       params, jnp.einsum("m,mbd->bd", mask, items_sg[:, batch.pos]) / n_mod, spec, k,
       hp["dropout"]))(views, view_keys)                           # (S, B, D)
   pairs = [(a, b) for a in range(views.shape[0]) for b in range(views.shape[0]) if a != b]
-  nce = jnp.mean(jnp.stack([losses.info_nce(
+  nce = infonce_over_pairs(jnp.stack([losses.info_nce(
       anchors=z_views[a], positives=z_views[b], weights=batch.weights,
-      temperature=TEMPERATURE) for a, b in pairs]))
+      temperature=TEMPERATURE) for a, b in pairs]), spec.option(INFONCE_REDUCTION))
 
   xs, z = club_inputs(inputs, batch.pos, z_pos)
   shuffled = z[jax.random.permutation(k_perm, z.shape[0])]
   nets = jax.lax.stop_gradient(aux["club"])
-  club = sum(losses.club_upper_bound(mu=mu, logvar=logvar, target=z,
-                                     shuffled_target=shuffled, weights=batch.weights)
-             for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs)))
+  club = jnp.mean(jnp.stack([
+      losses.club_upper_bound(mu=mu, logvar=logvar, target=z, shuffled_target=shuffled,
+                              weights=batch.weights)
+      for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs))]))
   l2 = 0.5 * losses.weighted_mean(
       jnp.sum(u ** 2, -1) + jnp.sum(z_pos ** 2, -1) + jnp.sum(z_neg ** 2, -1),
       batch.weights)
@@ -226,5 +254,5 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 SEARCH_SPACE = {"lr": (1e-3, 1e-2), "reg": (1e-3, 1e-2), "penalty_weight": (1.0, 300.0),
                 "c_max": (1e-3, 1e-2), "c_min": (1e-6, 1e-5)}
 I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               config_defaults={"fill": "zero"}, init_aux=init_aux, pre_epoch=pre_epoch,
+               config_defaults={"fill": "zero", "max_epochs": 200}, init_aux=init_aux, pre_epoch=pre_epoch,
                min_modalities=2, search_space=SEARCH_SPACE)
