@@ -24,6 +24,14 @@ def _softmax(z):
   return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
 
 
+def _views(params, inputs, hp, spec):
+  """(c (U + I, D), the noise-free hypergraph views), compiled."""
+  def run(params, inputs, hp):
+    c = lgmrec.collaborative(params, inputs, spec)
+    return c, lgmrec.hypergraph_views(params, inputs, hp, spec, c[spec.n_users:])
+  return jax.jit(run)(params, inputs, hp)
+
+
 def test_hyperedge_assignments_are_a_softmax_over_hyperedges_per_node():
   params, spec, hp, inputs = _setup(setting="mm")
   hyper = spec.option(lgmrec.HYPER_NUM)
@@ -31,8 +39,9 @@ def test_hyperedge_assignments_are_a_softmax_over_hyperedges_per_node():
   a = np.zeros((spec.n_users, spec.n_items))
   n = inputs.graph.src.shape[0] // 2
   a[np.asarray(inputs.graph.src[:n]), np.asarray(inputs.graph.dst[:n]) - spec.n_users] = 1.0
-  clean = lgmrec.assignments(params, inputs, spec)
-  noisy = lgmrec.assignments(params, inputs, spec, jax.random.PRNGKey(0))
+  clean = jax.jit(lambda p, i: lgmrec.assignments(p, i, spec))(params, inputs)
+  noisy = jax.jit(lambda p, i, k: lgmrec.assignments(p, i, spec, k))(
+      params, inputs, jax.random.PRNGKey(0))
   for m, ((items, users), (n_items, n_users)) in enumerate(zip(clean, noisy)):
     assert items.shape == (spec.n_items, hyper) and users.shape == (spec.n_users, hyper)
     # Noise-free: softmax over the H hyperedges of the item's logits x_m W_m / τ,
@@ -51,34 +60,33 @@ def test_hyperedge_assignments_are_a_softmax_over_hyperedges_per_node():
 
 def test_the_global_embedding_follows_the_hyperedge_parameters_only():
   params, spec, hp, inputs = _setup()
-  c = lgmrec.collaborative(params, inputs, spec)
-  views = lgmrec.hypergraph_views(params, inputs, hp, spec, c[spec.n_users:])
+  c, views = _views(params, inputs, hp, spec)
   # A one-layer hypergraph view is H Hᵀ c_i for items and H^u Hᵀ c_i for users.
-  (h_items, h_users) = lgmrec.assignments(params, inputs, spec)[0]
+  h_items, h_users = jax.jit(lambda p, i: lgmrec.assignments(p, i, spec))(params, inputs)[0]
   ci = np.asarray(c[spec.n_users:])
   np.testing.assert_allclose(views[0][1], h_items @ (h_items.T @ ci), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(views[0][0], h_users @ (h_items.T @ ci), rtol=1e-4, atol=1e-6)
   # Moving one modality's hyperedge parameters moves the final embeddings through
   # the global part only (the local part does not read them).
-  final, _ = lgmrec.forward(params, inputs, hp, spec)
+  forward = jax.jit(lambda p, i, h: lgmrec.forward(p, i, h, spec))
+  final, _ = forward(params, inputs, hp)
   moved = {**params, "hyper": [params["hyper"][0] + 0.5 * jax.random.normal(
       jax.random.PRNGKey(3), params["hyper"][0].shape)] + params["hyper"][1:]}
-  final_moved, views_moved = lgmrec.forward(moved, inputs, hp, spec)
+  final_moved, views_moved = forward(moved, inputs, hp)
   assert float(jnp.abs(final_moved - final).max()) > 1e-3
   assert float(jnp.abs(views_moved[0][1] - views[0][1]).max()) > 1e-3
   np.testing.assert_allclose(views_moved[1][1], views[1][1], rtol=1e-6)
   no_global = {**hp, "alpha": jnp.float32(0.0)}
-  np.testing.assert_allclose(lgmrec.forward(moved, inputs, no_global, spec)[0],
-                             lgmrec.forward(params, inputs, no_global, spec)[0], rtol=1e-6)
+  np.testing.assert_allclose(forward(moved, inputs, no_global)[0],
+                             forward(params, inputs, no_global)[0], rtol=1e-6)
 
 
 def test_hypergraph_contrastive_loss_is_between_the_modality_views():
   params, spec, hp, inputs = _setup()
-  c = lgmrec.collaborative(params, inputs, spec)
-  views = lgmrec.hypergraph_views(params, inputs, hp, spec, c[spec.n_users:])
+  c, views = _views(params, inputs, hp, spec)
   batch = Batch(users=jnp.array([0, 3, 5, 3]), pos=jnp.array([1, 2, 9, 4]),
                 neg=jnp.array([7, 8, 0, 0]), weights=jnp.array([1.0, 1.0, 1.0, 0.0]))
-  got = lgmrec.hypergraph_contrastive(views, batch)
+  got = jax.jit(lgmrec.hypergraph_contrastive)(views, batch)
 
   def ssl(e1, e2, everything):
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -93,20 +101,21 @@ def test_hypergraph_contrastive_loss_is_between_the_modality_views():
   np.testing.assert_allclose(float(got), want, rtol=1e-4)
   # Two identical views would be a different (smaller) loss: the term really
   # contrasts the two modalities' hypergraphs.
-  same = lgmrec.hypergraph_contrastive([views[0], views[0]], batch)
+  same = jax.jit(lgmrec.hypergraph_contrastive)([views[0], views[0]], batch)
   assert float(same) < float(got)
   # Its gradient reaches both modalities' hyperedge parameters.
   def hcl(hyper):
     v = lgmrec.hypergraph_views({**params, "hyper": hyper}, inputs, hp, spec,
                                 c[spec.n_users:])
     return lgmrec.hypergraph_contrastive(v, batch)
-  grads = jax.grad(hcl)(params["hyper"])
+  grads = jax.jit(jax.grad(hcl))(params["hyper"])
   assert all(float(jnp.abs(g).max()) > 0 for g in grads)
 
 
 def test_group_equals_runs_alone():
-  configs = [make_config(**TINY, model="lgmrec", seed=0, setting="mm"),
-             make_config(**TINY, model="lgmrec", seed=1, lr=3e-3, alpha=0.6, keep_rate=0.8)]
+  short = {**TINY, "max_epochs": 2}
+  configs = [make_config(**short, model="lgmrec", seed=0, setting="mm"),
+             make_config(**short, model="lgmrec", seed=1, lr=3e-3, alpha=0.6, keep_rate=0.8)]
   assert_group_equals_runs_alone(configs)
 
 
