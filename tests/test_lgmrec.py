@@ -7,8 +7,9 @@ import numpy as np
 from jaxrec.config import make_config
 from jaxrec.models import lgmrec
 from jaxrec.models.base import Batch
+from jaxrec.graph import Graph
 from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run)
+                           assert_learns_warm, one_run, step_context)
 
 TINY, LEARN = WARM_TINY, WARM_LEARN
 
@@ -110,6 +111,25 @@ def test_hypergraph_contrastive_loss_is_between_the_modality_views():
     return lgmrec.hypergraph_contrastive(v, batch)
   grads = jax.jit(jax.grad(hcl))(params["hyper"])
   assert all(float(jnp.abs(g).max()) > 0 for g in grads)
+
+
+def test_an_item_without_training_edges_keeps_the_gradient_finite():
+  # Its modality local embedding is an all-zero row, normalised as F.normalize.
+  params, spec, hp, inputs = _setup()
+  n = inputs.graph.src.shape[0] // 2
+  users = np.asarray(inputs.graph.src[:n])
+  items = np.asarray(inputs.graph.dst[:n]) - spec.n_users
+  keep = items != 0
+  graph = Graph.from_pairs(np.stack([users[keep], items[keep]], 1), spec.n_users, spec.n_items)
+  inputs = inputs.replace(graph=graph)
+  assert float(jnp.abs(lgmrec.modality_local(params, inputs, spec)[0][spec.n_users]).max()) == 0
+  batch = Batch(users=jnp.array([0, 1, 2]), pos=jnp.array([0, 3, 4]), neg=jnp.array([5, 6, 0]),
+                weights=jnp.ones(3))
+  ctx = step_context(jax.random.PRNGKey(0))
+  grads = jax.jit(jax.grad(lambda p: lgmrec.loss(p, {}, batch, inputs, hp, ctx, spec)[0]))(params)
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+  np.testing.assert_allclose(lgmrec.unit_rows(jnp.array([[3.0, 4.0], [0.0, 0.0]])),
+                             [[0.6, 0.8], [0.0, 0.0]])
 
 
 def test_group_equals_runs_alone():
