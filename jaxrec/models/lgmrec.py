@@ -1,0 +1,236 @@
+"""LGMRec (Guo et al., AAAI 2024): local graph embeddings (collaborative and
+per-modality) and global hypergraph embeddings with learnable hyperedges.
+
+Read from the authors' code (our own implementation, none of theirs copied):
+  enoche/MMRec @ e775373b3ab1354a92165b0885ce4ab3dc4d7497, src/models/lgmrec.py,
+    src/configs/model/LGMRec.yaml, src/configs/overall.yaml, src/common/trainer.py;
+  georgeguo-cn/LGMRec @ 457f39c546245def15df664d4e416697296ebd61, models/lgmrec.py
+    (the same model as MMRec's) and configs/model/LGMREC.yaml (the full grids,
+    commented out there).
+
+The model (E = [E_u; E_i] free id tables, x_m the run's filled, frozen features,
+Â the normalised training graph, A its 0/1 user-item block, d_u user degrees):
+  c     = mean(E, Â E, …, Â^L_ui E)                          collaborative (LightGCN)
+  f_m   = x_m T_m,  g_m = Â^L_mm [A f_m / d_u; f_m]           modality local graph
+  local = c + Σ_m norm(g_m)
+  Z_m   = x_m W_m (I, H),  Z^u_m = A Z_m (U, H)               hyperedge logits
+  H_m   = gumbel_softmax(Z_m, τ),  H^u_m = gumbel_softmax(Z^u_m, τ)   (rows over H)
+  i_m   = (H_m H_mᵀ)^L_h c_i,  u_m = H^u_m H_mᵀ (H_m H_mᵀ)^{L_h−1} c_i   (hypergraph)
+          with H_m, H^u_m under dropout (keep_rate) in training
+  final = local + α · norm(Σ_m [u_m; i_m])
+  loss  = BPR(final) + cl_weight · HCL + reg_weight · (‖u‖ + ‖i⁺‖ + ‖i⁻‖) / B
+  HCL   = Σ_{a<b} ssl(u_a[batch users], u_b[batch users], u_b)
+                 + ssl(i_a[batch pos], i_b[batch pos], i_b),
+  ssl(e1, e2, all) = −Σ_rows log(exp(cos(e1, e2)/τ) / Σ_j exp(cos(e1, all_j)/τ))
+
+τ = 0.2 in both the Gumbel-softmax and the HCL (the authors' self.tau). The
+Gumbel noise and the dropout are drawn anew at every step (the step key), as
+the authors' `forward` in training. The norms of the reg term are Frobenius
+norms of the batch matrices (torch.norm, not squared).
+
+Missing modalities: f_m and the hyperedge logits read the run's filled
+features (`inputs.item_features`); nothing of them is a parameter.
+
+[D] Evaluation uses the noise-free assignments softmax(Z/τ) and no dropout
+    (the authors' `full_sort_predict` calls `forward` in eval mode: dropout off,
+    but `F.gumbel_softmax` still draws fresh noise, so their scores are random).
+[D] M modalities: the authors' code has image and text (one HCL pair, which the
+    sum over pairs a < b is for M = 2); with one modality there is no HCL term
+    (their code falls back to the collaborative embedding alone; we keep the
+    modality local graph and the one hypergraph view).
+[D] feat_embed_dim is the run's embed_dim (both 64 in the yaml; the sum c + g_m
+    needs them equal).
+[D] Batch means and the reg term's B count only the batch's valid slots; the
+    HCL sums over valid slots, as the authors' `.sum()`.
+[D] A user's modality feature divides by d_u + 1e-7 with d_u from the training
+    graph (the authors': the same, from the interaction matrix).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrec import losses
+from jaxrec.models import item_graph
+from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+                                learning_rate, weight)
+from jaxrec.models.layers import dropout
+
+YAML = "MMRec src/configs/model/LGMRec.yaml"
+N_UI_LAYERS = HParam("n_ui_layers", 2, YAML, kind=int, per_run=False, low=0,
+                     help="LightGCN layers of the collaborative embedding")
+N_MM_LAYERS = HParam("n_mm_layers", 2, YAML, kind=int, per_run=False, low=0,
+                     help="propagations of the modality local graph embedding")
+N_HYPER_LAYER = HParam("n_hyper_layer", 1, YAML, kind=int, per_run=False, low=1,
+                       help="hypergraph convolution layers")
+HYPER_NUM = HParam("hyper_num", 4, YAML, kind=int, per_run=False, low=1,
+                   help="learnable hyperedges per modality")
+HPARAMS = (
+    learning_rate(1e-3, "MMRec src/configs/overall.yaml (no scheduler: [1.0, 50])"),
+    HParam("keep_rate", 0.5, YAML, low=0.0, high=1.0, low_open=True,
+           help="keep rate of the dropout on the hyperedge assignments"),
+    weight("alpha", 0.3, YAML, "weight of the global hypergraph embedding"),
+    weight("cl_weight", 1e-4, YAML, "weight of the hypergraph contrastive loss"),
+    weight("reg_weight", 1e-6, YAML, "weight of the norms of the batch's embeddings"),
+    N_UI_LAYERS, N_MM_LAYERS, N_HYPER_LAYER, HYPER_NUM)
+
+TAU = 0.2                      # the authors' self.tau (Gumbel-softmax and HCL)
+DEGREE_EPS = 1e-7              # 1 / (num_inters + 1e-7)
+
+
+def unit_rows(x: jax.Array) -> jax.Array:
+  """`F.normalize`: rows over max(‖x‖, 1e-12), with a zero row's gradient finite.
+
+  `layers.l2_normalise_rows` differentiates ‖x‖ at 0 to NaN; a node without
+  training edges (an item seen only in validation or test) has an all-zero
+  modality local embedding, and its NaN gradient ended the run. Here the
+  norm of a zero row is the constant 0, as torch's subgradient.
+  """
+  sq = jnp.sum(x * x, axis=-1, keepdims=True)
+  norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+  return x / jnp.maximum(norm, 1e-12)
+
+
+def init(key, spec: ModelSpec, hp):
+  del hp
+  k_u, k_i, k_t, k_h = jax.random.split(key, 4)
+  xavier = jax.nn.initializers.glorot_uniform()
+  n_mod, hyper = spec.n_modalities, spec.option(HYPER_NUM)
+  return {"users": item_graph.xavier_table(k_u, spec.n_users, spec.embed_dim),
+          "items": item_graph.xavier_table(k_i, spec.n_items, spec.embed_dim),
+          "trs": [xavier(k, (d, spec.embed_dim)) for k, d in
+                  zip(jax.random.split(k_t, n_mod), spec.feature_dims)],
+          "hyper": [xavier(k, (d, hyper)) for k, d in
+                    zip(jax.random.split(k_h, n_mod), spec.feature_dims)]}
+
+
+def user_sum(graph, n_users: int, item_rows: jax.Array) -> jax.Array:
+  """(U, ·) `A h`: each user's sum of its training items' rows (A the 0/1 block)."""
+  ones = graph.replace(weight=jnp.ones_like(graph.weight))
+  zeros = jnp.zeros((n_users, item_rows.shape[1]), item_rows.dtype)
+  return ones.propagate(jnp.concatenate([zeros, item_rows], axis=0))[:n_users]
+
+
+def collaborative(params, inputs: ModelInputs, spec: ModelSpec) -> jax.Array:
+  """(U + I, D) the LightGCN layer mean of the id tables."""
+  ego = jnp.concatenate([params["users"], params["items"]], axis=0)
+  return inputs.graph.layer_mean(ego, spec.option(N_UI_LAYERS))
+
+
+def modality_local(params, inputs: ModelInputs, spec: ModelSpec) -> list[jax.Array]:
+  """Per modality (U + I, D) g_m: features projected, users as their items' mean,
+  propagated n_mm_layers times over Â (the last layer, as `mge`)."""
+  feats = inputs.item_features(jnp.arange(spec.n_items))
+  graph = inputs.graph
+  degree = user_sum(graph, spec.n_users, jnp.ones((spec.n_items, 1)))
+  out = []
+  for x, trs in zip(feats, params["trs"]):
+    f = x @ trs
+    g = jnp.concatenate([user_sum(graph, spec.n_users, f) / (degree + DEGREE_EPS), f], 0)
+    for _ in range(spec.option(N_MM_LAYERS)):
+      g = graph.propagate(g)
+    out.append(g)
+  return out
+
+
+def assignments(params, inputs: ModelInputs, spec: ModelSpec, key=None):
+  """Per modality (items (I, H), users (U, H)): each row a softmax over the
+  hyperedges, with Gumbel noise from `key` (training), else noise-free."""
+  feats = inputs.item_features(jnp.arange(spec.n_items))
+  out = []
+  for m, (x, w) in enumerate(zip(feats, params["hyper"])):
+    item_logits = x @ w
+    user_logits = user_sum(inputs.graph, spec.n_users, item_logits)
+    pair = []
+    for j, logits in enumerate((item_logits, user_logits)):
+      if key is not None:
+        logits = logits + jax.random.gumbel(jax.random.fold_in(key, 2 * m + j), logits.shape)
+      pair.append(jax.nn.softmax(logits / TAU, axis=-1))
+    out.append(tuple(pair))
+  return out
+
+
+def hypergraph_views(params, inputs: ModelInputs, hp, spec: ModelSpec, item_ids: jax.Array,
+                     key=None) -> list[tuple[jax.Array, jax.Array]]:
+  """Per modality (u_m (U, D), i_m (I, D)): `item_ids` (the collaborative item
+  embeddings) through the modality's hypergraph (dropout with `key`)."""
+  k_gumbel, k_drop = (None, None) if key is None else jax.random.split(key)
+  views = []
+  for m, (h_items, h_users) in enumerate(assignments(params, inputs, spec, k_gumbel)):
+    if key is not None:
+      rate = 1.0 - hp["keep_rate"]
+      h_items = dropout(h_items, rate, jax.random.fold_in(k_drop, 2 * m))
+      h_users = dropout(h_users, rate, jax.random.fold_in(k_drop, 2 * m + 1))
+    items = item_ids
+    for _ in range(spec.option(N_HYPER_LAYER)):
+      latent = h_items.T @ items                     # (H, D) the hyperedges
+      items = h_items @ latent
+      users = h_users @ latent
+    views.append((users, items))
+  return views
+
+
+def forward(params, inputs: ModelInputs, hp, spec: ModelSpec, key=None):
+  """(final (U + I, D), hypergraph views) with noise and dropout from `key`."""
+  c = collaborative(params, inputs, spec)
+  local = c + sum(unit_rows(g) for g in modality_local(params, inputs, spec))
+  views = hypergraph_views(params, inputs, hp, spec, c[spec.n_users:], key)
+  glob = sum(jnp.concatenate([u, i], axis=0) for u, i in views)
+  return local + hp["alpha"] * unit_rows(glob), views
+
+
+def ssl_triple(anchors: jax.Array, positives: jax.Array, candidates: jax.Array,
+               weights: jax.Array) -> jax.Array:
+  """Σ_b w_b · −log softmax over `candidates` of anchor b's positive (cosines / τ)."""
+  a, p, c = (unit_rows(x) for x in (anchors, positives, candidates))
+  pos = jnp.sum(a * p, -1) / TAU
+  total = jax.nn.logsumexp(a @ c.T / TAU, axis=-1)
+  return jnp.sum(weights * (total - pos))
+
+
+def hypergraph_contrastive(views, batch: Batch) -> jax.Array:
+  """HCL between each pair of modality hypergraph views (users and positives)."""
+  out = jnp.float32(0.0)
+  for a in range(len(views)):
+    for b in range(a + 1, len(views)):
+      (u_a, i_a), (u_b, i_b) = views[a], views[b]
+      out = out + ssl_triple(u_a[batch.users], u_b[batch.users], u_b, batch.weights)
+      out = out + ssl_triple(i_a[batch.pos], i_b[batch.pos], i_b, batch.weights)
+  return out
+
+
+def lgmrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
+                 spec: ModelSpec) -> dict:
+  final, views = forward(params, inputs, hp, spec, key)
+  n_users = spec.n_users
+  u, p, n = final[batch.users], final[n_users + batch.pos], final[n_users + batch.neg]
+  bpr = losses.bpr_risk(score_diff=jnp.sum(u * (p - n), -1), weights=batch.weights)
+  w = batch.weights[:, None]
+  norms = sum(jnp.sqrt(jnp.sum(w * e ** 2)) for e in (u, p, n))
+  reg = norms / jnp.maximum(jnp.sum(batch.weights), 1.0)
+  return {"bpr": bpr, "hcl": hypergraph_contrastive(views, batch), "reg": reg}
+
+
+def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+         spec: ModelSpec):
+  del aux
+  terms = lgmrec_terms(params, batch, inputs, hp, ctx.key, spec)
+  total = terms["bpr"] + hp["cl_weight"] * terms["hcl"] + hp["reg_weight"] * terms["reg"]
+  return total, terms
+
+
+def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
+  """Final users and items, noise-free and without dropout [D]."""
+  del aux
+  final, _ = forward(params, inputs, hp, spec)
+  return final[:spec.n_users], final[spec.n_users:]
+
+
+# MMRec src/configs/model/LGMRec.yaml hyper_parameters: its per-run fields have
+# one value each (keep_rate [0.5], alpha [0.3], cl_weight [1e-4], reg_weight
+# [1e-6], the baby setting); n_ui_layers [2], n_mm_layers [2], n_hyper_layer [1],
+# hyper_num [4] change shapes and are static here.
+SEARCH_SPACE = {"keep_rate": (0.5,), "alpha": (0.3,), "cl_weight": (1e-4,),
+                "reg_weight": (1e-6,)}
+LGMREC = Model(name="lgmrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+               search_space=SEARCH_SPACE)
