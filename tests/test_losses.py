@@ -119,3 +119,16 @@ def test_alignment_averages_modality_pairs():
   pairs = [(0, 1), (0, 2), (1, 2)]
   expected = np.mean([np.mean((emb[:, a] - emb[:, b]) ** 2) for a, b in pairs])
   assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_row_normalisation_matches_float64_and_has_a_finite_gradient_at_a_zero_row():
+  from jaxrec.models.layers import l2_normalise_rows
+  x = np.array([[3.0, 4.0], [0.0, 0.0], [1e-3, -2e-3]])
+  norms = np.linalg.norm(x, axis=1, keepdims=True)
+  expected = x / np.maximum(norms, 1e-12)
+  np.testing.assert_allclose(l2_normalise_rows(jnp.asarray(x, jnp.float32)), expected,
+                             rtol=1e-6)
+  grad = jax.grad(lambda v: jnp.sum(l2_normalise_rows(v) * jnp.arange(2.0)))(
+      jnp.asarray(x, jnp.float32))
+  assert bool(jnp.isfinite(grad).all())
+  np.testing.assert_allclose(grad[1], [0.0, 1e12], rtol=1e-6)   # 1/max(0, 1e-12) · e_1

@@ -24,8 +24,15 @@ def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:
 
 
 def l2_normalise_rows(x: jax.Array) -> jax.Array:
-  """Row-wise `x / max(||x||, 1e-12)` (a zero row stays zero)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  """Row-wise `x / max(||x||, 1e-12)` (torch's `F.normalize`; a zero row stays zero).
+
+  The norm of a zero row is the constant 0, so its gradient is finite (as
+  torch's subgradient): `jnp.linalg.norm` differentiates to NaN there, and a
+  node without training edges (an item seen only in evaluation) has such a row.
+  """
+  sq = jnp.sum(x * x, axis=-1, keepdims=True)
+  norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+  return x / jnp.maximum(norm, 1e-12)
 
 
 def first_occurrence(ids: jax.Array, weights: jax.Array) -> jax.Array:

@@ -54,7 +54,7 @@ from jaxrec import losses
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
                                 learning_rate, weight)
-from jaxrec.models.layers import dropout
+from jaxrec.models.layers import dropout, l2_normalise_rows
 
 YAML = "MMRec src/configs/model/LGMRec.yaml"
 N_UI_LAYERS = HParam("n_ui_layers", 2, YAML, kind=int, per_run=False, low=0,
@@ -76,19 +76,6 @@ HPARAMS = (
 
 TAU = 0.2                      # the authors' self.tau (Gumbel-softmax and HCL)
 DEGREE_EPS = 1e-7              # 1 / (num_inters + 1e-7)
-
-
-def unit_rows(x: jax.Array) -> jax.Array:
-  """`F.normalize`: rows over max(‖x‖, 1e-12), with a zero row's gradient finite.
-
-  `layers.l2_normalise_rows` differentiates ‖x‖ at 0 to NaN; a node without
-  training edges (an item seen only in validation or test) has an all-zero
-  modality local embedding, and its NaN gradient ended the run. Here the
-  norm of a zero row is the constant 0, as torch's subgradient.
-  """
-  sq = jnp.sum(x * x, axis=-1, keepdims=True)
-  norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
-  return x / jnp.maximum(norm, 1e-12)
 
 
 def init(key, spec: ModelSpec, hp):
@@ -173,16 +160,16 @@ def hypergraph_views(params, inputs: ModelInputs, hp, spec: ModelSpec, item_ids:
 def forward(params, inputs: ModelInputs, hp, spec: ModelSpec, key=None):
   """(final (U + I, D), hypergraph views) with noise and dropout from `key`."""
   c = collaborative(params, inputs, spec)
-  local = c + sum(unit_rows(g) for g in modality_local(params, inputs, spec))
+  local = c + sum(l2_normalise_rows(g) for g in modality_local(params, inputs, spec))
   views = hypergraph_views(params, inputs, hp, spec, c[spec.n_users:], key)
   glob = sum(jnp.concatenate([u, i], axis=0) for u, i in views)
-  return local + hp["alpha"] * unit_rows(glob), views
+  return local + hp["alpha"] * l2_normalise_rows(glob), views
 
 
 def ssl_triple(anchors: jax.Array, positives: jax.Array, candidates: jax.Array,
                weights: jax.Array) -> jax.Array:
   """Σ_b w_b · −log softmax over `candidates` of anchor b's positive (cosines / τ)."""
-  a, p, c = (unit_rows(x) for x in (anchors, positives, candidates))
+  a, p, c = (l2_normalise_rows(x) for x in (anchors, positives, candidates))
   pos = jnp.sum(a * p, -1) / TAU
   total = jax.nn.logsumexp(a @ c.T / TAU, axis=-1)
   return jnp.sum(weights * (total - pos))
