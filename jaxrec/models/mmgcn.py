@@ -89,6 +89,8 @@ SEARCH_SPACE = {"reg_weight": (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
 def widths(spec: ModelSpec) -> tuple[int, ...]:
   """Per modality the width of its first layer: the latent map's or the features'."""
   image = spec.option(IMAGE_MODALITY)
+  if image >= spec.n_modalities:
+    raise ValueError(f"image_modality={image}: the data has {spec.n_modalities} modalities")
   return tuple(spec.option(LATENT_DIM) if m == image else d
                for m, d in enumerate(spec.feature_dims))
 
