@@ -48,7 +48,7 @@ from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
                                 learning_rate, weight)
 from jaxrec.models.layers import dropout as inverted_dropout
-from jaxrec.models.layers import torch_linear_init
+from jaxrec.models.layers import torch_bias, xavier_normal
 
 YAML = "MMRec src/configs/model/BM3.yaml"
 README = "enoche/BM3 README.md, best on Baby"
@@ -69,17 +69,6 @@ HPARAMS = (
 # MMRec BM3.yaml hyper_parameters: n_layers (static here, [D]), reg_weight, dropout.
 SEARCH_SPACE = {"reg_weight": (0.1, 0.01), "dropout": (0.3, 0.5)}
 COS_EPS = 1e-8     # torch.nn.functional.cosine_similarity's eps
-
-
-def xavier_normal(key, d_in: int, d_out: int) -> jax.Array:
-  """(d_in, d_out) drawn as PyTorch's `xavier_normal_` (an untruncated normal of
-  variance 2 / (d_in + d_out); JAX's `glorot_normal` is truncated)."""
-  return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")(
-      key, (d_in, d_out), jnp.float32)
-
-
-def torch_bias(key, d_in: int, d_out: int) -> jax.Array:
-  return torch_linear_init(d_in)(key, (d_out,))
 
 
 def init(key, spec: ModelSpec, hp):

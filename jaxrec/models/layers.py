@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+
 def torch_linear_init(fan_in: int):
   """PyTorch `nn.Linear` default for weight and bias: U(±1/sqrt(fan_in))."""
   bound = 1.0 / float(fan_in) ** 0.5
@@ -13,6 +14,18 @@ def torch_linear_init(fan_in: int):
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
   return init
+
+
+def xavier_normal(key, d_in: int, d_out: int) -> jax.Array:
+  """(d_in, d_out) drawn as PyTorch's `xavier_normal_` (an untruncated normal of
+  variance 2 / (d_in + d_out); JAX's `glorot_normal` is truncated)."""
+  return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")(
+      key, (d_in, d_out), jnp.float32)
+
+
+def torch_bias(key, d_in: int, d_out: int) -> jax.Array:
+  """(d_out,) bias of a PyTorch `nn.Linear(d_in, d_out)` at its default init."""
+  return torch_linear_init(d_in)(key, (d_out,))
 
 
 def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:

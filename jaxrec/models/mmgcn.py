@@ -60,8 +60,7 @@ from jaxrec.graph import Graph
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
                                 learning_rate, weight)
-from jaxrec.models.bm3 import torch_bias, xavier_normal
-from jaxrec.models.layers import l2_normalise_rows
+from jaxrec.models.layers import l2_normalise_rows, torch_bias, xavier_normal
 
 YAML = "MMRec src/configs/model/MMGCN.yaml"
 AUTHORS = "weiyinwei/MMGCN Model_MMGCN.py and MMRec mmgcn.py"
