@@ -158,7 +158,10 @@ def test_group_equals_runs_alone():
   common = dict(TINY, model="dgmrec", setting="mm", max_epochs=5, eval_every=5)
   configs = [make_config(**common, seed=0),
              make_config(**common, seed=1, lr=3e-3, alpha=0.8, lambda_1=0.0)]
-  assert_group_equals_runs_alone(configs)
+  # 1e-4: the group's reassociated sums swap one near-tied pair inside one
+  # user's top 20 (NDCG@20 1.4e-5 apart, every hit count equal); a runs-axis
+  # bug moves the metrics by far more.
+  assert_group_equals_runs_alone(configs, abs_tol=1e-4)
 
 
 def test_learns_under_warm_protocol_with_missing_modalities():
