@@ -18,9 +18,10 @@ from tests.helpers import (assert_group_equals_runs_alone, assert_learns_new_ite
 LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
              embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
              pretrain_epochs=20, max_epochs=40, eval_every=5, patience=3)
+# 20 clusters: the default (the authors' 2000) would put each of 120 items alone.
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
-            pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
+            pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5, n_clusters=20)
 
 
 def test_learns_new_items():
@@ -119,15 +120,22 @@ def test_new_items_are_generated_from_their_content_and_cluster():
   assert not bool(warm[new].any())
   stats = model.embed_aux(aux)
   _, items = model.embed(params, stats, inputs, hp, spec)
-  # The condition is the mean pretrained row of the warm items of the item's cluster.
+  # The condition is the mean pretrained row of the item's cluster, new items'
+  # rows counted as zeros (the authors' table has zero rows for cold items).
   labels = np.asarray(inputs.prepared["cluster"])
   table = np.asarray(params["mf"]["items"])
   warm_labels = set(labels[np.asarray(warm)])
   item = next(i for i in new if labels[i] in warm_labels)
-  same = (labels == labels[item]) & np.asarray(warm)
+  cluster = labels == labels[item]
+  assert (cluster & ~np.asarray(warm)).sum() >= 1 and (cluster & np.asarray(warm)).sum() >= 1
   condition = gorec.cluster_means(params["mf"]["items"], inputs.prepared["cluster"], warm,
                                   spec.option(gorec.N_CLUSTERS))
-  np.testing.assert_allclose(condition[item], table[same].mean(0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(condition[item],
+                             table[cluster & np.asarray(warm)].sum(0) / cluster.sum(),
+                             rtol=1e-5, atol=1e-6)
+  # A cluster of new items only is conditioned on the zero vector.
+  lonely = gorec.cluster_means(params["mf"]["items"], jnp.asarray(np.where(warm, 0, 1)), warm, 2)
+  np.testing.assert_array_equal(lonely[new], 0.0)
   # Changing a new item's content changes its generated embedding (and no other's).
   moved = inputs.replace(features=tuple(f.at[item].set(f[item][::-1]) for f in inputs.features))
   _, items_moved = model.embed(params, stats, moved, hp, spec)

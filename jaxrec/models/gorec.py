@@ -40,9 +40,12 @@ Deviations ([D]):
   [D] Clusters: k-means (`N_CLUSTERS`, `KMEANS_STEPS` Lloyd steps, seeded
       with a fixed draw of items) on the run's filled, normalised content, in
       `prepare`; the code reads a precomputed cluster_label.npy (its source
-      is not in the repository; ColdRec clusters the CF embeddings), and its
-      cluster mean also averages new items' untrained rows: here only warm
-      items count, and a cluster with none takes the mean of all warm items.
+      is not in the repository; ColdRec clusters the CF embeddings). The
+      number of clusters is that of the authors' Baby file (2000 labels over
+      7050 items, data/baby/cluster_label.npy). The cluster mean is the code's
+      mean over all the cluster's items with the new items' rows as zeros: the
+      authors' pretrained table (data/baby/vsgcl_iemb_baby.pt) has all-zero
+      rows for its 1410 cold items, ours has untrained ones, which are left out.
   [D] Running variances are flax's biased batch variance (torch keeps the
       unbiased one); warm items keep their pretrained row at test (the code
       generates every item, but ranks new items only, as here).
@@ -62,9 +65,9 @@ from jaxrec.models.layers import dropout, first_occurrence, l2_normalise_rows, t
 
 SOURCE = "authors' code, main/gorec.py (README: Baby)"
 N_CLUSTERS = HParam(
-    "n_clusters", 50, "ColdRec config/model_param.py, pre_cluster_num (the authors' loader "
-    "reads it, their argparse never sets it)", kind=int, per_run=False, low=1,
-    help="content clusters whose mean warm embedding conditions a new item")
+    "n_clusters", 2000, "authors' data/baby/cluster_label.npy (2000 clusters of 7050 items; "
+    "sports 2000, clothing 1024; ColdRec's pre_cluster_num is 50)", kind=int, per_run=False,
+    low=1, help="content clusters whose mean pretrained row conditions a new item")
 HPARAMS = (
     learning_rate(5e-3, "DropoutNet's MF stage [D]"),
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
@@ -225,13 +228,14 @@ def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
 
 def cluster_means(item_table: jax.Array, labels: jax.Array, warm: jax.Array,
                   n_clusters: int) -> jax.Array:
-  """(I, D) per item the mean row of the warm items of its cluster."""
+  """(I, D) per item the mean pretrained row of its cluster, new items' rows
+  counted as zeros (the loader's `item_emb[cluster == i].mean(0)` over the
+  authors' pretrained table, whose cold rows are all zero), so a cluster with
+  no warm item gives the zero vector."""
   w = warm.astype(jnp.float32)
   sums = jax.ops.segment_sum(item_table * w[:, None], labels, num_segments=n_clusters)
-  counts = jax.ops.segment_sum(w, labels, num_segments=n_clusters)
-  overall = jnp.sum(item_table * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1.0)
-  means = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], overall)
-  return means[labels]
+  sizes = jax.ops.segment_sum(jnp.ones_like(w), labels, num_segments=n_clusters)
+  return (sums / jnp.maximum(sizes, 1.0)[:, None])[labels]
 
 
 def generated_items(params, stats, inputs: ModelInputs, spec: ModelSpec) -> jax.Array:
