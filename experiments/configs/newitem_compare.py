@@ -16,7 +16,8 @@ Expect:  9 groups (one per model) of 10 runs; summary.md has one row per model a
 """
 from jaxrec.grid import Grid
 
-MODELS = ["duif", "dropoutnet", "mtpr", "heater", "clcrec", "gar", "ccfcrec", "gorec", "milk"]
+MODELS = ["duif", "dropoutnet", "mtpr", "heater", "clcrec", "gar", "gar_scaled", "ccfcrec",
+          "gorec", "micro", "milk"]
 
 
 def get_config() -> Grid:
@@ -25,5 +26,8 @@ def get_config() -> Grid:
                 patience=3),
       axes=dict(model=MODELS, setting=["fm", "mm"], seed=[0, 1, 2, 3, 4]),
       per_model=dict(milk=dict(penalty_weight=50.0, align_weight=0.5, alpha=0.1),
-                     # The authors' GAR validates every epoch, patience 10 (main.py).
-                     gar=dict(eval_every=1, patience=10)))
+                     # The authors' GAR validates every epoch, patience 10 (main.py);
+                     # GoRec every epoch, early stop after 15 (their main script).
+                     gar=dict(eval_every=1, patience=10),
+                     gar_scaled=dict(eval_every=1, patience=10),
+                     gorec=dict(eval_every=1, patience=15)))
