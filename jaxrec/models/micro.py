@@ -261,9 +261,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 # lr: the README's cold-start 1e-5, the parser's 5e-4, and LATTICE's MMRec grid
-# values 1e-4 and 1e-3 around it; loss_ratio: the parser's 0.03 and a factor ~3
+# values 1e-4, 1e-3 and 5e-3 around it; loss_ratio: the parser's 0.03 and a factor ~3
 # either side [D] (the authors publish no grid).
-SEARCH_SPACE = {"lr": (1e-5, 1e-4, 5e-4, 1e-3), "loss_ratio": (0.01, 0.03, 0.1)}
+SEARCH_SPACE = {"lr": (1e-5, 1e-4, 5e-4, 1e-3, 5e-3), "loss_ratio": (0.01, 0.03, 0.1)}
 MICRO = Model(name="micro", init=init, loss=loss, embed=embed, prepare=prepare,
               init_aux=init_aux, pre_epoch=pre_epoch, aux_step=aux_step,
               optimizer=lattice.optimizer, hparams=HPARAMS, search_space=SEARCH_SPACE)
