@@ -1,9 +1,10 @@
 """Prints the memory planner's per-run and shared device bytes of a model's group.
 
   .venv/bin/python scripts/memory_per_run.py freedom ../shared/data/tiktok-diffmm
+  .venv/bin/python scripts/memory_per_run.py micro ../shared/data/tiktok-diffmm protocol=new_item setting=fm
 
 Compiles (never runs) one and two runs of the group on the first device, as the
-sweep's planner does (`jaxrec.engine.memory.estimate`), with the model's defaults.
+sweep's planner does (`jaxrec.engine.memory.estimate`), with the model's defaults (warm protocol, mm, unless FIELD=VALUE says otherwise).
 """
 import sys
 
@@ -15,8 +16,8 @@ from jaxrec.models import get_model
 
 
 def main(model_name: str, data: str, *sets: str) -> None:
-  overrides = dict(s.split("=", 1) for s in sets)
-  cfg = make_config(model=model_name, data=data, protocol="warm", setting="mm", **overrides)
+  overrides = {"protocol": "warm", "setting": "mm", **dict(s.split("=", 1) for s in sets)}
+  cfg = make_config(model=model_name, data=data, **overrides)
   model = get_model(model_name)
   dataset, split = dataset_for(cfg), split_for(cfg)
   spec, settings = group_settings(cfg)

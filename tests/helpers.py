@@ -127,3 +127,30 @@ WARM_TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
                  eval_every=2, patience=5)
 WARM_LEARN = dict(protocol="warm", setting="ff", synthetic_users=600, synthetic_items=500,
                   synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=5, seed=0)
+
+
+def assert_item_graphs_follow_each_runs_mask(model_name: str, prepare, tiny: dict) -> None:
+  """`prepare`'s kNN graphs (`prepared[...]["neighbours"]`, `["weights"]`) follow
+  each run's own mask: ff has one graph for training and evaluation, mm's masked
+  items change it, and a run's graphs in a vmapped group equal those built from
+  its own inputs alone."""
+  import jax.numpy as jnp
+  import numpy as np
+  from jaxrec.config import make_config
+  # mm hides a modality of 30% of the training items and of half the test items.
+  configs = [make_config(**tiny, model=model_name, setting="ff", seed=0),
+             make_config(**tiny, model=model_name, setting="mm", seed=0)]
+  runs = prepared_runs(configs)
+  train_nb = np.asarray(runs.prepared["train"]["neighbours"])
+  eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
+  np.testing.assert_array_equal(train_nb[0], eval_nb[0])         # ff: one graph
+  assert (train_nb[1] != train_nb[0]).any()                      # mm's masked items
+  assert (eval_nb[1] != train_nb[1]).any()
+  _, spec, _, _, _, hp, inputs = one_run(configs[1])
+  for split, available in (("train", runs.train_available[1]),
+                           ("eval", runs.eval_available[1])):
+    own = prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)
+    np.testing.assert_array_equal(np.asarray(runs.prepared[split]["neighbours"][1]),
+                                  own["neighbours"])
+    np.testing.assert_allclose(np.asarray(runs.prepared[split]["weights"][1]),
+                               own["weights"], rtol=1e-6)

@@ -13,7 +13,8 @@ from jaxrec.models import freedom, item_graph
 from jaxrec.models.base import ModelSpec
 from jaxrec.sweep import train_configs
 from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run, prepared_runs, step_context)
+                           assert_item_graphs_follow_each_runs_mask,
+                           assert_learns_warm, one_run, step_context)
 
 TINY, LEARN = WARM_TINY, WARM_LEARN
 
@@ -60,24 +61,7 @@ def test_modality_weights_give_the_image_modality_its_weight():
 
 
 def test_the_knn_graph_of_a_run_follows_its_own_mask():
-  # mm hides a modality of 30% of the training items and of half the test items.
-  configs = [make_config(**TINY, model="freedom", setting="ff", seed=0),
-             make_config(**TINY, model="freedom", setting="mm", seed=0)]
-  runs = prepared_runs(configs)
-  train_nb = np.asarray(runs.prepared["train"]["neighbours"])
-  eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
-  np.testing.assert_array_equal(train_nb[0], eval_nb[0])         # ff: one graph
-  assert (train_nb[1] != train_nb[0]).any()                      # mm's masked items
-  assert (eval_nb[1] != train_nb[1]).any()
-  # Each run's graph in the vmapped group is the one built from its own inputs alone.
-  _, spec, _, _, _, hp, inputs = one_run(configs[1])
-  for split, available in (("train", runs.train_available[1]),
-                           ("eval", runs.eval_available[1])):
-    own = freedom.prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)
-    np.testing.assert_array_equal(np.asarray(runs.prepared[split]["neighbours"][1]),
-                                  own["neighbours"])
-    np.testing.assert_allclose(np.asarray(runs.prepared[split]["weights"][1]),
-                               own["weights"], rtol=1e-6)
+  assert_item_graphs_follow_each_runs_mask("freedom", freedom.prepare, TINY)
 
 
 def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():

@@ -7,30 +7,14 @@ import numpy as np
 from jaxrec.config import make_config
 from jaxrec.models import item_graph, mgcn
 from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run, prepared_runs)
+                           assert_item_graphs_follow_each_runs_mask,
+                           assert_learns_warm, one_run)
 
 TINY, LEARN = WARM_TINY, WARM_LEARN
 
 
 def test_the_knn_graphs_of_a_run_follow_its_own_mask():
-  # mm hides a modality of 30% of the training items and of half the test items.
-  configs = [make_config(**TINY, model="mgcn", setting="ff", seed=0),
-             make_config(**TINY, model="mgcn", setting="mm", seed=0)]
-  runs = prepared_runs(configs)
-  train_nb = np.asarray(runs.prepared["train"]["neighbours"])     # (R, M, I, k)
-  eval_nb = np.asarray(runs.prepared["eval"]["neighbours"])
-  np.testing.assert_array_equal(train_nb[0], eval_nb[0])          # ff: one graph
-  assert (train_nb[1] != train_nb[0]).any()                       # mm's masked items
-  assert (eval_nb[1] != train_nb[1]).any()
-  # Each run's graphs in the vmapped group are those built from its own inputs alone.
-  _, spec, _, _, _, hp, inputs = one_run(configs[1])
-  for split, available in (("train", runs.train_available[1]),
-                           ("eval", runs.eval_available[1])):
-    own = mgcn.prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)
-    np.testing.assert_array_equal(np.asarray(runs.prepared[split]["neighbours"][1]),
-                                  own["neighbours"])
-    np.testing.assert_allclose(np.asarray(runs.prepared[split]["weights"][1]),
-                               own["weights"], rtol=1e-6)
+  assert_item_graphs_follow_each_runs_mask("mgcn", mgcn.prepare, TINY)
 
 
 def test_item_graphs_are_the_authors_cosine_weighted_knn_laplacians():

@@ -56,6 +56,18 @@ def symmetric_normalise(values: jax.Array, neighbours: jax.Array,
   return values * inv_sqrt[:, None] * inv_sqrt[neighbours]
 
 
+def modality_knn_laplacians(inputs, n_items: int, k: int) -> dict:
+  """Per modality the cosine-weighted kNN graph of the run's filled features,
+  `D^-1/2 A D^-1/2`: {"neighbours", "weights"}, each (M, I, k) (LATTICE's and
+  MGCN's item graphs, built in a model's `prepare`)."""
+  neighbours, weights = [], []
+  for x in inputs.item_features(jnp.arange(n_items)):
+    values, nb = cosine_knn(x, k)
+    neighbours.append(nb)
+    weights.append(symmetric_normalise(values, nb))
+  return {"neighbours": jnp.stack(neighbours), "weights": jnp.stack(weights)}
+
+
 def propagate(neighbours: jax.Array, weights: jax.Array, h: jax.Array) -> jax.Array:
   """`A h` for the sparse graph (neighbours, weights) (I, K) and h (I, D)."""
   return jnp.einsum("ik,ikd->id", weights, h[neighbours])

@@ -92,12 +92,7 @@ def init(key, spec: ModelSpec, hp):
 def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
   """The run's kNN graphs Ŝ_m from its filled features: (M, I, k) lists."""
   del hp
-  neighbours, weights = [], []
-  for x in inputs.item_features(jnp.arange(spec.n_items)):
-    values, nb = item_graph.cosine_knn(x, spec.option(KNN_K))
-    neighbours.append(nb)
-    weights.append(item_graph.symmetric_normalise(values, nb))
-  return {"neighbours": jnp.stack(neighbours), "weights": jnp.stack(weights)}
+  return item_graph.modality_knn_laplacians(inputs, spec.n_items, spec.option(KNN_K))
 
 
 def _projected_unit(params, inputs: ModelInputs, spec: ModelSpec) -> list[jax.Array]:

@@ -81,12 +81,7 @@ LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # the yaml's learning_rate_scheduler [
 def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
   """The run's S_m from its filled features: (M, I, k) neighbour lists and weights."""
   del hp
-  neighbours, weights = [], []
-  for x in inputs.item_features(jnp.arange(spec.n_items)):
-    values, nb = item_graph.cosine_knn(x, spec.option(KNN_K))
-    neighbours.append(nb)
-    weights.append(item_graph.symmetric_normalise(values, nb))
-  return {"neighbours": jnp.stack(neighbours), "weights": jnp.stack(weights)}
+  return item_graph.modality_knn_laplacians(inputs, spec.n_items, spec.option(KNN_K))
 
 
 def _linears(key, n: int, d_in: int, d_out: int) -> list[dict]:
