@@ -6,13 +6,12 @@ BUILD_NOTES.md, "Baselines"); MILK uses its TikTok hyper-parameters (β = 50,
 for one, reads `align_weight` too).
 
 Run:     python -m experiments.sweep --grid newitem_compare --data ../shared/data/tiktok-diffmm
-Expect:  9 groups (one per model) of 10 runs; summary.md has one row per model and
-         setting with the best value per column marked. Measured before CCFCRec and GoRec
-         were added (7 groups): on 2 CPU cores with --epochs 200 the groups took DUIF 14,
-         DropoutNet 29, MTPR 3, Heater 32, CLCRec 45, GAR 14 and MILK 11 min of training,
-         about 2 h 34 min in all (table in BUILD_NOTES.md); CCFCRec (~8-11 s per run-epoch)
-         and GoRec (~5 s) add roughly 3 h more there. MILK leads every column (TikTok
-         Recall@20 ~0.055); GAR is at random level there (known problem, BUILD_NOTES.md).
+Expect:  11 groups (one per model) of 10 runs; report/milk_main.md has one row per model and
+         setting with the best value per column marked and MILK against the strongest baseline.
+         Measured (BUILD_NOTES.md, "MILK's whole new-item comparison on TikTok"): 3 seeds, 30-epoch
+         cap (MICRO 6), about 2 h 11 min on 2 shared CPU cores; Heater and MTPR lead there, MILK
+         within their spread (not significant at 3 seeds); CCFCRec (~3,300 s per 6-run group) and
+         MICRO (~50 s per run-epoch) are the expensive groups on a CPU.
 """
 from jaxrec.grid import Grid
 
