@@ -70,6 +70,8 @@ Deviations ([D]):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -81,22 +83,15 @@ from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, St
 PARSER = "CRIPAC-DIG/MICRO codes/utility/parser.py"
 MODELS_PY = "CRIPAC-DIG/MICRO codes/Models.py"
 README = "CRIPAC-DIG/MICRO README.md (cold-start command)"
-# The static options share LATTICE's names (its `prepare` and `learned_neighbours`
-# read them) and MICRO's parser has the same defaults (checked below).
-KNN_K = HParam("knn_k", 10, f"{PARSER} (topk)", kind=int, per_run=False, low=1,
-               help="neighbours per item in the kNN graphs")
-N_LAYERS = HParam("n_layers", 1, f"{PARSER} (layers)", kind=int, per_run=False, low=0,
-                  help="convolutions of the item ids over each item-item graph")
-N_UI_LAYERS = HParam("n_ui_layers", 2, f"{PARSER} weight_size [64, 64] (its length)",
-                     kind=int, per_run=False, low=0,
-                     help="LightGCN layers over the user-item graph")
-TRAIN_FEATURES = HParam("train_features", True, f"{MODELS_PY} (from_pretrained, "
-                        "freeze=False)", kind=bool, per_run=False,
-                        help="fine-tune the item features (else frozen)")
-for _ours, _theirs in ((KNN_K, lattice.KNN_K), (N_LAYERS, lattice.N_LAYERS),
-                       (N_UI_LAYERS, lattice.N_UI_LAYERS),
-                       (TRAIN_FEATURES, lattice.TRAIN_FEATURES)):
-  assert (_ours.name, _ours.default) == (_theirs.name, _theirs.default), _ours.name
+# The static options are LATTICE's (its `prepare` and `learned_neighbours` read
+# them; MICRO's parser has the same names and defaults), cited to MICRO's files.
+KNN_K = dataclasses.replace(lattice.KNN_K, source=f"{PARSER} (topk)")
+N_LAYERS = dataclasses.replace(lattice.N_LAYERS, source=f"{PARSER} (layers)",
+                               help="convolutions of the item ids over each item-item graph")
+N_UI_LAYERS = dataclasses.replace(lattice.N_UI_LAYERS,
+                                  source=f"{PARSER} weight_size [64, 64] (its length)")
+TRAIN_FEATURES = dataclasses.replace(lattice.TRAIN_FEATURES,
+                                     source=f"{MODELS_PY} (from_pretrained, freeze=False)")
 
 HPARAMS = (
     HParam("lr", 5e-4, f"{PARSER} (lr) [D]; the cold-start 1e-5 of {README} is in the search",
