@@ -113,7 +113,8 @@ def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
       "while choosing.",
       f"Mean ± sample std over {'/'.join(map(str, seeds))} seeds at the chosen point; "
       "**bold** best, <u>underlined</u> second; `*` paired t-test p < 0.05, `†` Wilcoxon "
-      "signed-rank p < 0.05 (paired on seed and split seed) against the other compared row.",
+      "signed-rank p < 0.05 (paired on seed and split seed) against the other compared row "
+      "(on a row whose gain is negative: significantly worse).",
       "Intervals cover " + ("; ".join(sources) if sources else "nothing (one run per cell)")
       + "."]
   if not varies_within(selections, "split_seed"):
