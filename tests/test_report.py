@@ -123,6 +123,23 @@ def test_cells_split_on_cell_axes_and_seeds_are_not_points():
   assert len(sources) == 2 and "split_seed" in sources[1]
 
 
+def test_runs_that_differ_outside_their_coordinates_are_other_points_not_more_seeds():
+  # Two work directories joined by `report --also`: the same model and seeds,
+  # one run with patience 3 and one with 12, a field in neither's coordinates.
+  def run(patience, val, seed):
+    rec = record(val, val, model="milk", seed=seed)
+    rec["config"] = {**rec["config"], "patience": patience}
+    rec["run_id"] = f"{rec['run_id']}-{patience}"
+    return rec
+  records = [run(3, 0.2, seed) for seed in range(3)] + [run(12, 0.3, seed) for seed in range(3)]
+  (sel,) = analysis.select(records)
+  assert sel.point == {"patience": 12} and sel.n_points == 2 and len(sel.runs) == 3
+  assert sorted(r["coords"]["seed"] for r in sel.runs) == [0, 1, 2]
+  # Within one directory nothing outside the coordinates varies: no extra point field.
+  (alone,) = analysis.select(records[:3])
+  assert alone.point == {} and alone.n_points == 1
+
+
 def test_ties_prefer_more_seeds_then_the_first_point():
   records = [record(0.5, 0.0, lr=lr, seed=seed) for lr in (1e-2, 1e-3) for seed in range(3)]
   records.append(record(0.5, 0.0, lr=1e-1, seed=0))

@@ -2,7 +2,9 @@
 
 A *cell* is what a table shows in one place (model × setting × missing rate ×
 dataset × protocol by default). Inside a cell, a *point* is a run's grid
-coordinates without the seed axes and the cell axes; its runs are its seeds.
+coordinates without the seed axes and the cell axes, plus any config field that
+varies among the cell's runs outside their coordinates (runs joined from several
+work directories); its runs are its seeds.
 The point with the best mean validation metric over its seeds is chosen, and
 only then are the test metrics of that point's runs read.
 
@@ -163,15 +165,26 @@ def choose(records: Sequence[dict], *, metric: str = DEFAULT_METRIC,
   matches no option are left out. Cells come in sorted order of their values.
   """
   name = split_metric(metric, split="val")
-  cells: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
+  by_cell: dict[tuple, list[dict]] = defaultdict(list)
   for rec in _unique_runs(records):
     cell = tuple(axis_value(rec, a) for a in cell_axes)
     if any(isinstance(a, Variants) and v is None for a, v in zip(cell_axes, cell)):
       continue
-    not_point = set(seed_axes) | _fixed_fields(rec, cell_axes)
-    point = tuple(sorted((k, _frozen(v)) for k, v in rec["coords"].items()
-                         if k not in not_point))
-    cells[cell][point].append(rec)
+    by_cell[cell].append(rec)
+  cells: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
+  for cell, recs in by_cell.items():
+    # Runs joined from several work directories (`report --also`) can differ in
+    # a field that is in none of their coordinates (one directory ran with
+    # patience 12): such a field is part of the point too, so those runs are
+    # other points, not more seeds of the same one.
+    config_keys = set().union(*(r.get("config", {}) for r in recs))
+    varying = {k for k in config_keys
+               if len({_sort_key(field_value(r, k)) for r in recs}) > 1}
+    for rec in recs:
+      not_point = set(seed_axes) | _fixed_fields(rec, cell_axes)
+      keys = (set(rec["coords"]) | varying) - not_point
+      point = tuple(sorted((k, field_value(rec, k)) for k in keys))
+      cells[cell][point].append(rec)
   out = []
   for cell in sorted(cells, key=_sort_key):
     scored = [(p, _point_stats(runs, name), runs) for p, runs in cells[cell].items()]
