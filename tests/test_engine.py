@@ -163,3 +163,30 @@ def test_bfloat16_features_equal_float32_training_on_rounded_features():
                                rtol=2e-5, atol=2e-6, err_msg=path)
   for name in want.test:
     np.testing.assert_allclose(got.test[name], want.test[name], atol=1e-6, err_msg=name)
+
+
+def test_a_run_whose_auxiliary_state_goes_non_finite_is_frozen_too():
+  # The auxiliary state (CLUB nets, GAR's players, DGMRec's generated rows) is
+  # trained by the model's own rule; a NaN there must freeze the run like a NaN
+  # in its parameters, and its norm is measured.
+  import jax.numpy as jnp
+  from jaxrec.models import REGISTRY, get_model, register_model
+
+  mf = get_model("mf")
+
+  def aux_step(params, aux, batch, inputs, hp, ctx, spec):
+    del params, batch, inputs, ctx, spec
+    return {"x": aux["x"] * jnp.where(hp["lr"] > 5e-3, jnp.nan, 1.0)}   # NaN in run 1 only
+
+  model = dataclasses.replace(mf, name="mf_with_aux", aux_step=aux_step,
+                              init_aux=lambda key, spec, hp, params: {"x": jnp.ones(3)})
+  register_model(model)
+  try:
+    small = {**TINY, "max_epochs": 2, "eval_every": 1}
+    out = train_configs([make_config(**small, model="mf_with_aux", seed=0, lr=1e-3),
+                         make_config(**small, model="mf_with_aux", seed=1, lr=1e-2)])
+  finally:
+    REGISTRY.pop("mf_with_aux")
+  assert out.diverged_epoch.tolist() == [0, 1]
+  assert out.epochs_trained.tolist() == [2, 0]
+

@@ -22,6 +22,7 @@ import dataclasses
 import time
 from typing import Any, Callable, Sequence
 
+import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -194,21 +195,26 @@ class GroupTrainer:
       ctx = self.context(loss_key, run, epoch)
       (loss, terms), grads = jax.value_and_grad(model.loss, has_aux=True)(
           params, aux, batch, inputs, hp, ctx, spec)
+      chex.assert_rank([loss, *terms.values()], 0)      # one run's loss and terms are scalars
       updates, opt_state = model.optimizer(hp, ctx).update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
       # big_vision's measurements: a divergence shows in the norms first.
       norms = {"grad_norm": optax.tree_utils.tree_norm(grads),
                "param_norm": optax.tree_utils.tree_norm(params)}
+      if _float_leaves(aux):
+        # The auxiliary state (CLUB nets, GAR's players, generated rows) is
+        # trained by the model's own rule: its norm shows a divergence too.
+        norms["aux_norm"] = optax.tree_utils.tree_norm(_float_leaves(aux))
       return (params, opt_state, aux, key), dict(loss=loss, **terms, **norms)
 
     (params, opt_state, aux, _), terms = jax.lax.scan(
         step, (state.params, state.opt_state, aux, key), jnp.arange(n_batches))
     trained = state.replace(params=params, aux=aux, opt_state=opt_state, key=next_key,
                             epoch=state.epoch + 1)
-    # A run whose loss or parameters went non-finite keeps its last finite state,
+    # A run whose loss, parameters or auxiliary state went non-finite keeps its last finite state,
     # stops, and records the epoch; the other runs of the group are untouched.
     finite = jnp.all(jnp.isfinite(terms["loss"])) & jnp.all(jnp.stack(
-        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params) + _float_leaves(aux)]))
     diverged = ~finite & ~state.stopped
     frozen = state.stopped | diverged
     new_state = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state, trained)
@@ -238,6 +244,9 @@ class GroupTrainer:
     def one(params, embed_aux, run):
       users, items = self.model.embed(params, embed_aux, self.inputs(run, data, "eval"),
                                       run.hp, self.spec)
+      # The model boundary: one run's (U, D) users and (I, D) items, same D.
+      chex.assert_shape(users, (self.spec.n_users, None))
+      chex.assert_shape(items, (self.spec.n_items, users.shape[1]))
       return evaluation.evaluate(users, items, split, ks=self.settings.ks,
                                  chunk_size=chunk)
     return jax.vmap(one)(params, embed_aux, run)
@@ -275,6 +284,11 @@ class GroupOutcome:
   compactions: list[tuple[int, int]]   # (epoch, runs still training) after each
 
 
+
+
+def _float_leaves(tree) -> list[jax.Array]:
+  """The floating-point arrays of `tree` (an optimiser's step counts are not state to check)."""
+  return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
 
 
 class GroupLoop:
