@@ -34,9 +34,9 @@ def test_tuning_crosses_each_model_with_its_own_space_only():
   runs = grid.expand()
   milk = [c for c, cfg in runs if cfg.model == "milk"]
   gar = [c for c, cfg in runs if cfg.model == "gar"]
-  assert len(gar) == len(REGISTRY["gar"].search_space["alpha"])
-  # milk.alpha was set, so it is not searched; β and λ_align are.
-  assert len(milk) == 4 * 2 and all("milk.alpha" not in c for c in milk)
+  assert len(gar) == 3 * 3                                    # lr × α
+  # milk.alpha was set, so it is not searched; lr, β and λ_align are.
+  assert len(milk) == 3 * 4 * 2 and all("milk.alpha" not in c for c in milk)
   assert all(cfg.alpha == 0.1 for _, cfg in runs if cfg.model == "milk")
 
 
@@ -59,3 +59,40 @@ def test_a_search_space_outside_a_declared_range_is_refused():
     dataclasses.replace(REGISTRY["mf"], name="bad", search_space={"lr": (-1.0,)})
   with pytest.raises(ValueError, match="not a per-run hyper-parameter"):
     dataclasses.replace(REGISTRY["milk"], name="bad", search_space={"penalty": ("irm",)})
+
+
+@pytest.mark.parametrize("model", sorted(REGISTRY))
+def test_tuning_searches_every_models_learning_rate(model):
+  # A model whose rate is not searched loses to one whose is, at an epoch cap, for
+  # that reason alone (issue 23: MILK at 1e-3 against MTPR searched up to 0.05).
+  runs = apply_overrides(Grid(base=dict(model=model), axes=dict(seed=[0])), tune=True).expand()
+  rates = {cfg.lr for _, cfg in runs}
+  assert len(rates) > 1 and REGISTRY[model].hparam["lr"].default in rates
+
+
+# Values that switch a model's own mechanism off: ablations (DGMRec's α = 0 and
+# λ1 = 0 were in its search space; GAR at α = 1 has no adversary).
+MECHANISMS_OFF = [("milk", "penalty_weight", 0.0), ("milk", "align_weight", 0.0),
+                  ("milk", "use_envs", 0.0), ("milk", "use_align", 0.0),
+                  ("i3mrec", "penalty_weight", 0.0), ("i3mrec", "c_max", 0.0),
+                  ("dgmrec", "alpha", 0.0), ("dgmrec", "lambda_1", 0.0), ("gar", "alpha", 1.0),
+                  ("heater", "align_weight", 0.0), ("mgcn", "cl_loss", 0.0)]
+
+
+@pytest.mark.parametrize("model,field,value", MECHANISMS_OFF)
+def test_a_search_space_that_switches_a_mechanism_off_is_refused(model, field, value):
+  import dataclasses
+  base = REGISTRY[model]
+  assert base.hparam[field].is_off(value)
+  space = {**base.search_space, field: (base.hparam[field].default, value)}
+  with pytest.raises(ValueError, match=f"search space {field}={value} switches the model's "
+                                       "mechanism off .* an ablation variant, not a tuning"):
+    dataclasses.replace(base, name="bad", search_space=space)
+
+
+def test_an_off_value_is_never_a_default():
+  from jaxrec.models.base import HParam
+  with pytest.raises(ValueError, match="beta: off=0.0 is its default"):
+    HParam("beta", 0.0, "test", low=0.0, off=0.0)
+  with pytest.raises(ValueError, match="expected <= 1.0"):
+    HParam("share", 0.5, "test", low=0.0, high=1.0, off=2.0)

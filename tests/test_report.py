@@ -439,3 +439,47 @@ def test_a_report_can_join_the_runs_of_several_work_directories(tmp_path):
   results.append_jsonl(os.path.join(second, "results.jsonl"), [changed])
   with pytest.raises(ValueError, match="other results"):
     analysis.report.combined_records([first, second])
+
+
+def test_runs_with_a_mechanism_off_are_a_variant_row_not_a_point(tmp_path):
+  # An ablation work directory (MILK at β = 0, set for the whole sweep, so in no run's
+  # coordinates) joined with `--also`: its runs are best on validation, and before
+  # they silently became the "milk" row.
+  full = [record(0.20 + 0.01 * s, 0.10, model="milk", seed=s) for s in SEEDS]
+  ablated = [record(0.30 + 0.01 * s, 0.30, model="milk", seed=s, penalty_weight=0.0)
+             for s in SEEDS]
+  for r in ablated:
+    del r["coords"]["penalty_weight"]
+  heater = [record(0.25, 0.20, model="heater", seed=s) for s in SEEDS]
+  first, second = str(tmp_path / "main"), str(tmp_path / "ablation")
+  for workdir, part in ((first, full + heater), (second, ablated)):
+    os.makedirs(workdir)
+    results.append_jsonl(os.path.join(workdir, "results.jsonl"), part)
+  md = analysis.report.write_reports(first, layouts=["milk_main"], tensorboard=False,
+                                     also=[second])
+  table_md = md.split("### Chosen points")[0]
+  rows = {line.split(" | ")[0][2:]: line for line in table_md.splitlines()
+          if line.startswith("| milk")}
+  assert set(rows) == {"milk", "milk (penalty_weight=0)"}
+  assert "0.1000 ± 0.0000" in rows["milk"] and "**0.3000 ± 0.0000**" in rows[
+      "milk (penalty_weight=0)"]
+  (table,) = tables.build_tables(full + ablated + heater, LAYOUTS["milk_main"])
+  assert table.rows == ("heater", "milk (penalty_weight=0)", "milk")
+  chosen = {s.cell["model"]: s for s in table.selections}
+  assert [r["config"]["penalty_weight"] for r in chosen["milk"].runs] == [50.0] * len(SEEDS)
+  assert chosen["milk (penalty_weight=0)"].n_points == 1
+  # A searched β with 0 among its values: the 0 runs leave the row, and the point
+  # does not repeat what the row's name says.
+  searched = [record(0.2, 0.1, model="milk", seed=s, penalty_weight=b)
+              for s in SEEDS for b in (0.0, 50.0)]
+  sels = analysis.choose(searched)
+  assert {s.cell["model"]: s.point for s in sels} == {
+      "milk": {"penalty_weight": 50.0}, "milk (penalty_weight=0)": {}}
+  # Where a cell axis shows the field (a β sensitivity row, an ablation layout's
+  # "w/o" row), the runs stay the model's.
+  (beta,) = tables.build_tables(searched, LAYOUTS["milk_beta"])
+  assert beta.rows == ("0", "50") and {s.cell["model"] for s in beta.selections} == {"milk"}
+  switched = [record(0.2, 0.1, model="milk", seed=s, use_envs=0.0, use_align=0.0)
+              for s in SEEDS]
+  assert {s.cell["model"] for s in analysis.choose(switched)} == {
+      "milk (use_envs=0, use_align=0)"}

@@ -5,7 +5,7 @@ files with their sources); the report chooses each model's point per setting on 
 NDCG@10 and compares MILK with the strongest baseline (paired tests over the 10 seeds).
 
 Run:     python -m experiments.sweep --grid milk_main --tune --data ../shared/data/tiktok-diffmm
-Size:    with --tune, 69 points x 3 settings x 10 seeds = 2,070 runs in 7 groups: an
+Size:    with --tune, 138 points x 3 settings x 10 seeds = 4,140 runs in 7 groups: an
          accelerator grid (on 2 CPU cores, days). `--seeds 3` and a smaller `--axis
          MODEL.FIELD=...` cut it; not measured in full yet.
 Report:  WORKDIR/report/milk_main.{md,tex,csv}.

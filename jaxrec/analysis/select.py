@@ -16,6 +16,12 @@ counts like any other run (the point's instability shows in its mean), is
 counted in `Selection.n_diverged`, and with `drop_diverged=True` a point with
 any diverged seed is not eligible. A point whose mean is not finite is chosen
 only where no point is finite.
+
+A run whose model has a mechanism switched off (a field at its declared
+`HParam.off`: MILK's β = 0, an ablation switch at 0) is an ablation variant,
+never a point of its model's row: on the `model` axis it is its own row, named
+after what is off ("milk (penalty_weight=0)"), unless a cell axis already shows
+that field (an ablation layout's `Variants` row, a β sensitivity row).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from jaxrec.analysis.stats import Interval, interval
+from jaxrec.models import REGISTRY
 
 DEFAULT_METRIC = "val.ndcg@10"
 DEFAULT_CELL_AXES = ("model", "setting", "missing_rate", "dataset", "protocol")
@@ -118,6 +125,35 @@ def _fixed_fields(record: dict, axes: Sequence[Axis]) -> set[str]:
   return out
 
 
+def switched_off(record: dict, shown: set[str] = frozenset()) -> tuple[tuple[str, Any], ...]:
+  """(field, value) of each mechanism the record's model runs with switched off
+  (`HParam.off`), in declaration order, leaving out the `shown` fields; () for a
+  model the registry does not know."""
+  model = REGISTRY.get(field_value(record, "model"))
+  if model is None:
+    return ()
+  values = ((h, field_value(record, h.name)) for h in model.hparams if h.name not in shown)
+  return tuple((h.name, value) for h, value in values if h.is_off(value))
+
+
+def variant_name(model: str, off: Sequence[tuple[str, Any]]) -> str:
+  """"milk (penalty_weight=0)": the row of a model's runs with mechanisms off."""
+  text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+  return f"{model} ({', '.join(f'{name}={text(v)}' for name, v in off)})"
+
+
+def _as_variant(record: dict, axes: Sequence[Axis], cell: tuple) -> tuple[tuple, set[str]]:
+  """The record's cell with its `model` value renamed to its ablation variant, and
+  the fields that variant fixes (empty where nothing is off outside the cell's axes)."""
+  if "model" not in axes:
+    return cell, set()
+  off = switched_off(record, _fixed_fields(record, axes))
+  if not off:
+    return cell, set()
+  i = list(axes).index("model")
+  return cell[:i] + (variant_name(cell[i], off),) + cell[i + 1:], {name for name, _ in off}
+
+
 def seed_key(record: dict, *, seed_axes: Sequence[str] = SEED_AXES) -> tuple:
   """What pairs runs across cells: the same seed and split seed."""
   return tuple(field_value(record, s) for s in seed_axes)
@@ -166,10 +202,12 @@ def choose(records: Sequence[dict], *, metric: str = DEFAULT_METRIC,
   """
   name = split_metric(metric, split="val")
   by_cell: dict[tuple, list[dict]] = defaultdict(list)
+  variant_fields: dict[str, set[str]] = {}
   for rec in _unique_runs(records):
     cell = tuple(axis_value(rec, a) for a in cell_axes)
     if any(isinstance(a, Variants) and v is None for a, v in zip(cell_axes, cell)):
       continue
+    cell, variant_fields[rec["run_id"]] = _as_variant(rec, cell_axes, cell)
     by_cell[cell].append(rec)
   cells: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
   for cell, recs in by_cell.items():
@@ -181,7 +219,8 @@ def choose(records: Sequence[dict], *, metric: str = DEFAULT_METRIC,
     varying = {k for k in config_keys
                if len({_sort_key(field_value(r, k)) for r in recs}) > 1}
     for rec in recs:
-      not_point = set(seed_axes) | _fixed_fields(rec, cell_axes)
+      not_point = (set(seed_axes) | _fixed_fields(rec, cell_axes)
+                   | variant_fields[rec["run_id"]])
       keys = (set(rec["coords"]) | varying) - not_point
       point = tuple(sorted((k, field_value(rec, k)) for k in keys))
       cells[cell][point].append(rec)

@@ -59,6 +59,11 @@ class HParam:
       `low_open` / `high_open` make a bound strict (e.g. a learning rate > 0).
     choices: the allowed values of a string.
     help: one line for `--help` and error messages.
+    off: the value that switches the model's own mechanism off (MILK's β = 0, an
+      ablation switch at 0, GAR's α = 1), or None. A run at it is an ablation
+      variant, never a tuning point: no search space may contain it, and a report
+      shows such runs as their own row (jaxrec.analysis.select). Declared for the
+      weights and switches that define a model, not for regularisers.
   """
   name: str
   default: Any
@@ -71,6 +76,18 @@ class HParam:
   high_open: bool = False
   choices: tuple = ()
   help: str = ""
+  off: Any = None
+
+  def __post_init__(self):
+    if self.off is not None:
+      self.check(self.off)
+      if self.off == self.default:
+        raise ValueError(f"{self.name}: off={self.off!r} is its default; the default is the "
+                         "model with its mechanism on")
+
+  def is_off(self, value: Any) -> bool:
+    """Whether `value` switches the mechanism this parameter defines off."""
+    return self.off is not None and value is not None and value == self.off
 
   def parse(self, value: Any) -> Any:
     """`value` (a Python value or flag text) as this parameter's kind, checked."""
@@ -112,14 +129,18 @@ def learning_rate(default: float, source: str) -> HParam:
   return HParam("lr", default, source, low=0.0, low_open=True, help="learning rate")
 
 
-def weight(name: str, default: float, source: str, help: str = "") -> HParam:
-  """A non-negative loss weight or rate."""
-  return HParam(name, default, source, low=0.0, help=help)
+def weight(name: str, default: float, source: str, help: str = "", *,
+           off: float | None = None) -> HParam:
+  """A non-negative loss weight or rate; `off=0.0` where 0 removes the model's own
+  mechanism (see `HParam.off`)."""
+  return HParam(name, default, source, low=0.0, help=help, off=off)
 
 
 def switch(name: str, help: str) -> HParam:
-  """A 0/1 ablation switch, on by default (per run, so ablations share a group)."""
-  return HParam(name, 1.0, "the paper's full model (1 = on)", low=0.0, high=1.0, help=help)
+  """A 0/1 ablation switch, on by default (per run, so ablations share a group); 0 is
+  its ablation variant."""
+  return HParam(name, 1.0, "the paper's full model (1 = on)", low=0.0, high=1.0, help=help,
+                off=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,7 +289,8 @@ class Model:
   `min_modalities` is the fewest modalities the model is defined for;
   `search_space` maps per-run hyper-parameters to the values a tuning sweep
   tries (from the paper or the authors' configs; the source is cited where
-  it is defined), so a model's whole search runs in one compiled group.
+  it is defined), so a model's whole search runs in one compiled group. It
+  tunes, never ablates: a value a parameter declares as `off` is refused.
   """
   name: str
   init: Callable[..., Any]
@@ -293,8 +315,14 @@ class Model:
       if name not in self.per_run_hparams:
         raise ValueError(f"model {self.name!r}: search space field {name!r} is not a "
                          "per-run hyper-parameter (a search must run in one group)")
+      hparam = self.hparam[name]
       for value in values:
-        self.hparam[name].check(value)
+        hparam.check(value)
+        if hparam.is_off(value):
+          raise ValueError(
+              f"model {self.name!r}: search space {name}={value!r} switches the model's "
+              f"mechanism off ({hparam.help or name}); that is an ablation variant, not a "
+              "tuning point: sweep it with --axis or a grid variant, not in SEARCH_SPACE")
 
   @property
   def hparam(self) -> dict[str, HParam]:

@@ -63,11 +63,13 @@ HPARAMS = (
            "weight of the Frobenius norms of the propagated tables"),
     HParam("dropout", 0.5, README + " (yaml grid [0.3, 0.5])", low=0.0, high=1.0,
            high_open=True, help="dropout rate of the target views"),
-    weight("cl_weight", 2.0, YAML, "weight of the modality alignment terms"),
+    weight("cl_weight", 2.0, YAML, "weight of the modality alignment terms", off=0.0),
     N_LAYERS, TRAIN_FEATURES)
 
 # MMRec BM3.yaml hyper_parameters: n_layers (static here, [D]), reg_weight, dropout.
-SEARCH_SPACE = {"reg_weight": (0.1, 0.01), "dropout": (0.3, 0.5)}
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg_weight": (0.1, 0.01), "dropout": (0.3, 0.5)}
 COS_EPS = 1e-8     # torch.nn.functional.cosine_similarity's eps
 
 

@@ -86,7 +86,7 @@ HPARAMS = (
     weight("weight_decay", 0.1, "authors' code, Amazon VG/model.py (Adam weight_decay)",
            "coupled L2 on every parameter, added to the gradient before Adam"),
     HParam("tau", 0.1, SOURCE, low=0.0, low_open=True, help="contrast temperature τ"),
-    HParam("lambda1", 0.6, SOURCE, low=0.0, high=1.0,
+    HParam("lambda1", 0.6, SOURCE, low=0.0, high=1.0, off=0.0,
            help="λ: the contrast terms' share against the ranking terms'"),
     N_POS, N_NEG, N_SELF_NEG)
 NEG_USER_DRAWS = 4

@@ -48,7 +48,7 @@ from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_
 SOURCE = "authors' README, MovieLens command"
 HPARAMS = (learning_rate(1e-3, SOURCE),
            weight("reg", 0.1, SOURCE, "the code's reg_weight (norm regulariser)"),
-           HParam("aux_weight", 0.5, SOURCE, low=0.0, high=1.0,
+           HParam("aux_weight", 0.5, SOURCE, low=0.0, high=1.0, off=0.0,
                   help="the code's lr_lambda: R-E's share against U-I's"),
            HParam("temperature", 2.0, SOURCE, low=0.0, low_open=True,
                   help="InfoNCE temperature of both terms"))
@@ -147,6 +147,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 # The paper's sensitivity study varies λ (lr_lambda) and τ (temp_value); our grid
 # spans the README's values (0.5, 2.0) [D].
-SEARCH_SPACE = {"aux_weight": (0.1, 0.5, 0.9), "temperature": (0.2, 1.0, 2.0)}
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "aux_weight": (0.1, 0.5, 0.9),
+                "temperature": (0.2, 1.0, 2.0)}
 CLCREC = Model(name="clcrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                search_space=SEARCH_SPACE)

@@ -104,9 +104,10 @@ TRAIN_FEATURES = HParam("train_features", True, f"{CODE} (from_pretrained, freez
                         help="fine-tune the item feature tables (else frozen)")
 HPARAMS = (
     learning_rate(1e-3, OVERALL),
-    weight("lambda_1", 0.01, YAML, "λ1: weight of the disentangling terms (CLUB + InfoNCE)"),
-    weight("lambda_2", 0.01, YAML, "λ2: weight of the alignment terms"),
-    HParam("alpha", 0.4, YAML, low=0.0, high=1.0,
+    weight("lambda_1", 0.01, YAML, "λ1: weight of the disentangling terms (CLUB + InfoNCE)",
+           off=0.0),
+    weight("lambda_2", 0.01, YAML, "λ2: weight of the alignment terms", off=0.0),
+    HParam("alpha", 0.4, YAML, low=0.0, high=1.0, off=0.0,
            help="α: weight of the rebuilt kNN row when refreshing a missing item's row"),
     HParam("info_nce_temp", 0.4, f"{YAML} (infoNCETemp)", low=0.0, low_open=True,
            help="temperature of the InfoNCE between general parts"),
@@ -115,7 +116,7 @@ HPARAMS = (
     HParam("align_ui_temp", 0.2, f"{YAML} (alignUITemp)", low=0.0, low_open=True,
            help="temperature of the user-item alignment"),
     weight("gen_weight", 0.05, f"{SIGIR} src/common/loss.py (MSELoss: mse · 0.05)",
-           "weight of the generator and translator MSE"),
+           "weight of the generator and translator MSE", off=0.0),
     weight("recon_weight", 0.1, f"{CODE} (calculate_recon_loss)",
            "weight of the decoders' reconstruction MSE"),
     weight("reg_weight", 0.1, f"{CODE} (calculate_reg_loss)",
@@ -126,8 +127,12 @@ HPARAMS = (
 
 # No grid is released; the values the per-dataset best configs of the TORS
 # release take (src/configs/best/DGMRec_*.json: avg_lambda ∈ {0, 0.4, 0.8};
-# interModal = sampler ∈ {0, 0.01}, which is λ1 split in two).
-SEARCH_SPACE = {"alpha": (0.0, 0.4, 0.8), "lambda_1": (0.0, 0.01)}
+# interModal = sampler ∈ {0, 0.01}, which is λ1 split in two), less their 0s: α = 0
+# (no refresh of the missing rows) and λ1 = 0 (no disentangling) switch DGMRec's own
+# mechanisms off, ablations (`off`), not tuning points [D]; so λ1 stays at 0.01. lr: the
+# overall.yaml 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D]. 6 points.
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "alpha": (0.4, 0.8)}
 
 LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # overall.yaml learning_rate_scheduler [0.96, 50]
 PERTURB = 0.1                             # the authors' perturb scale

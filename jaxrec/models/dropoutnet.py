@@ -42,7 +42,7 @@ HPARAMS = (
     learning_rate(5e-3, "DropoutNet paper's SGD rate, used with Adam [D]"),
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
     HParam("dropout", 0.5, "DropoutNet paper, item cold start (CiteULike)", low=0.0,
-           high=1.0, help="probability of dropping an item's preference input"),
+           high=1.0, off=0.0, help="probability of dropping an item's preference input"),
     pretrained.PRETRAIN_EPOCHS)
 
 
@@ -107,7 +107,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 # The paper's study of the dropout rate (its item cold start) around 0.5 [D: our values].
-SEARCH_SPACE = {"dropout": (0.3, 0.5, 0.7), "lr": (1e-3, 5e-3)}
+# lr: the default 5e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"dropout": (0.3, 0.5, 0.7), "lr": (1e-3, 5e-3, 1e-2)}
 DROPOUTNET = Model(name="dropoutnet", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                    config_defaults={"fill": "mean"},
                    optimizer=pretrained.two_stage_optimizer, search_space=SEARCH_SPACE)

@@ -176,5 +176,12 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return propagate(params, inputs, spec, inputs.graph)
 
 
+# MMRec FREEDOM.yaml hyper_parameters ["dropout", "reg_weight"], its grids (the authors'
+# reg_weight grid has 0: a weight of the auxiliary modality BPR terms, not FREEDOM's
+# frozen/denoised graph, so not declared `off`).
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "dropout": (0.8, 0.9),
+                "reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}
 FREEDOM = Model(name="freedom", init=init, loss=loss, embed=embed, prepare=prepare,
-                hparams=HPARAMS)
+                hparams=HPARAMS, search_space=SEARCH_SPACE)

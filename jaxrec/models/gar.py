@@ -75,8 +75,8 @@ HPARAMS = (
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
     HParam("dropout", 0.1, "authors' code, g_drop", low=0.0, high=0.99,
            help="the generator's dropout"),
-    HParam("alpha", 0.05, "authors' code, main.py", low=0.0, high=1.0,
-           help="α: share of the L1 similarity in the generator's loss"),
+    HParam("alpha", 0.05, "authors' code, main.py", low=0.0, high=1.0, off=1.0,
+           help="α: share of the L1 similarity in the generator's loss (1: no adversary)"),
     pretrained.PRETRAIN_EPOCHS)
 TERMS = ("adversarial", "similarity", "generator_l2", "generator_loss", "recommender_loss")
 
@@ -284,7 +284,10 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 # GAR's paper studies α; our grid spans the code's 0.05 to the 0.5 used before [D].
-SEARCH_SPACE = {"alpha": (0.05, 0.2, 0.5)}
+# lr is the MF stage's (the players' rates are the code's constants), the default 5e-3 and
+# its neighbours in MMRec's learning_rate grid (enoche/MMRec @ e775373b,
+# src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (1e-3, 5e-3, 1e-2), "alpha": (0.05, 0.2, 0.5)}
 GAR = Model(name="gar", init=init, loss=loss, embed=embed, hparams=HPARAMS,
             config_defaults={"fill": "mean"}, init_aux=init_aux, aux_step=aux_step,
             embed_aux=embed_aux, optimizer=pretrained.two_stage_optimizer,

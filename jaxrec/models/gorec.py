@@ -73,8 +73,9 @@ HPARAMS = (
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
     HParam("gen_lr", 1e-3, "authors' code, main/gorec.py", low=0.0, low_open=True,
            help="Adam rate of the CVAE (stage 2)"),
-    weight("uni_coeff", 5.0, SOURCE, "weight of the uniformity of μ"),
-    weight("kl_coeff", 10.0, SOURCE, "weight of the KL term between z and the prior's z_p"),
+    weight("uni_coeff", 5.0, SOURCE, "weight of the uniformity of μ", off=0.0),
+    weight("kl_coeff", 10.0, SOURCE, "weight of the KL term between z and the prior's z_p",
+           off=0.0),
     HParam("dropout", 0.3, "authors' code, main/gorec.py", low=0.0, high=0.99,
            help="dropout of the decoder's content input"),
     N_CLUSTERS, pretrained.PRETRAIN_EPOCHS)
@@ -265,8 +266,11 @@ def optimizer(hp, ctx: StepContext):
 
 
 # The authors' README values per data set (Baby 5 / 10, Clothing 1 / 5000,
-# Sports 15 / 5000 for uni_coeff / kl_coeff).
-SEARCH_SPACE = {"uni_coeff": (1.0, 5.0, 15.0), "kl_coeff": (10.0, 5000.0)}
+# Sports 15 / 5000 for uni_coeff / kl_coeff). lr is the MF stage's (gen_lr stays the
+# code's), the default 5e-3 and its neighbours in MMRec's learning_rate grid
+# (enoche/MMRec @ e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (1e-3, 5e-3, 1e-2), "uni_coeff": (1.0, 5.0, 15.0),
+                "kl_coeff": (10.0, 5000.0)}
 GOREC = Model(name="gorec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
               config_defaults={"fill": "mean"}, init_aux=init_aux, prepare=prepare,
               aux_step=aux_step, embed_aux=embed_aux, optimizer=optimizer,

@@ -48,9 +48,9 @@ N_EXPERTS = 5
 HPARAMS = (
     learning_rate(5e-3, "DropoutNet's rate (Heater builds on its scheme) [D]"),
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
-    HParam("dropout", 0.5, "our pick [D]", low=0.0, high=1.0,
+    HParam("dropout", 0.5, "our pick [D]", low=0.0, high=1.0, off=0.0,
            help="p of randomized training: a sample uses its content representation"),
-    HParam("align_weight", 1.0, "our pick [D]", low=0.0,
+    HParam("align_weight", 1.0, "our pick [D]", low=0.0, off=0.0,
            help="α of the similarity constraint ||Ψ − Q||²"),
     pretrained.PRETRAIN_EPOCHS)
 
@@ -136,7 +136,10 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 # Heater's §5 studies α (similarity) and p (randomized training) per data set; the
 # values are our grid around our defaults [D].
-SEARCH_SPACE = {"align_weight": (0.1, 1.0, 10.0), "dropout": (0.1, 0.5, 0.9)}
+# lr: the default 5e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (1e-3, 5e-3, 1e-2), "align_weight": (0.1, 1.0, 10.0),
+                "dropout": (0.1, 0.5, 0.9)}
 HEATER = Model(name="heater", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                config_defaults={"fill": "mean"}, optimizer=pretrained.two_stage_optimizer,
                search_space=SEARCH_SPACE)

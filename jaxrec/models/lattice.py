@@ -73,8 +73,8 @@ HPARAMS = (
            low_open=True, help="learning rate at epoch 0 (decays 0.96 per 50 epochs)"),
     weight("reg_weight", 1e-5, f"{PARSER} (regs[0]); in {YAML} grid [0, 1e-5, 1e-4, 1e-3]",
            "weight of the L2 term on the batch's final embeddings"),
-    HParam("lambda_coeff", 0.9, f"{YAML}; {PARSER}", low=0.0, high=1.0,
-           help="λ: weight of the kNN graph against the learned one"),
+    HParam("lambda_coeff", 0.9, f"{YAML}; {PARSER}", low=0.0, high=1.0, off=1.0,
+           help="λ: weight of the kNN graph against the learned one (1: none learned)"),
     KNN_K, N_LAYERS, N_UI_LAYERS, TRAIN_FEATURES)
 
 LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # the yaml's learning_rate_scheduler [0.96, 50]
@@ -204,6 +204,8 @@ def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
   return optax.adam(hp["lr"] * LR_DECAY ** (ctx.epoch / LR_DECAY_EPOCHS))
 
 
+# MMRec LATTICE.yaml hyper_parameters ["reg_weight", "learning_rate"], its grids (16 points).
+SEARCH_SPACE = {"lr": (1e-4, 5e-4, 1e-3, 5e-3), "reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}
 LATTICE = Model(name="lattice", init=init, loss=loss, embed=embed, prepare=prepare,
                 init_aux=init_aux, pre_epoch=pre_epoch, aux_step=aux_step,
-                optimizer=optimizer, hparams=HPARAMS)
+                optimizer=optimizer, hparams=HPARAMS, search_space=SEARCH_SPACE)

@@ -69,8 +69,8 @@ HPARAMS = (
     learning_rate(1e-3, "MMRec src/configs/overall.yaml (no scheduler: [1.0, 50])"),
     HParam("keep_rate", 0.5, YAML, low=0.0, high=1.0, low_open=True,
            help="keep rate of the dropout on the hyperedge assignments"),
-    weight("alpha", 0.3, YAML, "weight of the global hypergraph embedding"),
-    weight("cl_weight", 1e-4, YAML, "weight of the hypergraph contrastive loss"),
+    weight("alpha", 0.3, YAML, "weight of the global hypergraph embedding", off=0.0),
+    weight("cl_weight", 1e-4, YAML, "weight of the hypergraph contrastive loss", off=0.0),
     weight("reg_weight", 1e-6, YAML, "weight of the norms of the batch's embeddings"),
     N_UI_LAYERS, N_MM_LAYERS, N_HYPER_LAYER, HYPER_NUM)
 
@@ -221,7 +221,9 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # (keep_rate 0.1…1.0, alpha 0…1, cl/reg weight 0…0.1: ~6,000 points), too many
 # for one group; MMRec lists the points chosen from it. n_ui_layers, n_mm_layers,
 # n_hyper_layer and hyper_num change shapes and are static here.
-SEARCH_SPACE = {"keep_rate": (0.2, 0.4, 0.5), "alpha": (0.2, 0.3, 0.6),
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D]. 27 points.
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "keep_rate": (0.2, 0.4, 0.5), "alpha": (0.2, 0.3, 0.6),
                 "cl_weight": (1e-4,), "reg_weight": (1e-6,)}
 LGMREC = Model(name="lgmrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                search_space=SEARCH_SPACE)

@@ -68,6 +68,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 # MMRec's grid for LightGCN (src/configs/model/LightGCNTorch.yaml, commit f29d2de):
 # reg_weight; its n_layers {1..4} is static here (N_LAYERS = 3, the paper's) [D].
-SEARCH_SPACE = {"reg": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}
 LIGHTGCN = Model(name="lightgcn", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                  search_space=SEARCH_SPACE)

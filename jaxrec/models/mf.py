@@ -52,6 +52,8 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 
 
 # MMRec's grid for BPR (src/configs/model/BPR.yaml, commit 250d305): reg_weight.
-SEARCH_SPACE = {"reg": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}
 MF_BPR = Model(name="mf", init=init, loss=loss, embed=embed, hparams=HPARAMS,
                search_space=SEARCH_SPACE)

@@ -71,7 +71,7 @@ HPARAMS = (
     weight("reg_weight", 1e-4, YAML, "weight of the L2 term on the batch's final embeddings"),
     # The yaml's grid is [0.001, 0.01, 0.1]; 0.01 is our pick inside it.
     weight("cl_loss", 0.01, YAML + " grid [0.001, 0.01, 0.1], our pick (middle)",
-           "weight of the InfoNCE terms between the side and user-item views"),
+           "weight of the InfoNCE terms between the side and user-item views", off=0.0),
     KNN_K, N_LAYERS, N_UI_LAYERS, TRAIN_FEATURES)
 
 TEMPERATURE = 0.2                         # calculate_loss: InfoNCE(..., 0.2)
@@ -184,6 +184,8 @@ def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
 
 # MMRec src/configs/model/MGCN.yaml: hyper_parameters ["cl_loss"], cl_loss
 # [0.001, 0.01, 0.1] (the same in demonph10/MGCN).
-SEARCH_SPACE = {"cl_loss": (0.001, 0.01, 0.1)}
+# lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
+# e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
+SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "cl_loss": (0.001, 0.01, 0.1)}
 MGCN = Model(name="mgcn", init=init, loss=loss, embed=embed, prepare=prepare,
              optimizer=optimizer, hparams=HPARAMS, search_space=SEARCH_SPACE)

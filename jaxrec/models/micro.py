@@ -98,9 +98,9 @@ HPARAMS = (
            low=0.0, low_open=True, help="learning rate at epoch 0 (decays 0.96 per 50 epochs)"),
     weight("reg_weight", 1e-5, f"{PARSER} (regs[0], the decay)",
            "weight of the L2 term on the batch's final embeddings"),
-    HParam("lambda_coeff", 0.9, f"{PARSER}", low=0.0, high=1.0,
-           help="λ: weight of the kNN graph against the learned one"),
-    weight("loss_ratio", 0.03, f"{PARSER}", "weight of the contrastive term"),
+    HParam("lambda_coeff", 0.9, f"{PARSER}", low=0.0, high=1.0, off=1.0,
+           help="λ: weight of the kNN graph against the learned one (1: none learned)"),
+    weight("loss_ratio", 0.03, f"{PARSER}", "weight of the contrastive term", off=0.0),
     HParam("tau", 0.5, f"{MODELS_PY} (self.tau)", low=0.0, low_open=True,
            help="temperature of the contrastive term"),
     KNN_K, N_LAYERS, N_UI_LAYERS, TRAIN_FEATURES)
