@@ -28,9 +28,10 @@ Python loop over runs on the host.
 `hp` is a dict of this run's per-run hyper-parameters (scalars; traced, one per
 run), exactly those the model declares with `per_run=True`. Hyper-parameters
 that change shapes or control flow (`per_run=False`) are static and read from
-the group's `spec` with `spec.option(HPARAM)`. `ctx` is the `StepContext`:
-keys, and the group's epoch and training stage. `spec` is the group's static
-`ModelSpec`.
+the group's `spec` with `spec.option(HPARAM)`; an option that names a modality
+(`modality_option`) gives its position with `spec.modality(HPARAM)`. `ctx` is
+the `StepContext`: keys, and the group's epoch and training stage. `spec` is
+the group's static `ModelSpec`.
 """
 from __future__ import annotations
 
