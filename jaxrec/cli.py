@@ -73,6 +73,8 @@ def describe_fields() -> str:
 
 
 def _range(h) -> str:
+  if h.names_modality:
+    return "; a modality name of the data"
   if h.choices:
     return f"; one of {list(h.choices)}"
   if h.low is None and h.high is None:

@@ -17,8 +17,8 @@ import numpy as np
 from jaxrec import results
 from jaxrec.config import RunConfig
 from jaxrec.engine import memory
-from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, loaded_for, run_inputs,
-                                  split_for)
+from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, group_settings,
+                                  loaded_for, run_inputs, split_for)
 from jaxrec.engine.train import GroupOutcome, train_group
 from jaxrec.grid import Grid
 from jaxrec.models import get_model
@@ -94,6 +94,7 @@ def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> tuple[dict, di
       raise ValueError(
           f"model {model.name!r} needs at least {model.min_modalities} modalities; "
           f"{first.data} has {dataset.n_modalities} ({', '.join(dataset.modality_names)})")
+    model.check_modality_options(group_settings(first)[0])
     run_inputs(model, [cfg for _, cfg in group], dataset, split)
   return data_files, warnings
 

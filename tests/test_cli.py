@@ -85,6 +85,26 @@ def test_a_model_that_needs_more_modalities_than_the_data_has(capsys, tmp_path):
   assert "model 'milk' needs at least 2 modalities" in err
 
 
+@pytest.mark.parametrize("model", ["freedom", "mmgcn"])
+def test_a_modality_option_names_one_of_the_data_s_modalities(model, capsys, tmp_path):
+  err = _refused(capsys, tmp_path, base=dict(TINY, model=model),
+                 sets=[f"{model}.image_modality=imgae"])
+  assert (f"{model}.image_modality='imgae': expected one of the data's modalities "
+          "(image, text)") in err
+
+
+@pytest.mark.parametrize("model", ["freedom", "mmgcn"])
+def test_a_model_that_needs_an_image_modality_says_so(model, capsys, tmp_path):
+  from tests.test_readers import _tsvs
+  (tmp_path / "data").mkdir()
+  folder = _tsvs(tmp_path / "data")      # image and text features; only text selected
+  err = _refused(capsys, tmp_path, base=dict(data=folder, model=model, protocol="warm",
+                                             max_epochs=1), sets=["modalities=text"])
+  assert (f"model {model!r} needs a modality named 'image'" in err
+          and "the data's modalities are text" in err
+          and f"--set {model}.image_modality=NAME" in err), err
+
+
 def test_flag_errors_are_one_line_with_exit_code_2(tmp_path):
   for argv, named in ((["--seeds", "abc"], "--seeds"), (["--nope"], "nope"),
                       (["--grid", "nope"], "unknown grid 'nope'"),

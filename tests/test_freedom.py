@@ -1,5 +1,8 @@
 """FREEDOM: the chunked kNN, the frozen item graph built from each run's own
 masked features, degree-sensitive pruning, the runs axis, and learning."""
+import dataclasses
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,11 +15,12 @@ from jaxrec.graph import Graph
 from jaxrec.models import freedom, item_graph
 from jaxrec.models.base import ModelSpec
 from jaxrec.sweep import train_configs
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
+from tests.helpers import (SHARED, WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
                            assert_item_graphs_follow_each_runs_mask,
                            assert_learns_warm, one_run, step_context)
 
 TINY, LEARN = WARM_TINY, WARM_LEARN
+TIKTOK = os.path.join(SHARED, "data", "tiktok-diffmm")
 
 
 @pytest.mark.parametrize("n, block", [(50, 16), (64, 64), (37, 100)])
@@ -51,13 +55,60 @@ def test_item_graph_is_the_authors_normalised_sum_of_modalities():
 
 def test_modality_weights_give_the_image_modality_its_weight():
   hp = {"mm_image_weight": jnp.float32(0.1)}
-  two = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5))
+  two = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5), modality_names=("image", "text"))
   np.testing.assert_allclose(freedom.modality_weights(hp, two), [0.1, 0.9], rtol=1e-6)
+  audio_first = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5),
+                          modality_names=("audio", "image"))
+  np.testing.assert_allclose(freedom.modality_weights(hp, audio_first), [0.9, 0.1], rtol=1e-6)
   three = ModelSpec(n_users=2, n_items=3, feature_dims=(4, 5, 6),
-                    options=(("image_modality", 1),))
+                    modality_names=("image", "text", "audio"),
+                    options=(("image_modality", "text"),))
   np.testing.assert_allclose(freedom.modality_weights(hp, three), [0.45, 0.1, 0.45], rtol=1e-6)
-  one = ModelSpec(n_users=2, n_items=3, feature_dims=(4,))
+  one = ModelSpec(n_users=2, n_items=3, feature_dims=(4,), modality_names=("image",))
   np.testing.assert_allclose(freedom.modality_weights(hp, one), [1.0])
+
+
+def _dense_item_graph(prepared, n_items: int) -> np.ndarray:
+  s = np.zeros((n_items, n_items))
+  rows = np.repeat(np.arange(n_items), prepared["neighbours"].shape[1])
+  np.add.at(s, (rows, np.asarray(prepared["neighbours"]).ravel()),
+            np.asarray(prepared["weights"], np.float64).ravel())
+  return s
+
+
+def test_the_item_graph_weights_the_modality_named_image_wherever_it_stands():
+  cfg = make_config(model="freedom", **TINY)
+  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  assert spec.modality_names == ("image", "text")
+  flip = lambda t: tuple(reversed(t))
+  flipped_spec = dataclasses.replace(spec, feature_dims=flip(spec.feature_dims),
+                                     modality_names=flip(spec.modality_names))
+  flipped = inputs.replace(features=flip(inputs.features), fill=flip(inputs.fill),
+                           available=inputs.available[:, ::-1])
+  s = _dense_item_graph(freedom.prepare(inputs, hp, spec), spec.n_items)
+  np.testing.assert_allclose(
+      _dense_item_graph(freedom.prepare(flipped, hp, flipped_spec), spec.n_items), s,
+      rtol=1e-6, atol=1e-7)
+  # The weight is the image's: naming the text instead moves it.
+  text = dataclasses.replace(spec, options=spec.options + (("image_modality", "text"),))
+  assert np.abs(_dense_item_graph(freedom.prepare(inputs, hp, text), spec.n_items) - s).max() > 0.05
+
+
+@pytest.mark.skipif(not os.path.isdir(TIKTOK), reason="TikTok data not in ../shared/data")
+def test_on_tiktok_the_order_of_the_modalities_changes_nothing():
+  # TikTok's modalities sort as (audio, image); `modalities=image,audio` puts the
+  # image first. reg_weight 0: the modality projections, whose initial draws
+  # follow the modalities' order, then do not enter training, and the item graph
+  # is the only thing the modalities change (setting ff: no per-modality masks).
+  base = dict(model="freedom", data=TIKTOK, protocol="warm", setting="ff", max_epochs=1,
+              eval_every=1, seed=0, reg_weight=0.0)
+  sorted_, image_first = (train_configs([make_config(**base, modalities=m)])
+                          for m in ("", "image,audio"))
+  for name in sorted_.test:
+    assert float(sorted_.test[name][0]) == pytest.approx(float(image_first.test[name][0]),
+                                                         abs=1e-6), name
+  np.testing.assert_allclose(image_first.best_params["items"], sorted_.best_params["items"],
+                             atol=1e-6)
 
 
 def test_the_knn_graph_of_a_run_follows_its_own_mask():

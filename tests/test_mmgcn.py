@@ -1,6 +1,8 @@
 """MMGCN: the neighbour mean over the edge list, one GCN per modality on its own
 features (against a dense reading of the authors' forward), the output as the
 mean of the branches, the untrained free vectors, the runs axis, and learning."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,6 +78,27 @@ def test_one_gcn_per_modality_on_its_own_features_averaged():
   moved = mmgcn.branches(params, inputs.replace(features=tuple(other)), spec)
   np.testing.assert_array_equal(moved[0], outs[0])
   assert float(jnp.abs(moved[1] - outs[1]).max()) > 1e-3
+
+
+def test_the_latent_map_and_its_regulariser_follow_the_modality_named_image():
+  spec, _, inputs, _, _ = _setup()
+  # The same two feature tables, named (audio, image): the image is now second.
+  audio_first = dataclasses.replace(spec, modality_names=("audio", "image"))
+  assert mmgcn.widths(audio_first) == (spec.feature_dims[0], 256)
+  params = mmgcn.init(jax.random.PRNGKey(0), audio_first, {})
+  assert "latent" not in params["branches"][0]
+  assert params["branches"][1]["latent"]["w"].shape == (spec.feature_dims[1], 256)
+  # The preference regulariser reads the image branch's preferences only.
+  batch = Batch(*(jnp.zeros((1,), jnp.int32),) * 3, weights=jnp.ones((1,)))
+
+  def reg_without_preferences(m):
+    branches = list(params["branches"])
+    branches[m] = {**branches[m], "preference": jnp.zeros_like(branches[m]["preference"])}
+    return float(mmgcn.mmgcn_terms({**params, "branches": branches}, batch, inputs,
+                                   audio_first)["reg"])
+  full = float(mmgcn.mmgcn_terms(params, batch, inputs, audio_first)["reg"])
+  assert reg_without_preferences(0) == full
+  assert reg_without_preferences(1) < full
 
 
 def test_a_run_reads_its_own_filled_features():

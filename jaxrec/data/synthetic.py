@@ -14,6 +14,16 @@ import numpy as np
 from jaxrec.data.dataset import Dataset
 
 
+# Named as real data's modalities, so a model option that names one (FREEDOM's
+# and MMGCN's "image") finds it here too.
+NAMED = ("image", "text", "audio")
+
+
+def synthetic_names(n_modalities: int) -> tuple[str, ...]:
+  """image, text, audio, then mod3, mod4, ..."""
+  return tuple(NAMED[m] if m < len(NAMED) else f"mod{m}" for m in range(n_modalities))
+
+
 def make_synthetic(*, n_users: int = 1200, n_items: int = 1000,
                    feature_dims: tuple[int, ...] = (48, 32),
                    latent_dim: int = 16, interactions_per_user: float = 25.0,
@@ -69,5 +79,5 @@ def make_synthetic(*, n_users: int = 1200, n_items: int = 1000,
   return Dataset(
       name="synthetic", n_users=n_users, n_items=n_items, pairs=pairs,
       features=tuple(features),
-      modality_names=tuple(f"mod{m}" for m in range(n_modalities)),
+      modality_names=synthetic_names(n_modalities),
       available=np.ones((n_items, n_modalities), bool))

@@ -95,7 +95,7 @@ def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
   static = tuple((h.name, cfg.hp[h.name]) for h in model.hparams if not h.per_run)
   spec = ModelSpec(n_users=dataset.n_users, n_items=dataset.n_items,
                    feature_dims=dataset.feature_dims, embed_dim=cfg.embed_dim,
-                   options=static)
+                   options=static, modality_names=dataset.modality_names)
   settings = TrainSettings(batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
                            eval_every=cfg.eval_every, patience=cfg.patience,
                            eval_chunk=cfg.eval_chunk or None,

@@ -28,9 +28,10 @@ Python loop over runs on the host.
 `hp` is a dict of this run's per-run hyper-parameters (scalars; traced, one per
 run), exactly those the model declares with `per_run=True`. Hyper-parameters
 that change shapes or control flow (`per_run=False`) are static and read from
-the group's `spec` with `spec.option(HPARAM)`. `ctx` is the `StepContext`:
-keys, and the group's epoch and training stage. `spec` is the group's static
-`ModelSpec`.
+the group's `spec` with `spec.option(HPARAM)`; an option that names a modality
+(`modality_option`) gives its position with `spec.modality(HPARAM)`. `ctx` is
+the `StepContext`: keys, and the group's epoch and training stage. `spec` is
+the group's static `ModelSpec`.
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ class HParam:
       variant, never a tuning point: no search space may contain it, and a report
       shows such runs as their own row (jaxrec.analysis.select). Declared for the
       weights and switches that define a model, not for regularisers.
+    names_modality: the value is the name of one of the data's modalities
+      (`modality_option`), checked against the data before anything compiles.
   """
   name: str
   default: Any
@@ -88,6 +91,7 @@ class HParam:
   def is_off(self, value: Any) -> bool:
     """Whether `value` switches the mechanism this parameter defines off."""
     return self.off is not None and value is not None and value == self.off
+  names_modality: bool = False
 
   def parse(self, value: Any) -> Any:
     """`value` (a Python value or flag text) as this parameter's kind, checked."""
@@ -143,17 +147,39 @@ def switch(name: str, help: str) -> HParam:
                 off=0.0)
 
 
+def modality_option(name: str, default: str, source: str, help: str) -> HParam:
+  """A static option that names one of the data's modalities (`ModelSpec.modality`).
+
+  By name, not by position: the order of a data set's modalities depends on how
+  they were selected (sorted file names by default), their names do not.
+  """
+  return HParam(name, default, source, kind=str, per_run=False, names_modality=True, help=help)
+
+
+def unknown_modality(hparam: HParam, value: str, names: tuple[str, ...],
+                     model: str = "") -> str:
+  """The one-line error for a modality option that names none of `names`."""
+  field = f"{model}.{hparam.name}" if model else hparam.name
+  have = ", ".join(names) or "none"
+  if value == hparam.default and model:
+    return (f"model {model!r} needs a modality named {value!r} ({field}: {hparam.help}); "
+            f"the data's modalities are {have}: name the one to use with --set {field}=NAME")
+  return f"{field}={value!r}: expected one of the data's modalities ({have})"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """Static description shared by every run of a group (hashable).
 
-  `options` holds the model's static hyper-parameters as (name, value) pairs.
+  `options` holds the model's static hyper-parameters as (name, value) pairs;
+  `modality_names` the data's modality names, in the order of `feature_dims`.
   """
   n_users: int
   n_items: int
   feature_dims: tuple[int, ...]
   embed_dim: int = 64
   options: tuple[tuple[str, Any], ...] = ()
+  modality_names: tuple[str, ...] = ()
 
   @property
   def n_modalities(self) -> int:
@@ -162,6 +188,13 @@ class ModelSpec:
   def option(self, hparam: HParam) -> Any:
     """The group's value of the static hyper-parameter `hparam` (else its default)."""
     return dict(self.options).get(hparam.name, hparam.default)
+
+  def modality(self, hparam: HParam) -> int:
+    """The position of the modality that the option `hparam` names (`modality_option`)."""
+    name = self.option(hparam)
+    if name not in self.modality_names:
+      raise ValueError(unknown_modality(hparam, name, self.modality_names))
+    return self.modality_names.index(name)
 
 
 @flax.struct.dataclass
@@ -331,6 +364,12 @@ class Model:
   @property
   def per_run_hparams(self) -> tuple[str, ...]:
     return tuple(h.name for h in self.hparams if h.per_run)
+
+  def check_modality_options(self, spec: ModelSpec) -> None:
+    """Raises a one-line ValueError if an option names none of the data's modalities."""
+    for h in self.hparams:
+      if h.names_modality and spec.option(h) not in spec.modality_names:
+        raise ValueError(unknown_modality(h, spec.option(h), spec.modality_names, self.name))
 
   @property
   def default_hparams(self) -> dict:

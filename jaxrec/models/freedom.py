@@ -36,8 +36,9 @@ the run's filled features (`inputs.item_features`), and `prepare` builds S per
 run from them, on device, by a chunked top-k (`item_graph.knn`).
 
 [D] M modalities: the authors' code has image and text, S = w·Ŝ_image + (1 − w)·
-    Ŝ_text with w = mm_image_weight. Here modality `image_modality` gets w and the
-    others share 1 − w equally; with one modality S = Ŝ_0.
+    Ŝ_text with w = mm_image_weight. Here the modality named `image_modality`
+    ("image" by default; checked against the data's names before compiling) gets
+    w and the others share 1 − w equally; with one modality S = Ŝ_0.
 [D] Features are jaxrec's L2-normalised rows (the authors feed the raw .npy rows
     to trs_m; the kNN graph, from cosines, is the same).
 [D] A zero-filled row has cosine 0 to every item (the authors' division by a zero
@@ -51,7 +52,7 @@ import jax.numpy as jnp
 from jaxrec import losses
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
-                                learning_rate, weight)
+                                learning_rate, modality_option, weight)
 
 YAML = "MMRec src/configs/model/FREEDOM.yaml"
 KNN_K = HParam("knn_k", 10, YAML, kind=int, per_run=False, low=1,
@@ -60,9 +61,8 @@ N_MM_LAYERS = HParam("n_mm_layers", 1, YAML, kind=int, per_run=False, low=0,
                      help="propagations of the item ids over the item-item graph")
 N_UI_LAYERS = HParam("n_ui_layers", 2, YAML, kind=int, per_run=False, low=0,
                      help="LightGCN layers over the user-item graph")
-IMAGE_MODALITY = HParam("image_modality", 0, "our choice (MMRec-layout data sorts image_feat "
-                        "before text_feat)", kind=int, per_run=False, low=0,
-                        help="index of the modality weighted by mm_image_weight")
+IMAGE_MODALITY = modality_option("image_modality", "image", "the authors' image modality",
+                                 "the modality weighted by mm_image_weight")
 TRAIN_FEATURES = HParam("train_features", True, "MMRec freedom.py (from_pretrained, "
                         "freeze=False)", kind=bool, per_run=False,
                         help="fine-tune the item features (else frozen)")
@@ -88,7 +88,7 @@ def modality_weights(hp, spec: ModelSpec) -> jax.Array:
   if n_mod == 1:
     return jnp.ones((1,))
   w = hp["mm_image_weight"]
-  image = jnp.arange(n_mod) == spec.option(IMAGE_MODALITY)
+  image = jnp.arange(n_mod) == spec.modality(IMAGE_MODALITY)
   return jnp.where(image, w, (1.0 - w) / (n_mod - 1))
 
 

@@ -40,9 +40,10 @@ What the authors' code does and we follow:
 
 Missing modalities: t_m reads the run's filled features (`inputs.item_features`).
 
-[D] M modalities: modality `image_modality` has the 256-wide latent map and the
-    preference regulariser (the authors' `v_gcn`), the others use their features
-    as they are (the authors' acoustic and textual branches).
+[D] M modalities: the modality named `image_modality` ("image" by default) has
+    the 256-wide latent map and the preference regulariser (the authors' `v_gcn`),
+    the others use their features as they are (the authors' acoustic and textual
+    branches).
 [D] Features are jaxrec's L2-normalised rows (the authors feed the raw rows;
     the identity branches are normalised on entry anyway).
 [D] Evaluation scores with the current parameters (the authors keep `self.result`
@@ -59,15 +60,14 @@ from jaxrec import losses
 from jaxrec.graph import Graph
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
-                                learning_rate, weight)
+                                learning_rate, modality_option, weight)
 from jaxrec.models.layers import l2_normalise_rows, torch_bias, xavier_normal
 
 YAML = "MMRec src/configs/model/MMGCN.yaml"
 AUTHORS = "weiyinwei/MMGCN Model_MMGCN.py and MMRec mmgcn.py"
 N_LAYERS = 3        # the authors' forward: three layers written out
-IMAGE_MODALITY = HParam("image_modality", 0, "our choice (MMRec-layout data sorts image_feat "
-                        "before text_feat)", kind=int, per_run=False, low=0,
-                        help="index of the modality with the latent map (the authors' v_gcn)")
+IMAGE_MODALITY = modality_option("image_modality", "image", AUTHORS + " (v_gcn)",
+                                 "the modality with the latent map, the authors' v_gcn")
 LATENT_DIM = HParam("latent_dim", 256, AUTHORS + " (dim_latent=256 of v_gcn)", kind=int,
                     per_run=False, low=1, help="width of the image modality's latent map")
 TRAIN_FREE_VECTORS = HParam(
@@ -87,9 +87,7 @@ SEARCH_SPACE = {"reg_weight": (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
 
 def widths(spec: ModelSpec) -> tuple[int, ...]:
   """Per modality the width of its first layer: the latent map's or the features'."""
-  image = spec.option(IMAGE_MODALITY)
-  if image >= spec.n_modalities:
-    raise ValueError(f"image_modality={image}: the data has {spec.n_modalities} modalities")
+  image = spec.modality(IMAGE_MODALITY)
   return tuple(spec.option(LATENT_DIM) if m == image else d
                for m, d in enumerate(spec.feature_dims))
 
@@ -111,7 +109,7 @@ def branch_params(key, spec: ModelSpec, m: int) -> dict:
                     _linear(keys[6], d, d, True)],
          "combine": [_linear(keys[7], w + d, d, True), _linear(keys[8], 2 * d, d, False),
                      _linear(keys[9], 2 * d, d, False)]}
-  if m == spec.option(IMAGE_MODALITY):
+  if m == spec.modality(IMAGE_MODALITY):
     out["latent"] = item_graph.linear_params(keys[10], spec.feature_dims[m], w)
   return out
 
@@ -177,7 +175,7 @@ def mmgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -> d
   # The authors' mean over the (2B, D) stacked (user, pos) and (user, neg) rows.
   ids = losses.weighted_mean(e_u + 0.5 * (sq(e[n_u + batch.pos]) + sq(e[n_u + batch.neg])),
                              batch.weights)
-  pref = jnp.mean(params["branches"][spec.option(IMAGE_MODALITY)]["preference"] ** 2)
+  pref = jnp.mean(params["branches"][spec.modality(IMAGE_MODALITY)]["preference"] ** 2)
   return {"bpr": bpr, "reg": ids + pref}
 
 
