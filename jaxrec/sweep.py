@@ -14,7 +14,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from jaxrec import results
+from jaxrec import errors, results
 from jaxrec.config import RunConfig
 from jaxrec.engine import memory
 from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, loaded_for, run_inputs,
@@ -163,10 +163,13 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
                      [configs[r] for r in rows], devices, bar,
                      data_warnings[data_key(configs[0])])
       except Exception as err:  # pylint: disable=broad-except
+        if errors.is_disk_full(err) and not isinstance(err, errors.InputError):
+          raise errors.disk_full(workdir, f"writing the results of {chunk_name}") from None
         # The plan is an estimate: a chunk that still does not fit is halved and
         # retrained (its finished runs are already in results.jsonl).
         if not memory.is_out_of_memory(err) or len(rows) == 1:
           raise
+        work.drop_checkpoint(work.checkpoint_dir(chunk_name, [configs[r].run_id for r in rows]))
         print(f"memory: {len(rows)} runs did not fit the device; retrying as two chunks "
               f"of {len(rows) // 2} and {len(rows) - len(rows) // 2}")
         bar.total += configs[0].max_epochs
