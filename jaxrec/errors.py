@@ -5,6 +5,7 @@ import difflib
 import errno
 import os
 import shutil
+import tempfile
 
 
 class InputError(ValueError):
@@ -50,6 +51,19 @@ def free_bytes(path: str) -> int:
   while not os.path.exists(path):
     path = os.path.dirname(path)
   return shutil.disk_usage(path).free
+
+
+def not_writable(folder: str) -> str | None:
+  """Why nothing can be written in the existing `folder` (e.g. "Read-only file
+  system"), or None if it can be (or does not exist yet). Tried, not `os.access`,
+  which root passes on many filesystems where writes then fail."""
+  if not os.path.isdir(folder):
+    return None
+  try:
+    with tempfile.TemporaryFile(dir=folder):
+      return None
+  except OSError as err:
+    return err.strerror or str(err)
 
 
 def mib(n: int) -> str:

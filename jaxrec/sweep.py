@@ -9,6 +9,7 @@ mixed in.
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 
 from jaxrec import errors, results
 from jaxrec.config import RunConfig
+from jaxrec.data import loading
 from jaxrec.engine import memory
 from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, loaded_for, run_inputs,
                                   split_for)
@@ -88,12 +90,10 @@ def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> tuple[dict, di
     first = group[0][1]
     loaded = loaded_for(first)
     data_files[data_key(first)] = loaded.fingerprint
-    warnings[data_key(first)] = list(loaded.warnings)
+    warnings[data_key(first)] = list(loading.warnings_for(loaded, first.protocol))
     model, dataset, split = get_model(first.model), dataset_for(first), split_for(first)
-    if dataset.n_modalities < model.min_modalities:
-      raise ValueError(
-          f"model {model.name!r} needs at least {model.min_modalities} modalities; "
-          f"{first.data} has {dataset.n_modalities} ({', '.join(dataset.modality_names)})")
+    loading.check_modalities(first.data, first.modalities, dataset, model.name,
+                             model.min_modalities)
     run_inputs(model, [cfg for _, cfg in group], dataset, split)
   return data_files, warnings
 
@@ -132,7 +132,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   work.create(grid.to_json(), data_files)
   for data, lines in data_warnings.items():
     for line in lines:
-      print(f"data: {data}: {line}")
+      print(f"data: {data}: {line}", file=sys.stderr)
   done = work.done_ids()
   devices = list(devices or jax.devices())
   budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
@@ -143,6 +143,9 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
         f"{n_runs - sum(len(g) for _, g in todo)} already done; "
         f"devices: {len(devices)} x {jax.default_backend()}")
+  unwritable = is_writer() and errors.not_writable(workdir)
+  if unwritable:
+    return _report_unwritable(work, unwritable, sum(len(g) for _, g in todo))
   bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo),
                   enabled=progress and is_writer())
   for step, (index, group) in enumerate(todo):
@@ -184,6 +187,21 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   print(f"plots: {workdir}/plots  report (selected on validation): {workdir}/report/"
         f"README.md  tensorboard --logdir {workdir}/tensorboard")
   return work.records()
+
+
+def _report_unwritable(work: WorkDir, why: str, unfinished: int) -> list[dict]:
+  """A work directory that cannot be written: refused if runs are left to train;
+  if every run is done, its summary is printed instead of written."""
+  if unfinished:
+    raise errors.InputError(
+        f"{work.path}: cannot be written ({why}), and {unfinished} runs are left to train; "
+        "make it writable, or pass a --workdir that can be written")
+  records = work.records()
+  print(results.markdown_table(*results.summarize(records)))
+  print(f"note: {work.path} cannot be written ({why}); every run is done, so its summary is "
+        "printed above instead of written; for the full report copy the directory somewhere "
+        "writable and run `python -m experiments.report COPY`", file=sys.stderr)
+  return records
 
 
 def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coords, configs,
