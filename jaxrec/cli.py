@@ -20,19 +20,33 @@ def one_line(err: BaseException) -> str:
   return text if len(text) <= 600 else text[:597] + "..."
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort", "--helpfull",
+              "-helpfull", "--helpxml", "-helpxml")
+
+
+def _close_progress_bars() -> None:
+  """Ends a progress bar's line, so that the message after it starts its own."""
+  tqdm = sys.modules.get("tqdm")
+  for bar in list(getattr(tqdm, "tqdm", None) and tqdm.tqdm._instances or ()):
+    bar.close()
+
+
 def run(command: Callable[[], object], *, verbose: bool = False) -> int:
   """Runs `command`; returns the process exit code, printing failures as one line."""
   try:
     command()
   except (ValueError, OSError, KeyError) as err:
+    _close_progress_bars()
     if verbose:
       traceback.print_exc()
     print(f"error: {one_line(err)}", file=sys.stderr)
     return USAGE_ERROR
   except KeyboardInterrupt:
+    _close_progress_bars()
     print("interrupted: run the same command again to resume", file=sys.stderr)
     return 130
   except Exception as err:      # pylint: disable=broad-except
+    _close_progress_bars()
     if verbose:
       traceback.print_exc()
     print(f"crash ({type(err).__name__}): {one_line(err)}", file=sys.stderr)
@@ -43,13 +57,19 @@ def run(command: Callable[[], object], *, verbose: bool = False) -> int:
 
 
 def parse_flags_or_exit(argv: list[str]) -> list[str]:
-  """absl's flag parsing with a bad flag as one line and exit code 2 (no --help dump)."""
+  """absl's flag parsing with a bad flag as one line and exit code 2 (no --help dump),
+  and the help flags with exit code 0 (absl's own exit with 1 after printing it)."""
   from absl import flags
+  argv = [argv[0]] + ["--help" if arg == "-h" else arg for arg in argv[1:]]
   try:
     return flags.FLAGS(argv)
   except flags.Error as err:
     print(f"error: {one_line(err)} (see --help)", file=sys.stderr)
     sys.exit(USAGE_ERROR)
+  except SystemExit:
+    if any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
+      sys.exit(0)
+    raise
 
 
 def describe_fields() -> str:

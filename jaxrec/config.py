@@ -204,7 +204,10 @@ def parse_value(name: str, text: Any, model: str | None = None) -> Any:
                      f"{sorted(declared)}")
   readers = [m.hparam[field] for m in REGISTRY.values() if field in m.hparam]
   if not readers:
-    raise ValueError(f"unknown config field {field!r}; shared fields: {sorted(SHARED_FIELDS)}; "
+    from jaxrec.errors import did_you_mean
+    known = [*SHARED_FIELDS, *(h for m in REGISTRY.values() for h in m.hparam)]
+    raise ValueError(f"unknown config field {field!r}{did_you_mean(field, known)}; shared "
+                     f"fields: {sorted(SHARED_FIELDS)}; "
                      "model fields: see `python -m experiments.sweep --fields`")
   parsed, errors = [], []
   for h in readers:

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from jaxrec.config import (FIELD_TYPES, SHARED_FIELDS, RunConfig, ignored_fields, make_config,
                            parse_value, split_name)
+from jaxrec.errors import did_you_mean
 from jaxrec.models import get_model
 
 
@@ -59,7 +60,9 @@ class Grid:
       if qualifier is not None and qualifier not in models:
         raise ValueError(f"{name}: {qualifier!r} is not a model of this grid ({models})")
       if not any(applies(name, m) for m in models):
-        raise ValueError(f"{name}: no model of this grid reads it (models: {models})")
+        known = [*SHARED_FIELDS, *(h for m in models for h in get_model(m).hparam)]
+        raise ValueError(f"{name}: no model of this grid reads it{did_you_mean(field, known)} "
+                         f"(models: {models})")
     for model, fields in self.per_model.items():
       for name in fields:
         if not applies(name, model):

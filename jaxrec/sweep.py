@@ -9,13 +9,15 @@ mixed in.
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import jax
 import numpy as np
 
-from jaxrec import results
+from jaxrec import errors, results
 from jaxrec.config import RunConfig
+from jaxrec.data import loading
 from jaxrec.engine import memory
 from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, group_settings,
                                   loaded_for, run_inputs, split_for)
@@ -88,12 +90,10 @@ def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> tuple[dict, di
     first = group[0][1]
     loaded = loaded_for(first)
     data_files[data_key(first)] = loaded.fingerprint
-    warnings[data_key(first)] = list(loaded.warnings)
+    warnings[data_key(first)] = list(loading.warnings_for(loaded, first.protocol))
     model, dataset, split = get_model(first.model), dataset_for(first), split_for(first)
-    if dataset.n_modalities < model.min_modalities:
-      raise ValueError(
-          f"model {model.name!r} needs at least {model.min_modalities} modalities; "
-          f"{first.data} has {dataset.n_modalities} ({', '.join(dataset.modality_names)})")
+    loading.check_modalities(first.data, first.modalities, dataset, model.name,
+                             model.min_modalities)
     model.check_modality_options(group_settings(first)[0])
     run_inputs(model, [cfg for _, cfg in group], dataset, split)
   return data_files, warnings
@@ -133,7 +133,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   work.create(grid.to_json(), data_files)
   for data, lines in data_warnings.items():
     for line in lines:
-      print(f"data: {data}: {line}")
+      print(f"data: {data}: {line}", file=sys.stderr)
   done = work.done_ids()
   devices = list(devices or jax.devices())
   budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
@@ -144,6 +144,9 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
         f"{n_runs - sum(len(g) for _, g in todo)} already done; "
         f"devices: {len(devices)} x {jax.default_backend()}")
+  unwritable = is_writer() and errors.not_writable(workdir)
+  if unwritable:
+    return _report_unwritable(work, unwritable, sum(len(g) for _, g in todo))
   bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo),
                   enabled=progress and is_writer())
   for step, (index, group) in enumerate(todo):
@@ -164,10 +167,13 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
                      [configs[r] for r in rows], devices, bar,
                      data_warnings[data_key(configs[0])])
       except Exception as err:  # pylint: disable=broad-except
+        if errors.is_disk_full(err) and not isinstance(err, errors.InputError):
+          raise errors.disk_full(workdir, f"writing the results of {chunk_name}") from None
         # The plan is an estimate: a chunk that still does not fit is halved and
         # retrained (its finished runs are already in results.jsonl).
         if not memory.is_out_of_memory(err) or len(rows) == 1:
           raise
+        work.drop_checkpoint(work.checkpoint_dir(chunk_name, [configs[r].run_id for r in rows]))
         print(f"memory: {len(rows)} runs did not fit the device; retrying as two chunks "
               f"of {len(rows) // 2} and {len(rows) - len(rows) // 2}")
         bar.total += configs[0].max_epochs
@@ -182,6 +188,21 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   print(f"plots: {workdir}/plots  report (selected on validation): {workdir}/report/"
         f"README.md  tensorboard --logdir {workdir}/tensorboard")
   return work.records()
+
+
+def _report_unwritable(work: WorkDir, why: str, unfinished: int) -> list[dict]:
+  """A work directory that cannot be written: refused if runs are left to train;
+  if every run is done, its summary is printed instead of written."""
+  if unfinished:
+    raise errors.InputError(
+        f"{work.path}: cannot be written ({why}), and {unfinished} runs are left to train; "
+        "make it writable, or pass a --workdir that can be written")
+  records = work.records()
+  print(results.markdown_table(*results.summarize(records)))
+  print(f"note: {work.path} cannot be written ({why}); every run is done, so its summary is "
+        "printed above instead of written; for the full report copy the directory somewhere "
+        "writable and run `python -m experiments.report COPY`", file=sys.stderr)
+  return records
 
 
 def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coords, configs,

@@ -15,3 +15,16 @@ _CACHE_DIR = os.path.join(tempfile.gettempdir(), "jaxrec-test-xla-cache")
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  """Frees JAX's compiled programs and freezes what is left before the session
+  reports that it finished: pytest-xdist's controller then gives each worker 5 s
+  to exit before it sends SIGINT, and a garbage collection over the heap of a
+  whole test session (with JAX's callback on every one) could outlast that and
+  end a passing run with a `KeyboardInterrupt` traceback. Frozen objects are
+  not traversed by the collections during teardown."""
+  import gc
+  jax.clear_caches()
+  gc.collect()
+  gc.freeze()

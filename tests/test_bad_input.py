@@ -370,3 +370,115 @@ def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
   text = (tmp_path / "train.tsv").read_text()
   (tmp_path / "train.tsv").write_text("\ufeff" + text, encoding="utf-8")
   assert len(loading.load(str(tmp_path)).own_splits["train"]) == 3
+
+
+# ------------------------------------------- issue 27: said, not silent ---
+
+def test_all_zero_feature_rows_are_a_counted_warning_naming_file_and_rows(tmp_path):
+  _tsvs(tmp_path)
+  image = np.load(tmp_path / "image_feat.npy")
+  image[[1, 3]] = 0
+  np.save(tmp_path / "image_feat.npy", image)
+  (warning,) = loading.load(str(tmp_path)).warnings
+  assert "image_feat.npy: 2 rows are all zero (rows 1, 3)" in warning, warning
+  assert "used as real features" in warning and "image_mask.npy" in warning
+  # A mask that marks them missing agrees: nothing to say.
+  np.save(tmp_path / "image_mask.npy", np.array([True, False, True, False, True]))
+  assert loading.load(str(tmp_path)).warnings == ()
+  # One that marks a zero row observed disagrees, and is named.
+  np.save(tmp_path / "image_mask.npy", np.array([True, True, True, False, True]))
+  (warning,) = loading.load(str(tmp_path)).warnings
+  assert "1 rows are all zero (rows 1) but image_mask.npy marks them observed" in warning
+
+
+def test_an_all_false_mask_is_refused_naming_file_and_modality(tmp_path):
+  _tsvs(tmp_path)
+  np.save(tmp_path / "text_mask.npy", np.zeros(N_ITEMS, bool))
+  _refused(tmp_path, ["text_mask.npy: marks every item's 'text' missing (all False)"])
+
+
+def test_a_manifest_naming_a_missing_file_says_where_the_name_came_from(tmp_path):
+  folder = _encoder_named(tmp_path)
+  with open(os.path.join(folder, features.MANIFEST), "w") as f:
+    json.dump({"image": "resnet152.npy", "audio": "whisper.npy"}, f)
+  _refused(folder, ["modality file 'audio:whisper.npy' (named in modalities.json) not found",
+                    ".npy files resnet152.npy, vggish.npy"])
+
+
+def test_one_named_feature_and_an_unnamed_file_names_the_file_left_unread(tmp_path):
+  _tsvs(tmp_path)
+  os.rename(tmp_path / "text_feat.npy", tmp_path / "whisper.npy")
+  loaded = loading.load(str(tmp_path))
+  assert loaded.dataset.modality_names == ("image",)
+  with pytest.raises(InputError) as err:
+    loading.check_modalities(str(tmp_path), "", loaded.dataset, "milk", 2)
+  message = str(err.value)
+  assert "needs at least 2 modalities" in message and "not read: whisper.npy" in message
+  assert "--set modalities=" in message, message
+
+
+def test_a_trailing_blank_line_is_accepted(tmp_path):
+  _tsvs(tmp_path, train="0\t1\n0\t2\n1\t3\n\n", val="0\t4\n \n\n")
+  loaded = loading.load(str(tmp_path))
+  assert len(loaded.own_splits["train"]) == 3 and len(loaded.own_splits["val"]) == 1
+
+
+def test_the_own_split_warning_only_where_that_split_is_used(tmp_path):
+  _tsvs(tmp_path, val="0\t4\n3\t4\n")          # user 3 has no training pair
+  loaded = loading.load(str(tmp_path))
+  assert any("own split" in w for w in loading.warnings_for(loaded, "warm"))
+  assert loading.warnings_for(loaded, "new_item") == ()     # a seeded split: not used
+
+
+def test_a_read_only_cache_is_one_line_naming_it_and_the_data_still_loads(
+    tmp_path, monkeypatch, capsys):
+  import errno
+  from jaxrec.data import cache
+
+  def read_only(path, **arrays):
+    raise OSError(errno.EROFS, "Read-only file system", path)
+  monkeypatch.setattr(cache.np, "savez", read_only)
+  monkeypatch.setattr(cache, "_warned_dirs", set())
+  os.makedirs(tmp_path / "data")
+  _tsvs(tmp_path / "data")
+  loaded = loading.load(str(tmp_path / "data"))
+  loading.make_split(loaded, protocol_name="new_item", split_seed=0, new_fraction=0.4)
+  assert loaded.dataset.n_items == N_ITEMS
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err                          # once, not per entry
+  assert "the data cache" in err[0] and str(tmp_path / "cache") in err[0]
+  assert "Read-only file system" in err[0] and "JAXREC_CACHE" in err[0]
+  assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".tmp.npz")]
+
+
+def test_typos_get_a_did_you_mean():
+  from experiments import configs
+  from jaxrec.grid import Grid, apply_overrides
+  with pytest.raises(ValueError, match=r"unknown grid 'missing_rate' \(did you mean "
+                                       r"'missing_rates'\?\)"):
+    configs.get_grid("missing_rate")
+  with pytest.raises(ValueError, match=r"penalty_wieght: no model of this grid reads it "
+                                       r"\(did you mean 'penalty_weight'\?\)"):
+    Grid(base=dict(penalty_wieght=1.0), axes={}).check()
+  with pytest.raises(ValueError, match=r"did you mean 'penalty_weight'"):
+    apply_overrides(configs.get_grid("smoke"), sets=["penalty_wieght=3"])
+
+
+def test_a_full_disk_is_not_device_out_of_memory():
+  from jaxrec.engine import memory
+  from jaxrec.errors import is_disk_full
+  # What TensorStore (orbax's writer) raises on ENOSPC, and what XLA raises on a full GPU.
+  disk = ValueError('RESOURCE_EXHAUSTED: Error writing "p/0" in OCDBT database at local file '
+                    '"/w/checkpoints/g/1.orbax-checkpoint-tmp/": Failed to write 979325 bytes '
+                    "to file 14: No space left on device [os_error_code='28']")
+  device = RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
+  assert is_disk_full(disk) and not memory.is_out_of_memory(disk)
+  assert memory.is_out_of_memory(device) and not is_disk_full(device)
+  import errno
+  try:
+    try:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as cause:
+      raise RuntimeError("writing failed") from cause
+  except RuntimeError as err:
+    assert is_disk_full(err) and not memory.is_out_of_memory(err)

@@ -96,7 +96,7 @@ def test_a_stray_large_id_is_refused_before_any_work_directory(tmp_path, capsys)
   code = cli.run(lambda: run_sweep(grid, workdir, progress=False))
   captured = capsys.readouterr()
   assert code == 0, captured.err
-  assert "remapped user ids" in captured.out
+  assert "remapped user ids" in captured.err          # a data warning: on stderr
   record = results.read_jsonl(os.path.join(workdir, "results.jsonl"))[0]
   assert any("remapped user ids" in w for w in record["data_warnings"])
 
@@ -110,7 +110,7 @@ def test_dropped_evaluation_users_are_counted_once_in_output_and_records(tmp_pat
   open(os.path.join(data, "train.tsv"), "w").write("\n".join(train) + "\n")   # ... and none in train
   workdir = str(tmp_path / "work")
   run_sweep(_grid(data), workdir, progress=False)
-  out = capsys.readouterr().out
+  out = capsys.readouterr().err
   notes = [l for l in out.splitlines() if l.startswith("data:")]
   assert notes and any("without training" in l or "no training" in l for l in notes), out
   for rec in results.read_jsonl(os.path.join(workdir, "results.jsonl")):
@@ -154,3 +154,134 @@ def test_a_refused_start_leaves_no_sweep_json_that_blocks_the_corrected_command(
   assert code == 0, err
   assert make_config(**good.base).run_id in {r["run_id"] for r in results.read_jsonl(
       os.path.join(workdir, "results.jsonl"))}
+
+
+# ------------------------------------------------ issue 27: machine faults ---
+
+TENSORSTORE_ENOSPC = ('RESOURCE_EXHAUSTED: Error writing "p/0" in OCDBT database at local file '
+                      '"{dir}/": Failed to write 979325 bytes to file 14: No space left on '
+                      "device [os_error_code='28']")
+
+
+def _tiny_grid(**base) -> Grid:
+  return Grid(base=dict(TRAIN, synthetic_users=150, synthetic_items=200, synthetic_dims=(8, 6),
+                        **base), axes=dict(seed=[0, 1]))
+
+
+@pytest.mark.parametrize("full_at_save", [1, 2])
+def test_a_full_disk_is_one_line_no_retry_nothing_half_written_and_it_resumes(
+    tmp_path, capsys, monkeypatch, full_at_save):
+  import orbax.checkpoint as ocp
+  real_save, saves = ocp.CheckpointManager.save, []
+
+  def fills_up(self, step, *args, **kwargs):
+    saves.append(step)
+    if len(saves) < full_at_save:
+      return real_save(self, step, *args, **kwargs)
+    partial = os.path.join(str(self.directory), f"{step}.orbax-checkpoint-tmp")
+    os.makedirs(os.path.join(partial, "state"))          # as TensorStore leaves it
+    raise ValueError(TENSORSTORE_ENOSPC.format(dir=partial))
+  monkeypatch.setattr(ocp.CheckpointManager, "save", fills_up)
+  grid, workdir = _tiny_grid(), str(tmp_path / "work")
+  code, err = _sweep(capsys, grid, workdir)
+  out = capsys.readouterr().out
+  assert code == cli.USAGE_ERROR, err
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and "the disk is full" in lines[0] and "epoch" in lines[0], err
+  assert os.path.join(workdir, "checkpoints") in lines[0]         # the directory, named
+  assert "did not fit" not in out + err and len(saves) == full_at_save   # no retraining
+  left = os.listdir(os.path.join(workdir, "checkpoints"))
+  if full_at_save == 1:
+    assert left == []                  # no complete checkpoint: the group's directory is gone
+  else:
+    (group,) = left
+    assert os.listdir(os.path.join(workdir, "checkpoints", group)) == ["1"]   # no partial one
+  monkeypatch.undo()                                                   # space freed
+  code, err = _sweep(capsys, grid, workdir)
+  assert code == 0, err
+  records = results.read_jsonl(os.path.join(workdir, "results.jsonl"))
+  assert len(records) == 2
+  assert {r["timing"]["resumed_from_epoch"] for r in records} == {full_at_save - 1}
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == []
+
+
+def test_no_room_for_the_checkpoints_is_refused_before_the_group_trains(
+    tmp_path, capsys, monkeypatch):
+  from jaxrec import errors
+  monkeypatch.setattr(errors, "free_bytes", lambda path: 2**20)
+  workdir = str(tmp_path / "work")
+  code, err = _sweep(capsys, _tiny_grid(), workdir)
+  assert code == cli.USAGE_ERROR, err
+  (line,) = err.strip().splitlines()
+  assert "1.0 MiB free on its disk" in line and "checkpoints need about" in line, line
+  assert os.path.join(workdir, "checkpoints") in line and "--workdir" in line
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == []         # nothing left behind
+  assert not os.path.exists(os.path.join(workdir, "curves", "g000-milk.jsonl"))
+
+
+def test_every_checkpoint_damaged_is_one_line_without_orbax_noise(tmp_path, capfd):
+  grid = _tiny_grid(max_epochs=6)
+  configs = [cfg for _, cfg in plan_groups(grid)[0]]
+  work = WorkDir(str(tmp_path / "work"))
+  ckpt = work.checkpoint_dir("g000-milk", [c.run_id for c in configs])
+  train_configs(configs, checkpoint_dir=ckpt, max_epochs=4)
+  for root, _, files in os.walk(ckpt):
+    for name in files:                   # every file of every checkpoint cut in half
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(os.path.getsize(os.path.join(root, name)) // 2)
+  capfd.readouterr()
+  code = cli.run(lambda: run_sweep(grid, work.path))          # with its progress bar
+  import gc
+  gc.collect()                  # orbax's abandoned reads, collected here, print nothing
+  err = capfd.readouterr().err
+  assert code == cli.USAGE_ERROR, err
+  assert len(err.strip().split("\n")) <= 3, err         # as a terminal shows it (\r redraws)
+  assert "no checkpoint can be read" in err and "delete that directory" in err
+  assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def _read_only_command(folder: str, command: list[str]) -> list[str]:
+  """`command` with `folder` mounted read-only for it alone (a private mount
+  namespace: nothing outside the command sees the change)."""
+  import shlex
+  q = shlex.quote(folder)
+  return ["unshare", "-m", "sh", "-c",
+          f"mount --bind {q} {q} && mount -o remount,bind,ro {q} && exec "
+          + " ".join(shlex.quote(c) for c in command)]
+
+
+def _can_mount_read_only(tmp_path) -> bool:
+  import shutil
+  import subprocess
+  if shutil.which("unshare") is None:
+    return False
+  (tmp_path / "probe").mkdir()
+  probe = _read_only_command(str(tmp_path / "probe"), ["touch", str(tmp_path / "probe" / "x")])
+  done = subprocess.run(probe, capture_output=True, text=True)
+  return "Read-only" in done.stderr
+
+
+def test_a_finished_read_only_work_directory_prints_its_summary(tmp_path):
+  import subprocess
+  import sys
+  from experiments import configs
+  from jaxrec.grid import apply_overrides
+  from tests.helpers import REPO
+  if not _can_mount_read_only(tmp_path):
+    pytest.skip("needs unshare and mount (a private read-only bind mount)")
+  workdir = str(tmp_path / "work")
+  grid = apply_overrides(configs.get_grid("smoke"), models=[""], seeds=1, epochs=1,
+                         data=None, sets=[], axes=[], tune=False)
+  run_sweep(grid, workdir, progress=False)
+  before = sorted(os.listdir(workdir))
+  done = subprocess.run(
+      _read_only_command(workdir, [sys.executable, "-m", "experiments.sweep", "--grid", "smoke",
+                                   "--seeds", "1", "--epochs", "1", "--workdir", workdir]),
+      cwd=REPO, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+      timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert "already done" in done.stdout and "| milk |" in done.stdout, done.stdout
+  (note,) = [l for l in done.stderr.splitlines() if l.strip()]
+  assert f"{workdir} cannot be written (Read-only file system)" in note, note
+  assert "printed above" in note and "experiments.report" in note
+  assert sorted(os.listdir(workdir)) == before

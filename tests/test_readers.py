@@ -170,7 +170,7 @@ def test_bad_milk(tmp_path):
   _milk(tmp_path, train="0 1 2\n1 3 9\n")
   with pytest.raises(DataError, match="train.txt: line 2: item id 9"):
     readers.read_milk(str(tmp_path))
-  _milk(tmp_path, val="0 4\n\n")
+  _milk(tmp_path, val="0 4\n\n1 4\n")          # an empty line inside the file, not at its end
   with pytest.raises(DataError, match="val.txt: line 2: .*empty line"):
     readers.read_milk(str(tmp_path))
 

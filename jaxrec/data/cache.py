@@ -3,12 +3,16 @@
 A key hashes the bytes of every input file (and the arguments), so a changed
 file can never be served from a stale entry. Entries are `.npz` files written
 atomically (temporary file + rename), so a killed process leaves no torn entry.
+A cache folder that cannot be written (read-only, full) is said in one line and
+bypassed: the cache saves time, it never stops a sweep.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from typing import Callable, Sequence
 
@@ -77,8 +81,31 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]],
       pass    # a damaged entry (disk full, edited by hand) is rebuilt and replaced
   arrays = build()
   if enabled:
+    _store(path, arrays)
+  return arrays, False
+
+
+def _store(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Writes one entry atomically; a cache that cannot be written (read-only, full)
+  is said once, in one line on stderr, and the data is used without it."""
+  tmp = f"{path}.{os.getpid()}.tmp.npz"
+  try:
     os.makedirs(cache_dir(), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-  return arrays, False
+  except OSError as err:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    _warn_unwritable(err)
+
+
+_warned_dirs: set[str] = set()
+
+
+def _warn_unwritable(err: OSError) -> None:
+  if cache_dir() in _warned_dirs:
+    return
+  _warned_dirs.add(cache_dir())
+  print(f"warning: the data cache {cache_dir()} cannot be written ({err.strerror}); the data "
+        "is read without it, and read again next time; set JAXREC_CACHE to a writable "
+        "folder to keep it", file=sys.stderr)

@@ -114,10 +114,12 @@ def choose(folder: str, npy_files: Sequence[str], manifest: dict[str, str] | Non
                      f"a non-empty selection of {sorted(catalogue)} or name:file.npy with "
                      f"one of {_listing(npy_files)}")
   out = tuple((n, f if f is not None else catalogue[n]) for n, f in selection)
-  absent = [f"{n}:{f}" for n, f in out if f not in npy_files]
-  if absent:
-    raise InputError(f"{folder}: modality file {absent[0]!r} not found; the folder has "
-                     f"{_listing(npy_files)}")
+  for (name, file), (_, selected) in zip(out, selection):
+    if file not in npy_files:
+      source = (f" (named in {MANIFEST})" if selected is None and name in (manifest or {})
+                else "")
+      raise InputError(f"{folder}: modality file '{name}:{file}'{source} not found; the "
+                       f"folder has {_listing(npy_files)}")
   return out
 
 
@@ -194,13 +196,48 @@ def _float_rows(path: str, f: np.ndarray, n_rows: int | None, first: str | None)
                      f"features ({int(bad.sum())} bad rows)")
 
 
+def _mask(mask_path: str, name: str, n_rows: int) -> np.ndarray:
+  m = load_npy(mask_path)
+  if m.dtype != np.bool_ or m.shape != (n_rows,):
+    raise InputError(f"{mask_path}: expected a ({n_rows},) bool array, got shape "
+                     f"{m.shape} dtype {m.dtype}")
+  if not m.any():
+    raise InputError(f"{mask_path}: marks every item's '{name}' missing (all False), "
+                     "expected at least one observed item; fix the mask, or leave the "
+                     f"modality out (--set modalities=...)")
+  return m
+
+
+def _rows(rows: np.ndarray, most: int = 5) -> str:
+  shown = ", ".join(str(int(r)) for r in rows[:most])
+  return shown + (f", ... {len(rows) - most} more" if len(rows) > most else "")
+
+
+def zero_row_notes(path: str, f: np.ndarray, mask_path: str | None,
+                   mask: np.ndarray) -> list[str]:
+  """A warning counting the all-zero rows that are taken as real features (a
+  common way to write "missing"), saying whether a mask file disagrees."""
+  zero = ~f.any(axis=1) & mask
+  if not zero.any():
+    return []
+  rows = np.flatnonzero(zero)
+  what = f"{path}: {len(rows)} rows are all zero (rows {_rows(rows)})"
+  if mask_path is not None:
+    return [f"{what} but {os.path.basename(mask_path)} marks them observed; they are used "
+            "as real features; if zero means missing, mark them False in that mask"]
+  name = os.path.basename(path).removesuffix(".npy").removesuffix("_feat")
+  return [f"{what}; they are used as real features; if zero means missing, write "
+          f"{name}{MASK_SUFFIX} (a bool per item, False for those rows) beside it"]
+
+
 def load_features(folder: str, selection: Selection | None,
                   default: Sequence[str] | None = None):
-  """(features tuple, names tuple, available (n_rows, M) bool, first feature path).
+  """(features tuple, names tuple, available (n_rows, M) bool, first feature path,
+  warnings).
 
   Float16 is a storage format only: those features come back as float32.
   """
-  feats, names, masks, n_rows, first = [], [], [], None, None
+  feats, names, masks, n_rows, first, notes = [], [], [], None, None, []
   for name, path in resolve(folder, selection, default):
     f = load_npy(path)
     _float_rows(path, f, n_rows, first)
@@ -209,15 +246,11 @@ def load_features(folder: str, selection: Selection | None,
     feats.append(f.astype(np.float32) if f.dtype == np.float16 else f)
     names.append(name)
     mask_path = os.path.join(folder, name + MASK_SUFFIX)
-    if os.path.exists(mask_path):
-      m = load_npy(mask_path)
-      if m.dtype != np.bool_ or m.shape != (n_rows,):
-        raise InputError(f"{mask_path}: expected a ({n_rows},) bool array, got shape "
-                         f"{m.shape} dtype {m.dtype}")
-      masks.append(m)
-    else:
-      masks.append(np.ones(n_rows, bool))
-  return tuple(feats), tuple(names), np.stack(masks, axis=1), first
+    if not os.path.exists(mask_path):
+      mask_path = None
+    masks.append(np.ones(n_rows, bool) if mask_path is None else _mask(mask_path, name, n_rows))
+    notes += zero_row_notes(path, f, mask_path, masks[-1])
+  return tuple(feats), tuple(names), np.stack(masks, axis=1), first, tuple(notes)
 
 
 def _listing(files: Sequence[str], most: int = 12) -> str:

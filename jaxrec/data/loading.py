@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from jaxrec.data.dataset import Dataset
 from jaxrec.data.synthetic import make_synthetic
 from jaxrec.errors import InputError
 
-CACHE_VERSION = 2    # 2: warnings in the entry
+CACHE_VERSION = 3    # 2: warnings in the entry; 3: all-zero feature rows counted
 _OWN_SPLITS = ("train", "val", "test", "cold_items")
 _SPLIT_ARRAYS = ("train_pairs", "val_pairs", "test_pairs", "train_items", "eval_items",
                  "candidates")
@@ -143,6 +144,45 @@ def _load(data, modalities, min_rating, synthetic_users, synthetic_items, synthe
   arrays, _ = cache.cached_arrays(f"data-{key}", build, enabled=use_cache)
   dataset, own, warnings = _dataset_from_arrays(arrays)
   return Loaded(dataset, own, key, warnings, fingerprint)
+
+
+def uses_own_split(loaded: Loaded, protocol_name: str) -> bool:
+  """Whether `protocol_name` evaluates on the data's own split (see `make_split`)."""
+  own = loaded.own_splits or {}
+  return "cold_items" in own if protocol_name == "new_item" else "train" in own
+
+
+def warnings_for(loaded: Loaded, protocol_name: str) -> tuple[str, ...]:
+  """The data's warnings that hold under `protocol_name`: what the data's own split
+  leaves out is not said where a seeded split is used instead."""
+  own = uses_own_split(loaded, protocol_name)
+  return tuple(w for w in loaded.warnings if own or not w.endswith(readers.OWN_SPLIT_NOTE))
+
+
+def unread_feature_files(data: str, modalities: str = "") -> list[str]:
+  """The feature folder's .npy files that `load(data, modalities=...)` does not read
+  (masks and the MILK layout's cold items aside), relative to that folder."""
+  if data == "synthetic":
+    return []
+  layout = readers.detect_layout(data)
+  folder = os.path.join(data, layout.feature_dir)
+  read = {os.path.relpath(f, folder) for f in _files(data, modalities)}
+  return [f for f in features.npy_files(folder) if f not in read
+          and not f.endswith(features.MASK_SUFFIX) and f != "cold_item_index.npy"]
+
+
+def check_modalities(data: str, modalities: str, dataset: Dataset, model_name: str,
+                     least: int) -> None:
+  """Refuses data with fewer modalities than a model needs, naming the feature
+  files it left unread (an encoder-named file needs its modality named)."""
+  if dataset.n_modalities >= least:
+    return
+  unread = unread_feature_files(data, modalities)
+  hint = (f"; not read: {', '.join(unread)} (a file not named '<modality>_feat.npy' is read "
+          "once named: --set modalities=name:file.npy,... lists every modality, or write "
+          f"{features.MANIFEST} in the folder)" if unread else "")
+  raise InputError(f"model {model_name!r} needs at least {least} modalities; {data} has "
+                   f"{dataset.n_modalities} ({', '.join(dataset.modality_names)}){hint}")
 
 
 def _build_split(loaded: Loaded, protocol_name: str, split_seed: int,

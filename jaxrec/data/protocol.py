@@ -240,6 +240,7 @@ def fill_values(features: tuple[np.ndarray, ...], mask: np.ndarray,
       continue
     observed = rows & mask[:, m]
     if not observed.any():
-      raise InputError(f"mean fill of modality {m}: no training item observes it")
+      raise InputError(f"mean fill of modality {m}: no training item observes it, expected "
+                       "at least one to average; use fill=zero, or a lower missing rate")
     out.append(feats[observed].mean(axis=0).astype(np.float32))
   return tuple(out)

@@ -44,6 +44,9 @@ DataError = InputError
 # plus this many, so small hand-made files and sparse-ish real ids pass while a
 # stray 30000000 is refused before anything is sized by it.
 ID_SLACK = 1024
+# Ends the warnings that hold only where the data's own split is used
+# (`loading.warnings_for` drops them under a seeded split).
+OWN_SPLIT_NOTE = "evaluation on the data's own split leaves them out"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +66,15 @@ def _read_lines(path: str) -> list[str]:
     # utf-8-sig: a byte-order mark (some editors write one) is not part of the header.
     with open(path, encoding="utf-8-sig") as f:
       # splitlines: a trailing newline adds no empty line; \r\n is handled.
-      return f.read().splitlines()
+      lines = f.read().splitlines()
   except UnicodeDecodeError as err:
     raise InputError(f"{path}: byte {err.start} is not UTF-8 text, expected a text "
                      "file") from None
   except OSError as err:
     raise InputError(f"{path}: cannot be read ({err.strerror})") from None
+  while lines and not lines[-1].strip():
+    lines.pop()           # blank lines an editor leaves at the end are not records
+  return lines
 
 
 def _parse_ints(path: str, lines: list[str], first_line: int, sep: str | None,
@@ -207,13 +213,15 @@ def _untrained_users(path: str, split: str, pairs: np.ndarray,
     raise InputError(f"{path}: no user of split '{split}' has training pairs, expected "
                      "at least one (are the ids aligned?)")
   return [f"{path}: {n_users} users of split '{split}' ({int(lost.sum())} pairs) have no "
-          "training pairs; evaluation on the data's own split leaves them out"]
+          f"training pairs; {OWN_SPLIT_NOTE}"]
 
 
-def _assemble(name, split_data, feats, names, avail, feat_file, remap_users=False) -> Read:
+def _assemble(name, split_data, feats, names, avail, feat_file, feat_notes=(),
+              remap_users=False) -> Read:
   """Validates ids and splits, dedupes, builds the `Read`.
 
   split_data: list of (split name, file path, pairs int64, line numbers).
+  feat_notes: the feature files' warnings (`features.load_features`).
   """
   n_items = feats[0].shape[0]
   for split, path, pairs, lines in split_data:
@@ -222,7 +230,7 @@ def _assemble(name, split_data, feats, names, avail, feat_file, remap_users=Fals
                f" (the rows of {feat_file})")
   users, n_users, notes = _dense_ids([(p, d[:, 0], l) for _, p, d, l in split_data],
                                      "user id", remap_users)
-  notes = list(notes)
+  notes = list(feat_notes) + list(notes)
   splits, seen, train_users = {}, np.zeros(0, np.int64), None
   for (split, path, pairs, _), user in zip(split_data, users):
     pairs, keys, dropped = _dedupe(path, np.stack([user, pairs[:, 1]], axis=1), seen,
@@ -255,9 +263,10 @@ def _split_files(path: str, ext: str) -> tuple[str, ...]:
 
 def _read_tsv_layout(path, selection, default=None, min_rating=4, remap_users=False):
   del min_rating    # ratings are not part of this layout
-  feats, names, avail, first = features.load_features(path, selection, default)
+  feats, names, avail, first, notes = features.load_features(path, selection, default)
   split_data = [(s, f, *_read_pair_tsv(f)) for s, f in zip(SPLITS, _split_files(path, "tsv"))]
-  return _assemble(_folder_name(path), split_data, feats, names, avail, first, remap_users)
+  return _assemble(_folder_name(path), split_data, feats, names, avail, first, notes,
+                   remap_users)
 
 
 def _inter_file(path: str) -> str:
@@ -272,7 +281,7 @@ def _read_mmrec_layout(path, selection, default=None, min_rating=4, remap_users=
   """Every row of an .inter file is a positive: rating and timestamp are not parsed."""
   del min_rating
   inter = _inter_file(path)
-  feats, names, avail, first = features.load_features(path, selection, default)
+  feats, names, avail, first, notes = features.load_features(path, selection, default)
   lines = _read_lines(inter)
   header = lines[0].split("\t") if lines else []
   need = ("userID", "itemID", "x_label")
@@ -287,7 +296,7 @@ def _read_mmrec_layout(path, selection, default=None, min_rating=4, remap_users=
   split_data = [(s, inter, rows[rows[:, 2] == x, :2], line_no[rows[:, 2] == x])
                 for x, s in enumerate(SPLITS)]
   name = os.path.basename(inter)[:-len(".inter")]
-  return _assemble(name, split_data, feats, names, avail, first, remap_users)
+  return _assemble(name, split_data, feats, names, avail, first, notes, remap_users)
 
 
 def _read_cold_items(path: str, n_items: int) -> np.ndarray:
@@ -304,9 +313,10 @@ def _read_cold_items(path: str, n_items: int) -> np.ndarray:
 
 def _read_milk_layout(path, selection, default=None, min_rating=4, remap_users=False):
   del min_rating
-  feats, names, avail, first = features.load_features(path, selection, default)
+  feats, names, avail, first, notes = features.load_features(path, selection, default)
   split_data = [(s, f, *_read_milk_txt(f)) for s, f in zip(SPLITS, _split_files(path, "txt"))]
-  out = _assemble(_folder_name(path), split_data, feats, names, avail, first, remap_users)
+  out = _assemble(_folder_name(path), split_data, feats, names, avail, first, notes,
+                  remap_users)
   cold = _read_cold_items(os.path.join(path, "cold_item_index.npy"), out.dataset.n_items)
   return dataclasses.replace(out, splits={**out.splits, "cold_items": cold})
 
@@ -315,8 +325,8 @@ def _read_movielens_layout(path, selection, default=None, min_rating=4, remap_us
   """MovieLens ids are 1-based: made 0-based here. The id ranges cover every user
   in u.data and every feature row, so ids stay aligned with the files even
   when an id has no positive."""
-  feats, names, avail, first = features.load_features(os.path.join(path, "features"),
-                                                      selection, default)
+  feats, names, avail, first, feat_notes = features.load_features(
+      os.path.join(path, "features"), selection, default)
   data_path = os.path.join(path, "ml-100k", "u.data")
   lines = _read_lines(data_path)
   rows = _parse_ints(data_path, lines, 1, "\t", 4, (0, 1, 2, 3))
@@ -336,7 +346,7 @@ def _read_movielens_layout(path, selection, default=None, min_rating=4, remap_us
   data = Dataset(name=_folder_name(path), n_users=n_users, n_items=n_items,
                  pairs=pairs.astype(np.int32), features=feats,
                  modality_names=names, available=avail)
-  return Read(data, None, tuple(notes) + tuple(dropped))
+  return Read(data, None, feat_notes + tuple(notes) + tuple(dropped))
 
 
 # ---------------------------------------------------------------- layouts ---

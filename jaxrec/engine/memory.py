@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxrec.engine import sharding
 from jaxrec.engine.train import GroupData, GroupTrainer, RunInputs
+from jaxrec.errors import is_disk_full
 
 MARGIN = 0.85     # leave room for the allocator, the runtime and fragmentation
 
@@ -42,9 +43,14 @@ def device_budget_bytes(device: jax.Device | None = None) -> int | None:
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-  """Whether `err` is XLA running out of device memory (RESOURCE_EXHAUSTED)."""
+  """Whether `err` is XLA running out of device memory (RESOURCE_EXHAUSTED).
+
+  A full disk is not: TensorStore (the checkpoint writer) reports it as
+  RESOURCE_EXHAUSTED too, and retraining in smaller chunks cannot help it.
+  """
   text = str(err)
-  return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+  return (("RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower())
+          and not is_disk_full(err))
 
 
 def host_memory_bytes() -> int:

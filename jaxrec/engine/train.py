@@ -315,6 +315,8 @@ class GroupLoop:
 
   def restore(self) -> None:
     """Continues from the latest checkpoint, if any, in the layout it was saved in."""
+    if self.ckpt:
+      self.ckpt.check_room(self.state)     # before any training that it could not keep
     restored = self.ckpt.restore(self.state) if self.ckpt else None
     for skipped in (self.ckpt.skipped if self.ckpt else ()):
       print(f"checkpoint: {skipped}")
