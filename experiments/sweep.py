@@ -5,6 +5,7 @@
   python -m experiments.sweep --grid newitem_compare --axis milk.penalty_weight=10,50
   python -m experiments.sweep --grid milk_main --tune     # every model over its search space
   python -m experiments.sweep --fields          # every field, its default and its source
+  python -m experiments.sweep --grid milk_main --plan   # groups, memory, estimated wall
 
 Writes WORKDIR/results.jsonl (one line per run), WORKDIR/summary.{md,csv} and
 per-group loss curves in WORKDIR/curves/. Re-running the same command resumes:
@@ -47,6 +48,10 @@ flags.DEFINE_boolean("tune", False,
                      "fields not set with --set; see --fields); the report then chooses each "
                      "model's point on validation.")
 flags.DEFINE_boolean("fields", False, "List every field (shared and per model) and exit.")
+flags.DEFINE_boolean("plan", False,
+                     "Print the groups, runs, compiled programs, memory per group and an "
+                     "estimated wall time (each group compiled and a few steps timed), then "
+                     "exit: nothing is trained or written (jaxrec/plan.py).")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 flags.DEFINE_boolean("verbose", False, "Print the traceback of a failure.")
 flags.DEFINE_string("coordinator_address", None,
@@ -79,6 +84,10 @@ def sweep() -> None:
                                FLAGS.process_id)
   workdir = FLAGS.workdir or os.path.join("runs", FLAGS.grid)
   budget = int(FLAGS.memory_budget_gb * 2**30) if FLAGS.memory_budget_gb else None
+  if FLAGS.plan:
+    from jaxrec.plan import describe, plan_sweep
+    print(describe(plan_sweep(grid, workdir, memory_budget_bytes=budget)))
+    return
   run_sweep(grid, workdir, progress=FLAGS.progress, memory_budget_bytes=budget)
   if jax.process_index() == 0:
     print(f"results: {os.path.join(workdir, 'results.jsonl')}  "

@@ -9,8 +9,11 @@ mixed in.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Sequence
+import time
+import warnings
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -117,6 +120,21 @@ def chunk_sizes(inputs: GroupInputs, budget_bytes: int | None, n_devices: int) -
   return size
 
 
+def runs_left(groups: Sequence[list[tuple[dict, RunConfig]]], done: set[str]
+               ) -> list[tuple[int, list[tuple[dict, RunConfig]]]]:
+  """(group index, its runs not in `done`) of every group with runs left."""
+  todo = [(index, [(c, cfg) for c, cfg in group if cfg.run_id not in done])
+          for index, group in enumerate(groups)]
+  return [(index, left) for index, left in todo if left]
+
+
+def sweep_line(groups, todo, devices) -> str:
+  n_runs = sum(len(g) for g in groups)
+  return (f"sweep: {n_runs} runs in {len(groups)} group(s); "
+          f"{n_runs - sum(len(g) for _, g in todo)} already done; "
+          f"devices: {len(devices)} x {jax.default_backend()}")
+
+
 def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
               memory_budget_bytes: int | None = None) -> list[dict]:
   """Runs every unfinished run of `grid`, appending to `workdir`; returns all records.
@@ -134,31 +152,28 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   for data, lines in data_warnings.items():
     for line in lines:
       print(f"data: {data}: {line}", file=sys.stderr)
-  done = work.done_ids()
   devices = list(devices or jax.devices())
   budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
-  n_runs = sum(len(g) for g in groups)
-  todo = [(index, [(c, cfg) for c, cfg in group if cfg.run_id not in done])
-          for index, group in enumerate(groups)]
-  todo = [(index, left) for index, left in todo if left]
-  print(f"sweep: {n_runs} runs in {len(groups)} group(s); "
-        f"{n_runs - sum(len(g) for _, g in todo)} already done; "
-        f"devices: {len(devices)} x {jax.default_backend()}")
+  todo = runs_left(groups, work.done_ids())
+  print(sweep_line(groups, todo, devices))
   unwritable = is_writer() and errors.not_writable(workdir)
   if unwritable:
     return _report_unwritable(work, unwritable, sum(len(g) for _, g in todo))
-  bar = _progress(total=sum(g[0][1].max_epochs for _, g in todo),
-                  enabled=progress and is_writer())
+  bar = SweepProgress(enabled=progress and is_writer())
+  for _, group in todo:
+    bar.add_chunk(len(group), group[0][1].max_epochs)
   for step, (index, group) in enumerate(todo):
     coords, configs = zip(*group)
     inputs = build_group(configs)
     chunks = memory.chunk(list(range(len(configs))), chunk_sizes(inputs, budget, len(devices)))
-    bar.total += (len(chunks) - 1) * configs[0].max_epochs
+    max_epochs = configs[0].max_epochs
+    bar.more_chunks(len(chunks) - 1, max_epochs)
     name = f"g{index:03d}-{configs[0].model}"
     pending, k = list(chunks), 0
     while pending:
       rows = pending.pop(0)
-      bar.set_description(f"group {step + 1}/{len(todo)} ({len(rows)} runs)")
+      bar.start_chunk(len(rows), max_epochs,
+                      f"group {step + 1}/{len(todo)} ({len(rows)} runs)")
       # Each chunk has its own curves and history, so one never cuts another's.
       chunk_name = name if len(chunks) == 1 and not k else f"{name}-c{k}"
       k += 1
@@ -176,8 +191,10 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
         work.drop_checkpoint(work.checkpoint_dir(chunk_name, [configs[r].run_id for r in rows]))
         print(f"memory: {len(rows)} runs did not fit the device; retrying as two chunks "
               f"of {len(rows) // 2} and {len(rows) - len(rows) // 2}")
-        bar.total += configs[0].max_epochs
+        bar.end_chunk()
         pending[:0] = [rows[:len(rows) // 2], rows[len(rows) // 2:]]
+        for half in pending[:2]:
+          bar.add_chunk(len(half), max_epochs)
   bar.close()
   if not is_writer():
     return []
@@ -210,22 +227,23 @@ def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coor
   """Trains one chunk (`name`) of a group with curves, progress and a checkpoint;
   appends its records and drops the checkpoint."""
   checkpoint_dir = work.checkpoint_dir(name, [c.run_id for c in configs])
-  curves, start = None, bar.n
+  curves = None
 
   def on_start(epoch):
     nonlocal curves
     curves = work.open_curves(name, epoch)
-    bar.update(epoch)
+    bar.resumed(epoch)
 
   def on_epoch(epoch, terms):
-    bar.update(1)
-    bar.set_postfix(loss=f"{float(np.nanmean(terms['loss'])):.4f}")   # NaN: stopped
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)     # all NaN: every run stopped
+      bar.epoch_done(float(np.nanmean(terms["loss"])))
     if curves is not None:
       curves.write(curve_line(epoch, terms))
 
   outcome = train_inputs(inputs, devices=devices, on_epoch=on_epoch, on_start=on_start,
                          checkpoint_dir=checkpoint_dir)
-  bar.update(configs[0].max_epochs - (bar.n - start))
+  bar.end_chunk()
   if curves is not None:
     curves.close()
   work.write_eval_history(name, outcome.eval_history)
@@ -235,6 +253,140 @@ def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coor
   work.drop_checkpoint(checkpoint_dir)
 
 
-def _progress(total: int, enabled: bool):
-  from tqdm.auto import tqdm
-  return tqdm(total=total, unit="epoch", disable=not enabled, dynamic_ncols=True)
+@dataclasses.dataclass
+class SweepEta:
+  """The time a sweep has left, from what it has measured so far.
+
+  Two costs, timed separately because they differ by orders of magnitude on a
+  small group: a chunk's *start* (data to the device, `prepare` and `init`, the
+  epoch's compile and its first epoch) and a *run-epoch* after that (one run for
+  one epoch, its evaluations and checkpoints included). The time left is
+      run-epochs left after the chunks' first epochs x mean seconds per run-epoch
+    + chunks not yet past their first epoch      x mean seconds per start,
+  so a sweep whose next group has yet to compile counts that compile. None
+  until a start and, if run-epochs are left, a later epoch have been timed.
+  """
+  run_epochs_left: int = 0
+  starts_left: int = 0
+  start_seconds: float = 0.0
+  starts_done: int = 0
+  run_epoch_seconds: float = 0.0
+  run_epochs_done: int = 0
+
+  def add_chunk(self, runs: int, max_epochs: int) -> None:
+    """A chunk of `runs` runs of up to `max_epochs` epochs, still to train."""
+    self.run_epochs_left += runs * (max_epochs - 1)
+    self.starts_left += 1
+
+  def started(self, seconds: float | None) -> None:
+    """A chunk's first epoch ended `seconds` after the chunk began (None: the
+    chunk ended without training an epoch, e.g. resumed at its last)."""
+    self.starts_left -= 1
+    if seconds is not None:
+      self.starts_done += 1
+      self.start_seconds += seconds
+
+  def trained(self, run_epochs: int, seconds: float) -> None:
+    self.run_epochs_left -= run_epochs
+    self.run_epochs_done += run_epochs
+    self.run_epoch_seconds += seconds
+
+  def skipped(self, run_epochs: int) -> None:
+    """Run-epochs that will not be trained (resumed past them, or every run stopped)."""
+    self.run_epochs_left -= run_epochs
+
+  def seconds_left(self) -> float | None:
+    if not self.starts_done and self.starts_left:
+      return None
+    if not self.run_epochs_done and self.run_epochs_left:
+      return None
+    per_start = self.start_seconds / max(self.starts_done, 1)
+    per_run_epoch = self.run_epoch_seconds / max(self.run_epochs_done, 1)
+    return self.starts_left * per_start + self.run_epochs_left * per_run_epoch
+
+
+def format_seconds(seconds: float | None) -> str:
+  """H:MM:SS or MM:SS; '?' while unknown."""
+  if seconds is None:
+    return "?"
+  minutes, secs = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+@dataclasses.dataclass
+class _Chunk:
+  runs: int
+  max_epochs: int
+  last: float                 # clock at its start, then at its latest epoch
+  epochs: int = 0             # epochs counted on the bar
+  started: bool = False       # its first epoch (the compiling one) has ended
+  steady_left: int = 0        # its run-epochs still in the ETA
+
+
+class SweepProgress:
+  """The sweep's progress bar: epochs of all chunks, done / total, with
+  `SweepEta`'s ETA (tqdm's own extrapolates the epoch rate so far, which knows
+  nothing of the groups still to compile)."""
+
+  def __init__(self, enabled: bool, clock: Callable[[], float] = time.perf_counter):
+    from tqdm.auto import tqdm
+    self.eta, self.clock, self.loss = SweepEta(), clock, None
+    self.bar = tqdm(total=0, unit="epoch", disable=not enabled, dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+    self.chunk: _Chunk | None = None
+
+  def add_chunk(self, runs: int, max_epochs: int) -> None:
+    self.bar.total += max_epochs
+    self.eta.add_chunk(runs, max_epochs)
+    self._show()
+
+  def more_chunks(self, extra: int, max_epochs: int) -> None:
+    """A group added as one chunk is cut into `extra` more (the same runs)."""
+    self.bar.total += extra * max_epochs
+    self.eta.starts_left += extra
+
+  def start_chunk(self, runs: int, max_epochs: int, description: str) -> None:
+    self.chunk = _Chunk(runs, max_epochs, self.clock(), steady_left=runs * (max_epochs - 1))
+    self.bar.set_description(description, refresh=False)
+    self._show()
+
+  def resumed(self, epoch: int) -> None:
+    """The chunk continues after `epoch` epochs done before (no time spent here)."""
+    c = self.chunk
+    done = min(c.runs * epoch, c.steady_left)
+    self.eta.skipped(done)
+    c.steady_left -= done
+    c.epochs += epoch
+    self.bar.update(epoch)
+
+  def epoch_done(self, loss: float) -> None:
+    c, now = self.chunk, self.clock()
+    if c.started:
+      self.eta.trained(c.runs, now - c.last)
+      c.steady_left -= c.runs
+    else:
+      self.eta.started(now - c.last)
+      c.started = True
+    c.last, c.epochs, self.loss = now, c.epochs + 1, loss
+    self.bar.update(1)
+    self._show()
+
+  def end_chunk(self) -> None:
+    """The chunk ended (finished, all its runs stopped early, or it failed)."""
+    c = self.chunk
+    if not c.started:
+      self.eta.started(None)
+    self.eta.skipped(c.steady_left)
+    self.bar.update(max(c.max_epochs - c.epochs, 0))
+    self.chunk = None
+    self._show()
+
+  def _show(self) -> None:
+    text = f"ETA {format_seconds(self.eta.seconds_left())}"   # tqdm puts ", " before it
+    if self.loss is not None:
+      text += f", loss={self.loss:.4f}"      # NaN: every run has stopped
+    self.bar.set_postfix_str(text)
+
+  def close(self) -> None:
+    self.bar.close()

@@ -291,6 +291,13 @@ def _float_leaves(tree) -> list[jax.Array]:
   return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
 
 
+def evaluation_due(settings: TrainSettings, epoch: int) -> bool:
+  """Whether the group validates after `epoch` epochs: after the first stage,
+  every `eval_every` epochs, and at the last epoch."""
+  due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
+  return epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs
+
+
 class GroupLoop:
   """One group's training, as the named steps `train_group` runs."""
 
@@ -349,10 +356,7 @@ class GroupLoop:
     return self.layout.all_runs(terms)
 
   def evaluation_due(self) -> bool:
-    """After the first stage, every `eval_every` epochs, and at the last epoch."""
-    s = self.settings
-    due = (self.epoch - s.pretrain_epochs) % s.eval_every == 0
-    return self.epoch > s.pretrain_epochs and due or self.epoch == s.max_epochs
+    return evaluation_due(self.settings, self.epoch)
 
   def evaluate_and_select(self) -> None:
     t0 = time.perf_counter()
