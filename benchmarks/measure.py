@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from benchmarks import floors
 from jaxrec.config import make_config
 from jaxrec.engine import memory, sharding
 from jaxrec.engine.inputs import build_group
@@ -26,6 +27,8 @@ class Shape:
 
 SHAPES = {"tiktok": Shape(9308, 6710, (128, 128), 7.4),
           "baby": Shape(19445, 7050, (4096, 384), 8.3),
+          # MovieLens-100K with posters and plots (ratings >= 4: 55,375 of 943 users).
+          "movielens": Shape(943, 1682, (1280, 384), 58.7),
           "tiny": Shape(300, 200, (16, 8), 6.0)}     # for dry runs (benchmarks/gpu.py)
 
 
@@ -51,30 +54,12 @@ def measure_ceilings() -> dict:
   return {"matmul_flops": flops, "bandwidth_bytes": bandwidth}
 
 
-def epoch_counts(model: str, shape: Shape, n_train: int, batch: int, dim: int,
-                 n_edges: int, feature_bytes: int = 4) -> tuple[float, float]:
-  """(FLOPs, bytes) one run needs per epoch, counted from the algorithm.
-
-  FLOPs: matrix products (forward, and the weight gradient: x2 forward), the
-  per-modality scoring and, for I3-MRec, graph propagation. Bytes: the fewest
-  each step must touch: feature rows read, embeddings read and gradients
-  written, and Adam's dense update (read param, grad, m, v; write param, m, v)
-  of every parameter, which dominates for large user tables. `feature_bytes`
-  is 2 for features stored in bfloat16.
-  """
-  n_batches = -(-n_train // batch)
-  feat = sum(shape.dims)
-  n_mod = len(shape.dims)
-  projected = shape.items if model == "i3mrec" or shape.items < 2 * batch else 2 * batch
-  params = shape.users * dim + feat * dim + n_mod * dim
-  flops = 3 * 2 * projected * feat * dim + 3 * 2 * 2 * batch * n_mod * dim
-  bytes_ = (feature_bytes * projected * feat + 4 * 3 * batch * dim * (1 + 2 * n_mod)
-            + 4 * 7 * params)
-  if model == "i3mrec":
-    nodes = shape.users + shape.items
-    flops += 3 * n_mod * 3 * 2 * n_edges * dim          # 3 layers, fwd + bwd
-    bytes_ += 4 * 3 * n_mod * 3 * (2 * n_edges * dim + nodes * dim)
-  return n_batches * flops, n_batches * bytes_
+def affine_bytes(points: dict[int, int]) -> tuple[int, int]:
+  """(shared, per run) device bytes from the program bytes at two group sizes
+  {R: bytes} (memory is affine in R, as jaxrec/engine/memory.py plans it)."""
+  (r1, b1), (r2, b2) = sorted(points.items())[:2]
+  per_run = max((b2 - b1) // (r2 - r1), 1)
+  return max(b1 - r1 * per_run, 0), per_run
 
 
 def scaling_shapes() -> dict[str, Shape]:
@@ -89,6 +74,11 @@ def scaling_shapes() -> dict[str, Shape]:
 
 def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epochs: int,
               ceilings: dict, feature_dtype: str = "float32") -> dict:
+  """One (model, shape, R) point: compile, epoch and evaluation seconds, the
+  device bytes of its programs (XLA's buffer assignment of the epoch and the
+  evaluation, the larger; `affine_bytes` of two points gives bytes per run) and
+  the counted floors (benchmarks/floors.py). Two-stage models are timed in their
+  second stage, where their own model trains."""
   configs = [make_config(model=model_name, feature_dtype=feature_dtype,
                          synthetic_users=shape.users,
                          synthetic_items=shape.items, synthetic_dims=shape.dims,
@@ -99,37 +89,42 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
   model, spec, settings = group.model, group.spec, group.settings
   mesh = sharding.runs_mesh()
   data = sharding.to_device(group.data, sharding.replicated(mesh))
-  est = memory.estimate(model, spec, settings, data, group.one_run())
   runs = sharding.pad_runs(group.runs, n_runs, sharding.padded_size(n_runs, mesh))
   runs = sharding.to_device(runs, sharding.runs_sharding(mesh))
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
   runs = trainer.prepare(runs, data)
   state = trainer.init(runs)
+  epoch = jnp.int32(settings.pretrain_epochs)
   t0 = time.perf_counter()
-  compiled = trainer.epoch.lower(state, runs, data, jnp.int32(0)).compile()
+  compiled = trainer.epoch.lower(state, runs, data, epoch).compile()
   compile_s = time.perf_counter() - t0
-  state, terms = compiled(state, runs, data, jnp.int32(0))   # warm-up
+  state, terms = compiled(state, runs, data, epoch)   # warm-up
   jax.block_until_ready(terms)
   t0 = time.perf_counter()
   for _ in range(epochs):
-    state, terms = compiled(state, runs, data, jnp.int32(0))
+    state, terms = compiled(state, runs, data, epoch)
   jax.block_until_ready(terms)
   epoch_s = (time.perf_counter() - t0) / epochs
-  evaluate = lambda: trainer.run_eval(state.params, model.embed_aux(state.aux), runs,
-                                      data, data.test)
-  jax.block_until_ready(evaluate())                         # compiles
+  args = (state.params, model.embed_aux(state.aux), runs, data, data.test)
+  evaluate = trainer.evaluate.lower(
+      *args, trainer.eval_chunk(n_runs, data.test.items.shape[0])).compile()
+  jax.block_until_ready(evaluate(*args))                    # warm-up
   t0 = time.perf_counter()
-  jax.block_until_ready(evaluate())
+  jax.block_until_ready(evaluate(*args))
   eval_s = time.perf_counter() - t0
-  flops, bytes_ = epoch_counts(model_name, shape, int(data.train_pairs.shape[0]),
-                               settings.batch_size,
-                               spec.embed_dim, int(data.graph.src.shape[0]) // 2,
-                               feature_bytes=jnp.dtype(feature_dtype).itemsize)
+  program_bytes = max(memory._program_bytes(compiled), memory._program_bytes(evaluate))  # pylint: disable=protected-access
+  flops, bytes_ = floors.epoch_counts(
+      floors.work_of(model_name, spec), users=spec.n_users, items=spec.n_items,
+      feature_dims=spec.feature_dims, n_train=int(data.train_pairs.shape[0]),
+      batch=settings.batch_size, dim=spec.embed_dim,
+      train_pairs=int(data.graph.src.shape[0]) // 2, params=floors.n_params(model, spec),
+      knn_k=dict(spec.options).get("knn_k", 10),
+      feature_bytes=jnp.dtype(feature_dtype).itemsize)
   flop_floor = n_runs * flops / ceilings["matmul_flops"]
   byte_floor = n_runs * bytes_ / ceilings["bandwidth_bytes"]
   return dict(model=model_name, shape=shape_name, runs=n_runs, feature_dtype=feature_dtype,
               compile_s=compile_s,
               epoch_s=epoch_s, run_epochs_per_s=n_runs / epoch_s, eval_s=eval_s,
-              bytes_per_run=est.per_run_bytes, shared_bytes=est.shared_bytes,
+              run_epoch_s=epoch_s / n_runs, program_bytes=program_bytes,
               flop_floor_s=flop_floor, byte_floor_s=byte_floor,
               x_floor=epoch_s / max(flop_floor, byte_floor))

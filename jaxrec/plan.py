@@ -11,7 +11,8 @@ compiled and timed on the devices the sweep would use:
   epoch     the epoch program cut to `timed_steps` mini-batches (the same scan
             body as the full epoch, so the same compile), compiled, run once to
             warm up, then timed; seconds per step = that time / steps;
-  evaluate  the validation program, compiled, then timed.
+  evaluate  the validation program, compiled, then timed;
+  select    the early-stopping update, compiled (its run is negligible).
 The group's estimate is
   build + setup + compile + epochs x steps per epoch x seconds per step
   + 2 evaluation compiles (validation, test) + evaluations x seconds per evaluation,
@@ -57,7 +58,7 @@ class GroupPlan:
   build_s: float               # data and runs built on the host (once per group)
   planner_s: float             # the memory planner (once per group)
   setup_s: float               # to the device, prepare, init (per chunk)
-  compile_s: float             # the epoch program
+  compile_s: float             # the epoch and the selection programs
   step_s: float                # one mini-batch of the chunk's runs
   eval_compile_s: float
   eval_s: float
@@ -134,8 +135,11 @@ def time_chunk(inputs: GroupInputs, devices, timed_steps: int) -> dict:
   eval_compile_s = time.perf_counter() - t0
   jax.block_until_ready(evaluate(*args[:-1]))                             # warm-up
   t0 = time.perf_counter()
-  jax.block_until_ready(evaluate(*args[:-1]))
+  val = jax.block_until_ready(evaluate(*args[:-1]))
   eval_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  trainer.select.lower(state, val).compile()
+  compile_s += time.perf_counter() - t0
   memory_bytes = max(memory._program_bytes(program), memory._program_bytes(evaluate))  # pylint: disable=protected-access
   return dict(setup_s=setup_s, compile_s=compile_s, step_s=step_s,
               steps_per_epoch=trainer.n_batches, eval_compile_s=eval_compile_s,

@@ -164,6 +164,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
     bar.add_chunk(len(group), group[0][1].max_epochs)
   for step, (index, group) in enumerate(todo):
     coords, configs = zip(*group)
+    began = bar.clock()           # building the group is part of its first chunk's start
     inputs = build_group(configs)
     chunks = memory.chunk(list(range(len(configs))), chunk_sizes(inputs, budget, len(devices)))
     max_epochs = configs[0].max_epochs
@@ -173,7 +174,8 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
     while pending:
       rows = pending.pop(0)
       bar.start_chunk(len(rows), max_epochs,
-                      f"group {step + 1}/{len(todo)} ({len(rows)} runs)")
+                      f"group {step + 1}/{len(todo)} ({len(rows)} runs)",
+                      began=None if k else began)
       # Each chunk has its own curves and history, so one never cuts another's.
       chunk_name = name if len(chunks) == 1 and not k else f"{name}-c{k}"
       k += 1
@@ -346,8 +348,11 @@ class SweepProgress:
     self.bar.total += extra * max_epochs
     self.eta.starts_left += extra
 
-  def start_chunk(self, runs: int, max_epochs: int, description: str) -> None:
-    self.chunk = _Chunk(runs, max_epochs, self.clock(), steady_left=runs * (max_epochs - 1))
+  def start_chunk(self, runs: int, max_epochs: int, description: str,
+                  began: float | None = None) -> None:
+    """A chunk starts now (or at clock `began`, where its group began to be built)."""
+    self.chunk = _Chunk(runs, max_epochs, self.clock() if began is None else began,
+                        steady_left=runs * (max_epochs - 1))
     self.bar.set_description(description, refresh=False)
     self._show()
 
