@@ -650,3 +650,98 @@ def test_joined_work_directories_say_how_their_budgets_differ(tmp_path):
   assert (f"The joined work directories differ in max_epochs (budget): {first}: 1000; "
           f"{second}: 60.") in md
   assert "differ in eval_every" not in md
+
+
+TINY = dict(synthetic_users=150, synthetic_items=200, synthetic_dims=(8, 6), embed_dim=8,
+            batch_size=128, protocol="new_item", setting="fm", missing_rate=None)
+
+
+def test_a_five_epoch_sweep_gets_no_significance_marks_and_says_why(tmp_path, capsys):
+  from jaxrec.grid import Grid
+  from jaxrec.sweep import run_sweep
+  grid = Grid(base=dict(TINY, max_epochs=5, eval_every=5, patience=3),
+              axes=dict(model=["duif", "milk"], seed=[0, 1, 2]))
+  workdir = str(tmp_path / "w")
+  records = run_sweep(grid, workdir, progress=False)
+  printed = capsys.readouterr().out
+  assert all(set(r["reference"]) == {"random", "content_popularity"} for r in records)
+  assert all(0 < r["reference"]["random"]["recall@20"] < 1 for r in records)
+  # Every run selected its one evaluation at the 5-epoch ceiling: under-trained.
+  assert all(analysis.evidence.under_trained(r) for r in records)
+  assert "## milk_main" in printed and "## overview" in printed     # the report is printed
+  rows = [line for line in printed.splitlines() if line.startswith("| ")]
+  assert rows and not any("\\*" in line or "†" in line for line in rows)   # no marks
+  assert "significance withheld: duif under-trained (3 of 3 runs" in printed
+  assert "(6 of them stopped at 5 epochs before the rule could stop them: 5 epochs was " \
+         "their cap)" in printed
+  assert re.search(r"milk beats every other model \(fm, Recall@20\): undecided \(.*"
+                   r"under-trained", printed)
+  assert open(os.path.join(workdir, "report", "README.md")).read() in printed
+
+
+def fake_records(workdir: str, configs, coords) -> None:
+  from jaxrec.sweep import run_records
+  r = len(configs)
+  score = np.linspace(0.1, 0.2, r)
+  outcome = types.SimpleNamespace(
+      selected_epoch=np.full(r, 20), epochs_trained=np.full(r, 50),
+      diverged_epoch=np.zeros(r, int), val={m: score for m in METRIC_NAMES},
+      test={m: score for m in METRIC_NAMES}, train_seconds=1.0, eval_seconds=0.1,
+      first_epoch_seconds=0.5, resumed_from_epoch=0, compactions=[])
+  results.append_jsonl(os.path.join(workdir, "results.jsonl"),
+                       run_records(coords, configs, outcome, "g000"))
+
+
+def test_runs_recorded_elsewhere_are_taken_on_the_same_data_wherever_it_lives(tmp_path):
+  from jaxrec.config import make_config
+  from jaxrec.workdir import WorkDir
+  source = str(tmp_path / "results" / "table")
+  os.makedirs(source)
+  old = [make_config(model="milk", data="/old/place/tiktok", seed=s) for s in range(3)]
+  fake_records(source, old, [dict(seed=s) for s in range(3)])
+  hashes = {"interactions.csv": "aa", "image.npy": "bb"}
+  with open(os.path.join(source, "sweep.json"), "w") as f:
+    json.dump({"base": {}, "axes": {}, "data_files": {"/old/place/tiktok": hashes}}, f)
+  here = [make_config(model="milk", data="/new/place/tiktok", seed=s) for s in range(4)]
+  work = WorkDir(str(tmp_path / "w"))
+  os.makedirs(work.path)
+  changed = {**hashes, "image.npy": "cc"}
+  assert work.import_finished([source], here, {"/new/place/tiktok": changed}) == 0
+  assert work.import_finished([source], here, {"/new/place/tiktok": hashes}) == 3
+  taken = work.records()
+  assert sorted(r["run_id"] for r in taken) == sorted(c.run_id for c in here[:3])
+  assert all(r["config"]["data"] == "/new/place/tiktok" and r["imported_from"] == source
+             for r in taken)
+  assert work.import_finished([source], here, {"/new/place/tiktok": hashes}) == 0  # done
+
+
+def test_a_table_is_saved_rebuilt_without_training_and_finished_from_its_records(tmp_path):
+  from jaxrec.grid import Grid
+  from jaxrec.sweep import run_sweep
+  from jaxrec.workdir import save_records
+  grid = Grid(base=dict(TINY, model="milk", max_epochs=2, eval_every=1),
+              axes=dict(seed=[0, 1, 2]))
+  first = str(tmp_path / "session1")
+  expanded = grid.expand()
+  from jaxrec.workdir import WorkDir
+  WorkDir(first).create(grid.to_json(), {"synthetic": {}})
+  WorkDir(first).log_command(["python", "-m", "experiments.sweep", "--seeds", "3"])
+  fake_records(first, [c for _, c in expanded[:2]], [c for c, _ in expanded[:2]])
+  table = str(tmp_path / "results" / "tiny")
+  written = save_records(first, table)
+  assert sorted(os.path.basename(p) for p in written) == [
+      "commands.jsonl", "results.jsonl", "sweep.json"]
+  command = results.read_jsonl(os.path.join(table, "commands.jsonl"))[0]
+  assert command["command"].endswith("--seeds 3") and "commit" in command
+  run = subprocess.run([sys.executable, "-m", "experiments.report", table, "--notensorboard"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert f"{table}: 1 of 3 runs of milk missing (seed=2)." in run.stdout
+  # A second session finishes the table: two runs taken, one trained.
+  second = str(tmp_path / "session2")
+  records = run_sweep(grid, second, progress=False, done=[table])
+  assert len(records) == 3 and sum("imported_from" in r for r in records) == 2
+  save_records(second, table)
+  assert len(results.read_jsonl(os.path.join(table, "results.jsonl"))) == 3
+  assert len(results.read_jsonl(os.path.join(table, "commands.jsonl"))) == 2
