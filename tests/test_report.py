@@ -560,16 +560,8 @@ def test_a_choice_at_the_edge_of_its_search_is_marked():
   assert only_table(runs(1e-2), "overview").entries[("milk", "fm", "ndcg@20")].flags == ""
 
 
-def grid_workdir(path, grid, keep) -> str:
-  """A work directory of `grid` (sweep.json) holding the runs for which `keep(coords)`."""
-  from jaxrec.config import make_config
+def fake_records(workdir: str, configs, coords) -> None:
   from jaxrec.sweep import run_records
-  from jaxrec.workdir import WorkDir
-  workdir = str(path)
-  work = WorkDir(workdir)
-  work.create(grid.to_json(), {"synthetic": {}})
-  runs = [(c, cfg) for c, cfg in grid.expand() if keep(c)]
-  coords, configs = [c for c, _ in runs], [cfg for _, cfg in runs]
   r = len(configs)
   score = np.linspace(0.1, 0.2, r)
   outcome = types.SimpleNamespace(
@@ -577,7 +569,17 @@ def grid_workdir(path, grid, keep) -> str:
       diverged_epoch=np.zeros(r, int), val={m: score for m in METRIC_NAMES},
       test={m: score for m in METRIC_NAMES}, train_seconds=1.0, eval_seconds=0.1,
       first_epoch_seconds=0.5, resumed_from_epoch=0, compactions=[])
-  work.append(run_records(coords, configs, outcome, "g000"))
+  results.append_jsonl(os.path.join(workdir, "results.jsonl"),
+                       run_records(coords, configs, outcome, "g000"))
+
+
+def grid_workdir(path, grid, keep) -> str:
+  """A work directory of `grid` (sweep.json) holding the runs for which `keep(coords)`."""
+  from jaxrec.workdir import WorkDir
+  workdir = str(path)
+  WorkDir(workdir).create(grid.to_json(), {"synthetic": {}})
+  runs = [(c, cfg) for c, cfg in grid.expand() if keep(c)]
+  fake_records(workdir, [cfg for _, cfg in runs], [c for c, _ in runs])
   return workdir
 
 
@@ -677,19 +679,6 @@ def test_a_five_epoch_sweep_gets_no_significance_marks_and_says_why(tmp_path, ca
   assert re.search(r"milk beats every other model \(fm, Recall@20\): undecided \(.*"
                    r"under-trained", printed)
   assert open(os.path.join(workdir, "report", "README.md")).read() in printed
-
-
-def fake_records(workdir: str, configs, coords) -> None:
-  from jaxrec.sweep import run_records
-  r = len(configs)
-  score = np.linspace(0.1, 0.2, r)
-  outcome = types.SimpleNamespace(
-      selected_epoch=np.full(r, 20), epochs_trained=np.full(r, 50),
-      diverged_epoch=np.zeros(r, int), val={m: score for m in METRIC_NAMES},
-      test={m: score for m in METRIC_NAMES}, train_seconds=1.0, eval_seconds=0.1,
-      first_epoch_seconds=0.5, resumed_from_epoch=0, compactions=[])
-  results.append_jsonl(os.path.join(workdir, "results.jsonl"),
-                       run_records(coords, configs, outcome, "g000"))
 
 
 def test_runs_recorded_elsewhere_are_taken_on_the_same_data_wherever_it_lives(tmp_path):
