@@ -95,7 +95,7 @@ class WorkDir:
     """Appends the command that is running the sweep and the code's commit."""
     if is_writer():
       results.append_jsonl(os.path.join(self.path, "commands.jsonl"), [{
-          "command": " ".join(argv if argv is not None else sys.argv),
+          "command": command_line(argv if argv is not None else sys.argv),
           "commit": code_commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}])
 
   def import_finished(self, sources: Sequence[str], runs: Sequence[RunConfig],
@@ -199,6 +199,16 @@ def _sweep_data_files(workdir: str) -> dict:
       return json.load(f).get(DATA_FILES, {})
   except (OSError, json.JSONDecodeError):
     return {}
+
+
+def command_line(argv: Sequence[str]) -> str:
+  """The command as typed: a module run with `python -m` shows as such."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  first = os.path.abspath(argv[0]) if argv else ""
+  if first.startswith(root + os.sep) and first.endswith(".py"):
+    module = os.path.relpath(first, root)[:-len(".py")].replace(os.sep, ".")
+    argv = ["python", "-m", module, *argv[1:]]
+  return " ".join(argv)
 
 
 def code_commit() -> str | None:
