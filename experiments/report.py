@@ -2,12 +2,15 @@
 
   python -m experiments.report runs/missing_rates [--select val.ndcg@10] [--layout milk_main]
   python -m experiments.report runs/compare --also runs/compare_more   # one table of both
+  python -m experiments.report runs/milk_main --save_to results/milk_main  # keep the records
+  python -m experiments.report results/milk_main    # rebuild a committed table, no training
 
 Works on a finished or a partial (interrupted, still running) sweep. Writes
-summary.md, summary.csv and plots/*.png (one row per grid point, as before);
 report/ (every layout that applies: hyper-parameters chosen on validation,
-test mean ± std and 95% intervals, paired tests; .md, .csv, .tex, .png); and
-tensorboard/ (one run directory per run). Prints the report's Markdown.
+test mean ± std and 95% intervals, paired tests, what each number rests on,
+a verdict per paper claim; .md, .csv, .tex, .png), summary.md and summary.csv
+(every grid point, unranked), plots/*.png and tensorboard/ (one run directory
+per run). Prints the report's Markdown.
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ import sys
 
 from absl import app, flags
 
-from jaxrec import cli, results
+from jaxrec import cli
 from jaxrec.analysis import DEFAULT_METRIC, LAYOUTS, write_reports
+from jaxrec.workdir import RECORD_FILES, save_records
 
 _SELECT = flags.DEFINE_string("select", DEFAULT_METRIC,
                               "validation metric that chooses each cell's hyper-parameters")
@@ -27,6 +31,10 @@ _ALSO = flags.DEFINE_list("also", [], "more work directories whose runs join thi
                           "(e.g. models of one comparison swept separately); the report "
                           "is written to WORKDIR/report/")
 _TENSORBOARD = flags.DEFINE_bool("tensorboard", True, "also write WORKDIR/tensorboard/")
+_SAVE_TO = flags.DEFINE_string("save_to", None, "also copy the work directory's records "
+                               f"({', '.join(RECORD_FILES)}) to this folder, e.g. "
+                               "results/<table>/ in the repository (runs already there are "
+                               "kept)")
 
 
 def report(argv) -> None:
@@ -39,9 +47,10 @@ def report(argv) -> None:
   for other in _ALSO.value:
     if not os.path.isfile(os.path.join(other, "results.jsonl")):
       raise ValueError(f"--also {other}: no results.jsonl there")
-  results.write_report(workdir)
   print(write_reports(workdir, metric=_SELECT.value, layouts=_LAYOUT.value,
                       tensorboard=_TENSORBOARD.value, also=_ALSO.value))
+  if _SAVE_TO.value:
+    print(f"records: {', '.join(save_records(workdir, _SAVE_TO.value))}")
   print(f"per grid point: {workdir}/summary.md  report: {workdir}/report/  "
         f"plots: {workdir}/plots/  tensorboard --logdir {workdir}/tensorboard")
 

@@ -6,10 +6,12 @@
   python -m experiments.sweep --grid milk_main --tune     # every model over its search space
   python -m experiments.sweep --fields          # every field, its default and its source
   python -m experiments.sweep --grid milk_main --plan   # groups, memory, estimated wall
+  python -m experiments.sweep --grid milk_main --done results/milk_main   # finish a table
 
 Writes WORKDIR/results.jsonl (one line per run), WORKDIR/summary.{md,csv} and
 per-group loss curves in WORKDIR/curves/. Re-running the same command resumes:
-finished runs are kept, the rest are trained. Shared fields apply to every run;
+finished runs are kept, the rest are trained; `--done DIR` also takes the runs
+recorded in DIR (e.g. results/<table>/ from an earlier session or machine). Shared fields apply to every run;
 a model's field (`--set alpha=0.1`) to every run whose model reads it, and
 `--set MODEL.FIELD=V` / `--axis MODEL.FIELD=...` to that model's runs only.
 A bad flag, value or data file is one line on stderr and exit code 2.
@@ -47,6 +49,9 @@ flags.DEFINE_boolean("tune", False,
                      "Add every model's declared search space as its per-model axes (the "
                      "fields not set with --set; see --fields); the report then chooses each "
                      "model's point on validation.")
+flags.DEFINE_list("done", [], "Work directories or results/<table>/ folders whose records of "
+                  "this grid's runs are taken instead of training them (same configuration "
+                  "and data files; the data folder's path may differ).")
 flags.DEFINE_boolean("fields", False, "List every field (shared and per model) and exit.")
 flags.DEFINE_boolean("plan", False,
                      "Print the groups, runs, compiled programs, memory per group and an "
@@ -88,7 +93,8 @@ def sweep() -> None:
     from jaxrec.plan import describe, plan_sweep
     print(describe(plan_sweep(grid, workdir, memory_budget_bytes=budget)))
     return
-  run_sweep(grid, workdir, progress=FLAGS.progress, memory_budget_bytes=budget)
+  run_sweep(grid, workdir, progress=FLAGS.progress, memory_budget_bytes=budget,
+            done=FLAGS.done)
   if jax.process_index() == 0:
     print(f"results: {os.path.join(workdir, 'results.jsonl')}  "
           f"summary: {os.path.join(workdir, 'summary.md')}")

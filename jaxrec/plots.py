@@ -15,7 +15,7 @@ import numpy as np
 RATE_METRICS = ("recall@20", "ndcg@20")
 
 
-def _rate(record: dict) -> float:
+def rate_of(record: dict) -> float:
   """The run's missing rate; None (paper fractions) is plotted at the new-item 0.5."""
   rate = record["config"]["missing_rate"]
   return 0.5 if rate is None else float(rate)
@@ -27,7 +27,7 @@ def plot_metrics_vs_rate(records: Sequence[dict], path: str, split: str = "test"
   lines = defaultdict(lambda: defaultdict(list))
   for rec in records:
     label = f"{rec['config']['model']} / {rec['config']['setting']}"
-    lines[label][_rate(rec)].append(rec)
+    lines[label][rate_of(rec)].append(rec)
   fig, axes = plt.subplots(1, len(RATE_METRICS), figsize=(5.5 * len(RATE_METRICS), 4))
   for ax, metric in zip(np.atleast_1d(axes), RATE_METRICS):
     for label in sorted(lines):
@@ -47,27 +47,36 @@ def plot_metrics_vs_rate(records: Sequence[dict], path: str, split: str = "test"
   return path
 
 
-def plot_curves(curves_path: str, path: str) -> str:
-  """Every named loss term of a group against epoch, one thin line per run."""
+def plot_curves(curves_path: str, path: str, labels: Sequence[str] | None = None) -> str:
+  """Every named loss term of a group against epoch, one thin line per run; with
+  one label per run (its coordinates) the figure has a legend."""
   with open(curves_path) as f:
     rows = [json.loads(line) for line in f if line.strip()]
   if not rows:
     return ""
   terms = [k for k in rows[0] if k != "epoch"]
   epochs = [r["epoch"] for r in rows]
+  n_runs = len(rows[0][terms[0]]) if terms else 0
+  labels = list(labels) if labels is not None and len(labels) == n_runs else None
   cols = min(3, len(terms))
   n_rows = -(-len(terms) // cols)
-  fig, axes = plt.subplots(n_rows, cols, figsize=(4.5 * cols, 3.2 * n_rows), squeeze=False)
+  legend_cols = min(4, len(labels)) if labels else 1
+  legend_inches = 0.17 * -(-len(labels) // legend_cols) + 0.2 if labels else 0.0
+  height = 3.2 * n_rows + legend_inches
+  fig, axes = plt.subplots(n_rows, cols, figsize=(4.5 * cols, height), squeeze=False)
   for ax, term in zip(axes.ravel(), terms):
     values = np.array([r[term] for r in rows], dtype=float)      # (epochs, runs)
-    ax.plot(epochs, values, linewidth=0.8, alpha=0.8)
+    lines = ax.plot(epochs, values, linewidth=0.8, alpha=0.8)
     ax.set_title(term)
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
   for ax in axes.ravel()[len(terms):]:
     ax.axis("off")
   fig.suptitle(os.path.basename(curves_path).replace(".jsonl", "") + " (one line per run)")
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, legend_inches / height, 1, 1))
+  if labels:
+    fig.legend(lines, labels, loc="lower center", ncol=legend_cols, fontsize=7,
+               frameon=False)
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path

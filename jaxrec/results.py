@@ -1,4 +1,4 @@
-"""The one results writer: JSON lines per run, and summary tables over seeds."""
+"""Results on disk: JSON lines per run, and the unranked table of every grid point."""
 from __future__ import annotations
 
 import csv
@@ -136,35 +136,34 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def summarize(records: Sequence[dict], metrics: Sequence[str] = SUMMARY_METRICS,
               split: str = "test") -> tuple[list[str], list[list[str]]]:
-  """Mean ± std (sample std over seeds) of `split` metrics per grid point.
+  """Mean ± std (sample std over seeds) of `split` metrics per grid point, unranked.
 
   A grid point is a run's coordinates without its seed. Returns a header and
-  rows of strings; the best mean of each metric column is marked with `*`. A
-  "diverged" column counts runs that went non-finite, when there are any.
+  rows of strings. Nothing is marked best: ranking every point by its test
+  mean would choose on test; the report (jaxrec.analysis) chooses on
+  validation. A "diverged" column counts runs that went non-finite, when there
+  are any.
   """
   points: dict[tuple, list[dict]] = defaultdict(list)
   for rec in records:
     coords = {k: v for k, v in rec["coords"].items() if k != "seed"}
     points[tuple(sorted(coords.items()))].append(rec)
   coord_names = sorted({k for key in points for k, _ in key})
-  stats = {key: {m: _mean_std([r[split][m] for r in recs]) for m in metrics}
-           for key, recs in points.items()}
-  best = {m: max(s[m][0] for s in stats.values()) for m in metrics} if stats else {}
+  metrics = [m for m in metrics if all(m in r.get(split, {}) for r in records)]
   show_diverged = any(r.get("diverged_epoch", 0) for r in records)
   header = ["model"] * ("model" not in coord_names) + coord_names + ["seeds"] + [
       "diverged"] * show_diverged + [f"{split} {m}" for m in metrics]
   rows = []
   for key in sorted(points, key=lambda k: [str(v) for _, v in k]):
     coords = dict(key)
-    model = points[key][0]["config"]["model"]
-    row = [model] * ("model" not in coord_names) + [
-        str(coords.get(c, "")) for c in coord_names] + [str(len(points[key]))]
+    recs = points[key]
+    row = [recs[0]["config"]["model"]] * ("model" not in coord_names) + [
+        str(coords.get(c, "")) for c in coord_names] + [str(len(recs))]
     if show_diverged:
-      row.append(str(sum(bool(r.get("diverged_epoch", 0)) for r in points[key])))
+      row.append(str(sum(bool(r.get("diverged_epoch", 0)) for r in recs)))
     for m in metrics:
-      mean, std = stats[key][m]
-      mark = "*" if len(stats) > 1 and mean == best[m] else ""
-      row.append(f"{mean:.4f} ± {std:.4f}{mark}")
+      mean, std = _mean_std([r[split][m] for r in recs])
+      row.append(f"{mean:.4f} ± {std:.4f}")
     rows.append(row)
   return header, rows
 
@@ -181,29 +180,10 @@ def write_summary(workdir: str, records: Sequence[dict]) -> str:
   header, rows = summarize(records)
   table = markdown_table(header, rows)
   with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write(table + "\n\n`*` best mean in its column; ± is the sample std over seeds.\n")
+    f.write(table + "\n\nEvery grid point, unranked: ± is the sample std over seeds. "
+            "Points are chosen on validation in report/README.md.\n")
   with open(os.path.join(workdir, "summary.csv"), "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(header)
     writer.writerows(rows)
-  return table
-
-
-def write_report(workdir: str) -> str:
-  """Regenerates the tables and plots of a finished or partial work directory.
-
-  Writes summary.md, summary.csv, plots/metrics_vs_rate.png and one
-  plots/curves-<group>.png per group; returns the Markdown table.
-  """
-  from jaxrec import plots   # matplotlib only when a report is made
-  records = read_jsonl(os.path.join(workdir, "results.jsonl"))
-  table = write_summary(workdir, records)
-  out = os.path.join(workdir, "plots")
-  os.makedirs(out, exist_ok=True)
-  if records:
-    plots.plot_metrics_vs_rate(records, os.path.join(out, "metrics_vs_rate.png"))
-  curves = os.path.join(workdir, "curves")
-  for name in sorted(os.listdir(curves)) if os.path.isdir(curves) else []:
-    plots.plot_curves(os.path.join(curves, name),
-                      os.path.join(out, f"curves-{name.replace('.jsonl', '')}.png"))
   return table

@@ -5,7 +5,9 @@ device), checks it and its data before the work directory is created, then
 trains each unfinished group and appends its records (jaxrec.workdir).
 Re-running the same sweep on the same directory skips finished runs and
 resumes a group from its checkpoint; a different grid is refused rather than
-mixed in.
+mixed in. Runs recorded elsewhere (`done`, e.g. results/<table>/) are taken
+instead of trained. Every record carries the reference scorers' test metrics
+on its split (`reference`), the floor the report checks cells against.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from jaxrec.engine.inputs import (GroupInputs, build_group, dataset_for, group_s
 from jaxrec.engine.train import GroupOutcome, train_group
 from jaxrec.grid import Grid
 from jaxrec.models import get_model
-from jaxrec.workdir import WorkDir, curve_line, is_writer
+from jaxrec.reference_scorers import reference_metrics
+from jaxrec.workdir import WorkDir, curve_line, data_key, is_writer
 
 
 def train_inputs(inputs: GroupInputs, *, devices=None, on_epoch=None, on_start=None,
@@ -99,12 +102,8 @@ def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> tuple[dict, di
                              model.min_modalities)
     model.check_modality_options(group_settings(first)[0])
     run_inputs(model, [cfg for _, cfg in group], dataset, split)
+    reference_metrics(first)    # the runs' floor, before anything trains (cached)
   return data_files, warnings
-
-
-def data_key(cfg: RunConfig) -> str:
-  """The data a run reads, as sweep.json names it: the folder, and its modalities."""
-  return cfg.data if not cfg.modalities else f"{cfg.data} [{cfg.modalities}]"
 
 
 def chunk_sizes(inputs: GroupInputs, budget_bytes: int | None, n_devices: int) -> int:
@@ -136,19 +135,25 @@ def sweep_line(groups, todo, devices) -> str:
 
 
 def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
-              memory_budget_bytes: int | None = None) -> list[dict]:
+              memory_budget_bytes: int | None = None, done: Sequence[str] = ()) -> list[dict]:
   """Runs every unfinished run of `grid`, appending to `workdir`; returns all records.
 
   Each group is checkpointed at every evaluation under `workdir/checkpoints/`,
   so re-running after an interruption resumes mid-group with the same results.
   Groups are cut into chunks that fit `memory_budget_bytes` per device (default:
   the accelerator's memory; no planning where JAX reports none, as on CPU).
+  `done`: work directories (e.g. results/<table>/) whose records of this grid's
+  runs are taken instead of training them (`WorkDir.import_finished`).
   """
   work = WorkDir(workdir)
   groups = plan_groups(grid)            # every config built and checked
   data_files, data_warnings = check_data(groups)
   work.check(grid.to_json(), data_files)
   work.create(grid.to_json(), data_files)
+  work.log_command()
+  if done:
+    print(f"done: {work.import_finished(done, [c for g in groups for _, c in g], data_files)} "
+          f"run(s) taken from {', '.join(done)}")
   for data, lines in data_warnings.items():
     for line in lines:
       print(f"data: {data}: {line}", file=sys.stderr)
@@ -200,10 +205,8 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   bar.close()
   if not is_writer():
     return []
-  table = results.write_report(workdir)
-  print(table)
   from jaxrec.analysis import write_reports   # scipy and tensorboardX only at the end
-  write_reports(workdir, layouts=list(grid.layouts) or None)
+  print(write_reports(workdir, layouts=list(grid.layouts) or None))
   print(f"plots: {workdir}/plots  report (selected on validation): {workdir}/report/"
         f"README.md  tensorboard --logdir {workdir}/tensorboard")
   return work.records()
@@ -251,7 +254,8 @@ def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coor
   work.write_eval_history(name, outcome.eval_history)
   extra = {**({"curves": name} if name != group else {}),
            **({"data_warnings": data_warnings} if data_warnings else {})}
-  work.append([{**rec, **extra} for rec in run_records(coords, configs, outcome, group)])
+  work.append([{**rec, **extra, "reference": reference_metrics(cfg)}
+               for rec, cfg in zip(run_records(coords, configs, outcome, group), configs)])
   work.drop_checkpoint(checkpoint_dir)
 
 

@@ -1,14 +1,22 @@
 """A sweep's work directory: what is on disk, and the only code that writes it.
 
   sweep.json        the grid it was started with (a different grid is refused)
+  commands.jsonl    each command that ran the sweep here, with the code's commit
   results.jsonl     one line per finished run, appended as groups finish
   curves/NAME.jsonl per-epoch loss terms and norms of each group (line-buffered)
   eval_history/NAME.jsonl  each validation of the group (epoch, metric per run)
   checkpoints/      the running group's state at every evaluation
-  summary.{md,csv}, plots/  the report, rebuilt at the end of every sweep
+  summary.{md,csv}, plots/, report/  the report, rebuilt at the end of every sweep
 
 It is created only after the grid and the data were checked, so a refused
 start leaves nothing behind.
+
+Results that outlive a machine: `save_records` copies the small files
+(sweep.json, commands.jsonl, results.jsonl) to e.g. results/<table>/ in the
+repository; `python -m experiments.report results/<table>` rebuilds the table
+from them, and a sweep run with `--done results/<table>` takes the runs found
+there instead of training them again (`import_finished`), so a table too long
+for one session is finished over several, on any machine.
 """
 from __future__ import annotations
 
@@ -16,15 +24,21 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from typing import Sequence
 
 import jax
 import numpy as np
 
 from jaxrec import results
+from jaxrec.config import RunConfig, make_config
 from jaxrec.data import loading
 from jaxrec.errors import InputError
 
+# The files of a work directory that hold its results (no data, no checkpoints).
+RECORD_FILES = ("sweep.json", "commands.jsonl", "results.jsonl")
 # The key of sweep.json that holds {data folder: {file: sha256}} of the data the
 # sweep started on (absent in work directories from before it existed).
 DATA_FILES = "data_files"
@@ -77,6 +91,45 @@ class WorkDir:
       json.dump(content, f, indent=1)
     os.replace(tmp, self.sweep_json)       # whole or absent, never torn
 
+  def log_command(self, argv: Sequence[str] | None = None) -> None:
+    """Appends the command that is running the sweep and the code's commit."""
+    if is_writer():
+      results.append_jsonl(os.path.join(self.path, "commands.jsonl"), [{
+          "command": command_line(argv if argv is not None else sys.argv),
+          "commit": code_commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}])
+
+  def import_finished(self, sources: Sequence[str], runs: Sequence[RunConfig],
+                      data_files: dict) -> int:
+    """Appends the records of `sources` (work directories, e.g. results/<table>/)
+    that are runs of `runs` not done here; returns how many.
+
+    A record is the same run if its configuration equals the run's wherever the
+    data lives: the data folder's path may differ, the files' hashes (sweep.json
+    of the source) may not. The imported record takes this run's id and data
+    path, and names its source.
+    """
+    done, todo = self.done_ids(), {}
+    for cfg in runs:
+      if cfg.run_id not in done:
+        todo[portable_id(cfg.to_dict(), data_files.get(data_key(cfg)))] = cfg
+    imported = []
+    for source in sources:
+      path = os.path.join(source, "results.jsonl")
+      if not os.path.isfile(path):
+        raise InputError(f"--done {source}: no results.jsonl there")
+      source_files = _sweep_data_files(source)
+      for rec in results.scan_jsonl(path).records:
+        try:
+          key = portable_id(rec["config"], source_files.get(data_key(rec["config"])))
+        except (KeyError, TypeError, ValueError):
+          continue            # a record of a configuration this code cannot read
+        cfg = todo.pop(key, None)
+        if cfg is not None:
+          imported.append({**rec, "run_id": cfg.run_id, "config": cfg.to_dict(),
+                           "imported_from": source})
+    self.append(imported)
+    return len(imported)
+
   def done_ids(self) -> set[str]:
     """Ids of the finished runs; prints once what was skipped as unfinished."""
     scanned = results.scan_jsonl(self.results)
@@ -120,6 +173,81 @@ class WorkDir:
   def drop_checkpoint(self, directory: str) -> None:
     if is_writer():
       shutil.rmtree(directory, ignore_errors=True)
+
+
+def data_key(cfg) -> str:
+  """The data a run reads, as sweep.json names it: the folder, and its modalities
+  (`cfg` a RunConfig or a record's config dict)."""
+  get = cfg.get if isinstance(cfg, dict) else lambda name: getattr(cfg, name)
+  return get("data") if not get("modalities") else f"{get('data')} [{get('modalities')}]"
+
+
+def portable_id(config: dict, data_files: dict | None) -> str:
+  """A run's id with its data folder replaced by the hashes of the data's files,
+  so the same run on the same data has the same id on any machine. Synthetic
+  data (no files) keeps its name; a folder whose hashes are unknown keeps its
+  path."""
+  if data_files:
+    blob = json.dumps(sorted(data_files.items())).encode()
+    config = {**config, "data": "sha1:" + hashlib.sha1(blob).hexdigest()}
+  return make_config(**config).run_id
+
+
+def _sweep_data_files(workdir: str) -> dict:
+  try:
+    with open(os.path.join(workdir, "sweep.json")) as f:
+      return json.load(f).get(DATA_FILES, {})
+  except (OSError, json.JSONDecodeError):
+    return {}
+
+
+def command_line(argv: Sequence[str]) -> str:
+  """The command as typed: a module run with `python -m` shows as such."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  first = os.path.abspath(argv[0]) if argv else ""
+  if first.startswith(root + os.sep) and first.endswith(".py"):
+    module = os.path.relpath(first, root)[:-len(".py")].replace(os.sep, ".")
+    argv = ["python", "-m", module, *argv[1:]]
+  return " ".join(argv)
+
+
+def code_commit() -> str | None:
+  """The commit of the checkout jaxrec runs from ("+dirty" with local changes), or
+  None outside a git checkout."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                          text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return head + ("+dirty" if dirty else "")
+
+
+def save_records(workdir: str, dest: str) -> list[str]:
+  """Copies the work directory's record files (RECORD_FILES) to `dest`, e.g.
+  results/<table>/ in the repository, merging results.jsonl with what `dest`
+  already holds (each run once); returns the files written."""
+  os.makedirs(dest, exist_ok=True)
+  written = []
+  for name in RECORD_FILES:
+    src, out = os.path.join(workdir, name), os.path.join(dest, name)
+    if not os.path.exists(src):
+      continue
+    if name == "sweep.json":
+      shutil.copyfile(src, out)
+    else:
+      have = results.scan_jsonl(out).records
+      seen = {json.dumps(r, sort_keys=True) for r in have}
+      new = [r for r in results.scan_jsonl(src).records
+             if json.dumps(r, sort_keys=True) not in seen]
+      if name == "results.jsonl":
+        ids = {r["run_id"] for r in have}
+        new = [r for r in new if r["run_id"] not in ids]
+      results.append_jsonl(out, new)
+    written.append(out)
+  return written
 
 
 def curve_line(epoch: int, terms: dict) -> str:

@@ -309,10 +309,27 @@ def test_ablation_rows_and_tuned_points():
 
 def test_layouts_that_do_not_apply_are_skipped():
   records = layout_records("milk_main")
-  applied = [l.name for l in analysis.report.layouts_for(records)]
-  assert applied == ["overview", "milk_main"]
+  applied, skipped = analysis.report.layouts_for(records)
+  assert [l.name for l in applied] == ["overview", "milk_main"] and skipped == []
   with pytest.raises(ValueError, match="unknown layouts"):
     analysis.report.layouts_for(records, ["nope"])
+
+
+def test_a_named_layout_applies_only_when_its_models_are_there():
+  # A warm comparison without I3-MRec, whose grid names I3-MRec's layout: no
+  # "I3-MRec against ..." table, the overview instead, and why.
+  warm = [r for r in layout_records("i3mrec_main") if r["coords"]["model"] != "i3mrec"]
+  applied, skipped = analysis.report.layouts_for(warm, ["i3mrec_main"])
+  assert [l.name for l in applied] == ["overview"]
+  assert skipped == ["Layout i3mrec_main not written: it compares model 'i3mrec', which has "
+                     "no runs here."]
+  # Models that default to different fills (I3-MRec zero, the others mean) are not
+  # a fill comparison: milk_fill needs one model with both.
+  for rec in warm:
+    rec["config"]["fill"] = "zero" if rec["coords"]["model"] == "freedom" else "mean"
+  assert not LAYOUTS["milk_fill"].applies(warm)
+  assert "within one model" in LAYOUTS["milk_fill"].why_not(warm)
+  assert LAYOUTS["milk_fill"].applies(layout_records("milk_fill"))
 
 
 def test_best_bold_second_underlined_and_marks():
@@ -429,7 +446,7 @@ def test_a_report_can_join_the_runs_of_several_work_directories(tmp_path):
   whole = str(tmp_path / "whole")
   os.makedirs(whole)
   results.append_jsonl(os.path.join(whole, "results.jsonl"), records)
-  body = lambda md: md.split("\n", 1)[1]               # all but the title line
+  body = lambda md: md[md.index("## milk_main"):]       # the tables, not what they rest on
   md = analysis.report.write_reports(first, layouts=["milk_main"], tensorboard=False,
                                      also=[second])
   assert f"with the runs of {second}" in md.split("\n", 1)[0]
@@ -483,3 +500,281 @@ def test_runs_with_a_mechanism_off_are_a_variant_row_not_a_point(tmp_path):
               for s in SEEDS]
   assert {s.cell["model"] for s in analysis.choose(switched)} == {
       "milk (use_envs=0, use_align=0)"}
+
+
+# --- what a number rests on (issue 25) ---------------------------------------------------
+
+BUDGET = dict(max_epochs=1000, eval_every=10, patience=3)
+
+
+def trained(rec: dict, *, selected: int, stopped: int, **budget) -> dict:
+  """`rec` with a training history: selected epoch, last epoch, and its budget."""
+  rec["config"] = {**rec["config"], **BUDGET, **budget}
+  return {**rec, "selected_epoch": selected, "epochs_trained": stopped}
+
+
+def two_models(milk_history: dict, heater_history: dict | None = None) -> list[dict]:
+  """milk clearly above heater over 8 paired seeds (A + 0.01 against B)."""
+  heater_history = heater_history or dict(selected=40, stopped=70)
+  return ([trained(record(0.1, a + 0.01, model="milk", seed=s), **milk_history)
+           for s, a in enumerate(A)]
+          + [trained(record(0.1, b, model="heater", seed=s), **heater_history)
+             for s, b in enumerate(B)])
+
+
+def only_table(records, layout="milk_main") -> tables.Table:
+  (table,) = tables.build_tables(records, LAYOUTS[layout])
+  return table
+
+
+def test_under_trained_means_the_stopping_rule_did_not_stop_the_run():
+  under = lambda **h: analysis.evidence.under_trained(trained(record(0.1, 0.1), **h))
+  assert not under(selected=40, stopped=70)                  # 3 evaluations without gain
+  assert under(selected=70, stopped=70, max_epochs=70)       # still improving at the ceiling
+  assert under(selected=50, stopped=70, max_epochs=70)       # 2 evaluations: rule not done
+  assert not under(selected=40, stopped=70, max_epochs=70)   # the rule and the ceiling agree
+  diverged = trained(record(0.1, 0.1, diverged=5), selected=4, stopped=5, max_epochs=5)
+  assert not analysis.evidence.under_trained(diverged)       # counted as diverged instead
+
+
+def test_a_planted_under_trained_cell_is_marked_and_its_significance_withheld():
+  converged = only_table(two_models(dict(selected=40, stopped=70)))
+  assert converged.entries[("milk", "fm", "recall@20")].marks == "*†"
+  assert converged.entries[("milk", "fm", "recall@20")].flags == ""
+  assert converged.verdicts[0].startswith(
+      "milk beats every other model (fm, Recall@20): holds (milk +")
+  table = only_table(two_models(dict(selected=40, stopped=40, max_epochs=40)))
+  entry = table.entries[("milk", "fm", "recall@20")]
+  assert (entry.marks, entry.flags) == ("", "u")
+  assert table.entries[("heater", "fm", "recall@20")].flags == ""
+  md = tables.to_markdown(table)
+  assert "| milk | **" in md and "**<sup>u</sup> |" in md and "\\*" not in md
+  assert "significance withheld: milk under-trained (8 of 8 runs" in md
+  assert "under-trained: runs the stopping rule did not stop" in md and "milk 8 of 8" in md
+  assert table.verdicts[0] == (
+      "milk beats every other model (fm, Recall@20): undecided (milk under-trained (8 of 8 "
+      "runs not stopped by the stopping rule))")
+  assert "$^{\\mathrm{u}}$" in tables.to_latex(table)
+
+
+def with_reference(records, scores: dict) -> list[dict]:
+  for rec in records:
+    rec["reference"] = {name: {"recall@20": v, "ndcg@20": v / 2} for name, v in scores.items()}
+  return records
+
+
+def test_a_cell_at_the_reference_level_is_marked_and_gets_no_verdict():
+  floor = float(np.mean(A)) * 2 + 0.02          # milk's recall@20 is 2 * (A + 0.01)
+  table = only_table(with_reference(two_models(dict(selected=40, stopped=70)),
+                                    {"random": 0.01, "content_popularity": floor / 1.05}))
+  entry = table.entries[("milk", "fm", "recall@20")]
+  assert (entry.marks, entry.flags) == ("", "r")
+  assert "not above the content_popularity scorer by 10%" in table.verdicts[0]
+  assert table.verdicts[0].startswith("milk beats every other model (fm, Recall@20): undecided")
+  clear = only_table(with_reference(two_models(dict(selected=40, stopped=70)),
+                                    {"random": 0.01, "content_popularity": 0.02}))
+  assert clear.entries[("milk", "fm", "recall@20")].flags == ""
+  assert ": holds (" in clear.verdicts[0]
+
+
+def test_verdicts_hold_do_not_hold_or_are_undecided():
+  history = dict(selected=40, stopped=70)
+  holds = only_table(two_models(history))
+  below = [dict(r, test={k: 0.2 - v for k, v in r["test"].items()})
+           for r in two_models(history)]           # milk now below heater on every seed
+  noise = [trained(record(0.1, 0.05 + 0.001 * ((s * 7) % 5), model=m, seed=s), **history)
+           for m in ("milk", "heater") for s in range(6)]
+  assert ": holds (milk +" in holds.verdicts[0]
+  assert ": does not hold (milk -" in only_table(below).verdicts[0]
+  assert ": undecided (within seed noise: milk +0.0% against heater" in \
+      only_table(noise).verdicts[0]
+  one_seed = [r for r in two_models(history) if r["coords"]["seed"] == 0]
+  assert "undecided (only 1 paired seed(s), no test)" in only_table(one_seed).verdicts[0]
+  assert only_table(two_models(history), "overview").verdicts == ()   # no claim there
+
+
+def test_a_choice_at_the_edge_of_its_search_is_marked():
+  def runs(best_lr):
+    return [record(0.3 if lr == best_lr else 0.2, 0.1, lr=lr, seed=s)
+                   for lr in (1e-3, 1e-2, 1e-1) for s in range(3)]
+  edge = only_table(runs(1e-1), "overview")
+  assert edge.entries[("milk", "fm", "ndcg@20")].flags == "e"
+  assert "chosen at the edge of its searched range" in tables.to_markdown(edge)
+  assert "lr=0.1 of 0.001..0.1" in tables.to_markdown(edge)
+  assert only_table(runs(1e-2), "overview").entries[("milk", "fm", "ndcg@20")].flags == ""
+
+
+def fake_records(workdir: str, configs, coords) -> None:
+  from jaxrec.sweep import run_records
+  r = len(configs)
+  score = np.linspace(0.1, 0.2, r)
+  outcome = types.SimpleNamespace(
+      selected_epoch=np.full(r, 20), epochs_trained=np.full(r, 50),
+      diverged_epoch=np.zeros(r, int), val={m: score for m in METRIC_NAMES},
+      test={m: score for m in METRIC_NAMES}, train_seconds=1.0, eval_seconds=0.1,
+      first_epoch_seconds=0.5, resumed_from_epoch=0, compactions=[])
+  results.append_jsonl(os.path.join(workdir, "results.jsonl"),
+                       run_records(coords, configs, outcome, "g000"))
+
+
+def grid_workdir(path, grid, keep) -> str:
+  """A work directory of `grid` (sweep.json) holding the runs for which `keep(coords)`."""
+  from jaxrec.workdir import WorkDir
+  workdir = str(path)
+  WorkDir(workdir).create(grid.to_json(), {"synthetic": {}})
+  runs = [(c, cfg) for c, cfg in grid.expand() if keep(c)]
+  fake_records(workdir, [cfg for _, cfg in runs], [c for c, _ in runs])
+  return workdir
+
+
+def test_a_partial_work_directory_names_its_missing_runs(tmp_path):
+  from jaxrec.grid import Grid
+  grid = Grid(base=dict(protocol="new_item", setting="fm", missing_rate=None, **BUDGET),
+              axes=dict(model=["heater", "milk"], seed=[0, 1, 2]))
+  workdir = grid_workdir(tmp_path / "w", grid,
+                         lambda c: c["model"] == "heater" or c["seed"] == 0)
+  md = analysis.write_reports(workdir, tensorboard=False)
+  assert f"{workdir}: 2 of 3 runs of milk missing (seed=1; seed=2)." in md
+  assert "runs of heater" not in md
+  assert "milk beats every other model (fm, Recall@20): undecided (runs of milk missing)" in md
+  whole = grid_workdir(tmp_path / "whole", grid, lambda c: True)
+  md = analysis.write_reports(whole, tensorboard=False)
+  assert f"{whole}: all 6 runs of its grid are here." in md and "runs of milk missing" not in md
+
+
+def test_the_end_of_sweep_table_never_stars_a_test_best_point_validation_did_not_choose(
+    tmp_path):
+  # planted(): lr 1e-3 is best on validation (test ndcg@10 0.10); lr 1e-1 is best on
+  # test (0.50), lr 1e-2 in between (0.40).
+  workdir = str(tmp_path)
+  results.append_jsonl(os.path.join(workdir, "results.jsonl"), planted())
+  md = analysis.write_reports(workdir, tensorboard=False)
+  assert "**" not in md.split("## overview")[1].split("### Chosen points")[0]  # one row
+  assert "0.1000 ± 0.0000" in md and "0.5000" not in md and "0.4000" not in md
+  summary = open(os.path.join(workdir, "summary.md")).read()
+  assert "0.5000 ± 0.0000" in summary and "*" not in summary     # every point, unranked
+  assert "chosen on validation in report/README.md" in summary
+
+
+def test_a_one_model_sweep_gets_one_table_and_a_rate_plot_only_over_rates(tmp_path):
+  records = grid_records(dict(missing_rate=[0.0, 0.5, 0.9], setting=["fm", "mm"], seed=SEEDS),
+                         score=lambda c: 0.3 - 0.1 * c["missing_rate"])
+  (table,) = tables.build_tables(records, LAYOUTS["overview"])
+  assert table.row_axis == "missing_rate" and table.rows == ("0", "0.5", "0.9")
+  assert table.groups == ("fm", "mm") and "(model=milk)" in table.title
+  for rec in records:
+    rec["config"]["missing_rate"] = rec["coords"]["missing_rate"]
+  rates, one_rate = str(tmp_path / "rates"), str(tmp_path / "one")
+  for workdir, recs in ((rates, records), (one_rate, [r for r in records
+                                                       if r["coords"]["missing_rate"] == 0.5])):
+    os.makedirs(workdir)
+    results.append_jsonl(os.path.join(workdir, "results.jsonl"), recs)
+    analysis.write_reports(workdir, tensorboard=False)
+  assert os.path.exists(os.path.join(rates, "plots", "metrics_vs_rate.png"))
+  assert not os.path.exists(os.path.join(one_rate, "plots", "metrics_vs_rate.png"))
+
+
+def test_curve_plots_label_each_run_by_its_coordinates(tmp_path):
+  workdir = workdir_as_written_today(tmp_path / "w")
+  runs = [r for r in results.read_jsonl(os.path.join(workdir, "results.jsonl"))
+          if r["group"] == "g001-milk"]
+  assert analysis.report.run_labels(runs) == [
+      f"{s} · seed={seed}" for s in ("fm", "mm") for seed in SEEDS]
+  written = analysis.report.write_plots(workdir, runs)
+  assert os.path.join(workdir, "plots", "curves-g001-milk.png") in written
+
+
+def test_joined_work_directories_say_how_their_budgets_differ(tmp_path):
+  records = layout_records("milk_main")
+  first, second = str(tmp_path / "a"), str(tmp_path / "b")
+  for workdir, model, ceiling in ((first, "milk", 1000), (second, "heater", 60)):
+    os.makedirs(workdir)
+    part = [trained(r, selected=20, stopped=50, max_epochs=ceiling) for r in records
+            if r["coords"]["model"] == model]
+    results.append_jsonl(os.path.join(workdir, "results.jsonl"), part)
+  md = analysis.write_reports(first, tensorboard=False, also=[second])
+  assert (f"The joined work directories differ in max_epochs (budget): {first}: 1000; "
+          f"{second}: 60.") in md
+  assert "differ in eval_every" not in md
+
+
+TINY = dict(synthetic_users=150, synthetic_items=200, synthetic_dims=(8, 6), embed_dim=8,
+            batch_size=128, protocol="new_item", setting="fm", missing_rate=None)
+
+
+def test_a_five_epoch_sweep_gets_no_significance_marks_and_says_why(tmp_path, capsys):
+  from jaxrec.grid import Grid
+  from jaxrec.sweep import run_sweep
+  grid = Grid(base=dict(TINY, max_epochs=5, eval_every=5, patience=3),
+              axes=dict(model=["duif", "milk"], seed=[0, 1, 2]))
+  workdir = str(tmp_path / "w")
+  records = run_sweep(grid, workdir, progress=False)
+  printed = capsys.readouterr().out
+  assert all(set(r["reference"]) == {"random", "content_popularity"} for r in records)
+  assert all(0 < r["reference"]["random"]["recall@20"] < 1 for r in records)
+  # Every run selected its one evaluation at the 5-epoch ceiling: under-trained.
+  assert all(analysis.evidence.under_trained(r) for r in records)
+  assert "## milk_main" in printed and "## overview" in printed     # the report is printed
+  rows = [line for line in printed.splitlines() if line.startswith("| ")]
+  assert rows and not any("\\*" in line or "†" in line for line in rows)   # no marks
+  assert "significance withheld: duif under-trained (3 of 3 runs" in printed
+  assert "(6 of them stopped at 5 epochs before the rule could stop them: 5 epochs was " \
+         "their cap)" in printed
+  assert re.search(r"milk beats every other model \(fm, Recall@20\): undecided \(.*"
+                   r"under-trained", printed)
+  assert open(os.path.join(workdir, "report", "README.md")).read() in printed
+
+
+def test_runs_recorded_elsewhere_are_taken_on_the_same_data_wherever_it_lives(tmp_path):
+  from jaxrec.config import make_config
+  from jaxrec.workdir import WorkDir
+  source = str(tmp_path / "results" / "table")
+  os.makedirs(source)
+  old = [make_config(model="milk", data="/old/place/tiktok", seed=s) for s in range(3)]
+  fake_records(source, old, [dict(seed=s) for s in range(3)])
+  hashes = {"interactions.csv": "aa", "image.npy": "bb"}
+  with open(os.path.join(source, "sweep.json"), "w") as f:
+    json.dump({"base": {}, "axes": {}, "data_files": {"/old/place/tiktok": hashes}}, f)
+  here = [make_config(model="milk", data="/new/place/tiktok", seed=s) for s in range(4)]
+  work = WorkDir(str(tmp_path / "w"))
+  os.makedirs(work.path)
+  changed = {**hashes, "image.npy": "cc"}
+  assert work.import_finished([source], here, {"/new/place/tiktok": changed}) == 0
+  assert work.import_finished([source], here, {"/new/place/tiktok": hashes}) == 3
+  taken = work.records()
+  assert sorted(r["run_id"] for r in taken) == sorted(c.run_id for c in here[:3])
+  assert all(r["config"]["data"] == "/new/place/tiktok" and r["imported_from"] == source
+             for r in taken)
+  assert work.import_finished([source], here, {"/new/place/tiktok": hashes}) == 0  # done
+
+
+def test_a_table_is_saved_rebuilt_without_training_and_finished_from_its_records(tmp_path):
+  from jaxrec.grid import Grid
+  from jaxrec.sweep import run_sweep
+  from jaxrec.workdir import save_records
+  grid = Grid(base=dict(TINY, model="milk", max_epochs=2, eval_every=1),
+              axes=dict(seed=[0, 1, 2]))
+  first = str(tmp_path / "session1")
+  expanded = grid.expand()
+  from jaxrec.workdir import WorkDir
+  WorkDir(first).create(grid.to_json(), {"synthetic": {}})
+  WorkDir(first).log_command(["python", "-m", "experiments.sweep", "--seeds", "3"])
+  fake_records(first, [c for _, c in expanded[:2]], [c for c, _ in expanded[:2]])
+  table = str(tmp_path / "results" / "tiny")
+  written = save_records(first, table)
+  assert sorted(os.path.basename(p) for p in written) == [
+      "commands.jsonl", "results.jsonl", "sweep.json"]
+  command = results.read_jsonl(os.path.join(table, "commands.jsonl"))[0]
+  assert command["command"].endswith("--seeds 3") and "commit" in command
+  run = subprocess.run([sys.executable, "-m", "experiments.report", table, "--notensorboard"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert f"{table}: 1 of 3 runs of milk missing (seed=2)." in run.stdout
+  # A second session finishes the table: two runs taken, one trained.
+  second = str(tmp_path / "session2")
+  records = run_sweep(grid, second, progress=False, done=[table])
+  assert len(records) == 3 and sum("imported_from" in r for r in records) == 2
+  save_records(second, table)
+  assert len(results.read_jsonl(os.path.join(table, "results.jsonl"))) == 3
+  assert len(results.read_jsonl(os.path.join(table, "commands.jsonl"))) == 2

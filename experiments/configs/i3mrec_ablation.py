@@ -11,7 +11,7 @@ from jaxrec.grid import Grid
 
 def get_config() -> Grid:
   return Grid(
-      base=dict(model="i3mrec", protocol="warm", max_epochs=200, eval_every=10, patience=3),
+      base=dict(model="i3mrec", protocol="warm", max_epochs=1000, eval_every=10, patience=3),
       axes=dict(setting=["fm", "mm"], seed=list(range(5))),
       variants={I3MREC_ABLATION.name: I3MREC_ABLATION.options},
       layouts=("i3mrec_ablation",))

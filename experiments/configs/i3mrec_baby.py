@@ -13,5 +13,5 @@ def get_config() -> Grid:
   return Grid(
       base=dict(model="i3mrec", protocol="warm", missing_rate=0.3, fill="zero",
                 lr=1e-3, reg=1e-3, penalty_weight=300.0, c_max=1e-3, c_min=1e-5,
-                max_epochs=200, eval_every=10, patience=3),
+                max_epochs=1000, eval_every=10, patience=3),
       axes=dict(setting=["ff", "fm", "mm"], seed=[0, 1, 2, 3, 4]))

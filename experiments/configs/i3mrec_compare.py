@@ -18,7 +18,7 @@ WARM_MODELS = ["mf", "vbpr", "lightgcn", "mmgcn", "lattice", "freedom", "bm3", "
 
 def get_config() -> Grid:
   return Grid(
-      base=dict(protocol="warm", setting="mm", missing_rate=0.3, max_epochs=200,
+      base=dict(protocol="warm", setting="mm", missing_rate=0.3, max_epochs=1000,
                 eval_every=10, patience=3),
       axes=dict(model=WARM_MODELS, seed=list(range(5))),
       layouts=("i3mrec_main", "overview"))

@@ -11,7 +11,7 @@ from jaxrec.grid import Grid
 
 def get_config() -> Grid:
   return Grid(
-      base=dict(protocol="warm", setting="mm", max_epochs=200, eval_every=10, patience=3),
+      base=dict(protocol="warm", setting="mm", max_epochs=1000, eval_every=10, patience=3),
       axes=dict(model=WARM_MODELS,
                 missing_rate=[0.1, 0.3, 0.5, 0.7], seed=list(range(5))),
       layouts=("i3mrec_rates",))

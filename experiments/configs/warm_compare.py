@@ -10,6 +10,6 @@ from jaxrec.grid import Grid
 
 def get_config() -> Grid:
   return Grid(
-      base=dict(protocol="warm", setting="mm", missing_rate=0.3, max_epochs=200,
+      base=dict(protocol="warm", setting="mm", missing_rate=0.3, max_epochs=1000,
                 eval_every=10, patience=3),
       axes=dict(model=["milk", "i3mrec"], seed=[0, 1, 2, 3, 4]))

@@ -8,7 +8,7 @@ a run's coordinates is a hyper-parameter tuned on validation.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from jaxrec.analysis.select import DEFAULT_CELL_AXES, Axis, Variants, axis_name, axis_value
 
@@ -51,14 +51,32 @@ class Layout:
   def keeps(self, record: dict) -> bool:
     return all(axis_value(record, axis) in values for axis, values in self.where.items())
 
-  def applies(self, records: list[dict]) -> bool:
-    """True if runs are left after `where`, every required axis varies among them
-    and the focus row is there (a comparison "against I3-MRec" needs I3-MRec)."""
+  def why_not(self, records: Sequence[dict]) -> str | None:
+    """Why the layout does not apply to `records`, or None if it does: runs must be
+    left after `where`, the focus row must be there (a comparison "against
+    I3-MRec" needs I3-MRec), the row axis must vary if required, and every other
+    required axis must vary within one row (a "zero against mean fill" table
+    needs a model run with both fills, not two models that default to each)."""
     kept = [r for r in records if self.keeps(r)]
+    if not kept:
+      return f"no runs with {dict(self.where)}"
     axes = {axis_name(a): a for a in self.cell_axes}
-    values = lambda name: {axis_value(r, axes.get(name, name)) for r in kept} - {None}
-    return (bool(kept) and all(len(values(name)) > 1 for name in self.requires)
-            and (self.focus is None or self.focus in values(axis_name(self.rows))))
+    rows = axis_name(self.rows)
+    values = lambda name, runs: {axis_value(r, axes.get(name, name)) for r in runs} - {None}
+    if self.focus is not None and self.focus not in values(rows, kept):
+      return f"it compares {rows} {self.focus!r}, which has no runs here"
+    by_row: dict = {}
+    for rec in kept:
+      by_row.setdefault(axis_value(rec, self.rows), []).append(rec)
+    for name in self.requires:
+      groups = [kept] if name == rows else list(by_row.values())
+      if not any(len(values(name, runs)) > 1 for runs in groups):
+        within = "" if name == rows else f" within one {rows}"
+        return f"it needs several values of {name}{within}"
+    return None
+
+  def applies(self, records: Sequence[dict]) -> bool:
+    return self.why_not(records) is None
 
 
 def _ablation(name: str, *, full: str, switches: Mapping[str, float],

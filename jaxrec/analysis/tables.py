@@ -5,6 +5,13 @@ second underlined; the compared row (best, or the layout's focus) carries `*`
 when the paired t-test gives p < 0.05 against the other compared row and `†`
 when the Wilcoxon signed-rank test does. The "gain %" row is the compared row's
 mean over the other's.
+
+A cell is flagged (jaxrec.analysis.evidence) `u` when runs of it were not stopped
+by the stopping rule (under-trained), `e` when a chosen hyper-parameter is at the
+edge of its searched range, `r` when it does not beat the reference scorers by
+the margin; a comparison that involves such a cell (`u` anywhere in its column,
+`r` in one of the two compared rows) or a model with missing runs carries no
+significance marks. A layout with a focus row ends with one verdict per claim.
 """
 from __future__ import annotations
 
@@ -16,8 +23,10 @@ import math
 import os
 from typing import Any, Mapping, Sequence
 
+from jaxrec.analysis import evidence
+from jaxrec.analysis.evidence import CellEvidence
 from jaxrec.analysis.layouts import Layout
-from jaxrec.analysis.select import (DEFAULT_METRIC, Selection, axis_name, select,
+from jaxrec.analysis.select import (DEFAULT_METRIC, Selection, axis_name, axis_value, select,
                                     variation_sources, varies_within)
 from jaxrec.analysis.significance import Comparison, compare
 from jaxrec.analysis.stats import Interval
@@ -34,6 +43,7 @@ class Entry:
   stat: Interval
   rank: int | None          # 1 best, 2 second in its column; None otherwise
   marks: str                # "*" (paired t), "†" (Wilcoxon), both, or ""
+  flags: str = ""           # "u" under-trained, "e" edge of the search, "r" reference level
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +58,9 @@ class Table:
   comparisons: Mapping[tuple[str, str], Comparison]
   selections: tuple[Selection, ...]
   notes: tuple[str, ...]
+  # (group, metric) -> why its significance marks are withheld (empty: not withheld)
+  caveats: Mapping[tuple[str, str], tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  verdicts: tuple[str, ...] = ()
 
 
 def metric_label(metric: str) -> str:
@@ -97,24 +110,58 @@ def _ranks(means: Mapping[str, float]) -> dict[str, int]:
   return {row: rank for rank, (_, row) in enumerate(finite[:2], 1)} if len(finite) > 1 else {}
 
 
+def _where(panel: Mapping[str, Any]) -> str:
+  return ", ".join(f"{axis_label(k)}={value_label(k, v)}" for k, v in panel.items())
+
+
 def _panel_title(layout: Layout, panel: Mapping[str, Any]) -> str:
-  where = ", ".join(f"{axis_label(k)}={value_label(k, v)}" for k, v in panel.items())
+  where = _where(panel)
   return f"{layout.title} ({where})" if where else layout.title
 
 
+def _cell_name(sel: Selection, axes: Sequence[str]) -> str:
+  return "·".join(value_label(a, sel.cell[a]) for a in axes)
+
+
+def _flag_notes(cells: Sequence[tuple[Selection, CellEvidence]], axes: Sequence[str],
+                metrics: Sequence[str]) -> list[str]:
+  """One note per kind of flag, naming its cells."""
+  under = [f"{_cell_name(s, axes)} {e.n_under_trained} of {e.n_runs}" for s, e in cells
+           if e.is_under_trained]
+  edges = [f"{_cell_name(s, axes)} {'; '.join(e.edges)}" for s, e in cells if e.edges]
+  refs = [f"{_cell_name(s, axes)} {metric_label(m)} {_number(s.test[m].mean)} vs "
+          f"{e.references[m][0]} {_number(e.references[m][1])}" for s, e in cells
+          for m in metrics if m in s.test and e.at_reference(m, s.test[m].mean)]
+  notes = []
+  if under:
+    notes.append("<sup>u</sup> under-trained: runs the stopping rule did not stop (they "
+                 "selected their last evaluation or reached the max-epochs ceiling): "
+                 + ", ".join(under) + ".")
+  if edges:
+    notes.append("<sup>e</sup> chosen at the edge of its searched range (the best value "
+                 "may lie outside it): " + ", ".join(edges) + ".")
+  if refs:
+    notes.append(f"<sup>r</sup> not above the strongest reference scorer by "
+                 f"{100 * evidence.REFERENCE_MARGIN:.0f}% (random ranking, popularity): "
+                 + ", ".join(refs) + "; no verdict rests on these cells.")
+  return notes
+
+
 def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
-           metric: str) -> tuple[str, ...]:
+           metric: str, n_rows: int) -> tuple[str, ...]:
   sources = variation_sources(selections)
   seeds = sorted({len(s.runs) for s in selections})
   points = sorted({s.n_points for s in selections})
+  ranks = ("**bold** best, <u>underlined</u> second; `*` paired t-test p < 0.05, `†` "
+           "Wilcoxon signed-rank p < 0.05 (paired on seed and split seed) against the other "
+           "compared row (on a row whose gain is negative: significantly worse)"
+           if n_rows > 1 else "one row, nothing ranked")
   notes = [
       f"Hyper-parameters chosen per cell by the best mean {metric} over seeds "
       f"(points searched per cell: {'/'.join(map(str, points))}); no test metric is read "
       "while choosing.",
       f"Mean ± sample std over {'/'.join(map(str, seeds))} seeds at the chosen point; "
-      "**bold** best, <u>underlined</u> second; `*` paired t-test p < 0.05, `†` Wilcoxon "
-      "signed-rank p < 0.05 (paired on seed and split seed) against the other compared row "
-      "(on a row whose gain is negative: significantly worse).",
+      f"{ranks}.",
       "Intervals cover " + ("; ".join(sources) if sources else "nothing (one run per cell)")
       + "."]
   if not varies_within(selections, "split_seed"):
@@ -127,47 +174,109 @@ def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
   return tuple(notes)
 
 
+def _caveats(cells: Mapping[Any, tuple[Selection, CellEvidence]], comp: Comparison,
+             metric: str, missing: frozenset) -> tuple[str, ...]:
+  """Why a comparison's significance is withheld and its claim undecided: a cell of
+  the column under-trained, one of the two compared cells at the reference level,
+  or runs missing for a model of the column."""
+  out = [f"{value} under-trained ({e.n_under_trained} of {e.n_runs} runs not stopped by the "
+         "stopping rule)" for value, (_, e) in cells.items() if e.is_under_trained]
+  for value in (comp.first, comp.second):
+    sel, e = cells[value]
+    if metric in sel.test and e.at_reference(metric, sel.test[metric].mean):
+      name, ref = e.references[metric]
+      out.append(f"{value} not above the {name} scorer by "
+                 f"{100 * evidence.REFERENCE_MARGIN:.0f}% ({_number(sel.test[metric].mean)} "
+                 f"vs {_number(ref)})")
+  models = sorted({s.cell.get("model") for s, _ in cells.values()} & missing)
+  if models:
+    out.append(f"runs of {', '.join(map(str, models))} missing")
+  return tuple(out)
+
+
+def _row_axis(layout: Layout, selections: Sequence[Selection]) -> tuple[str, bool]:
+  """The layout's row axis; where it takes one value (a one-model sweep), the first
+  other cell axis that varies, so the sweep gets one table, not one per value.
+  Returns (axis, whether it is the layout's own)."""
+  row_axis = axis_name(layout.rows)
+  if len({s.cell[row_axis] for s in selections}) > 1:
+    return row_axis, True
+  shown = {row_axis, *layout.columns}
+  varying = [a for a in map(axis_name, layout.cell_axes)
+             if a not in shown and len({s.cell[a] for s in selections}) > 1]
+  return (varying[0], False) if varying else (row_axis, True)
+
+
 def build_tables(records: Sequence[dict], layout: Layout, *,
-                 metric: str = DEFAULT_METRIC) -> list[Table]:
-  """The layout's tables: one per combination of the varying non-displayed axes."""
+                 metric: str = DEFAULT_METRIC, missing: frozenset = frozenset()) -> list[Table]:
+  """The layout's tables: one per combination of the varying non-displayed axes.
+
+  `missing`: models with runs of their grid missing (their claims are undecided).
+  """
   kept = [r for r in records if layout.keeps(r)]
   selections = select(kept, metric=metric, cell_axes=layout.cell_axes)
-  row_axis = axis_name(layout.rows)
+  by_cell: dict[tuple, list[dict]] = {}
+  for rec in kept:
+    by_cell.setdefault(tuple(axis_value(rec, a) for a in layout.cell_axes), []).append(rec)
+  cell_key = lambda s: tuple(s.cell.values())
+  evidences = {cell_key(s): evidence.cell_evidence(s, by_cell.get(cell_key(s), []))
+               for s in selections}
+  row_axis, own_rows = _row_axis(layout, selections)
+  focus = layout.focus if own_rows else None
   shown = {row_axis, *layout.columns}
   panel_axes = [a for a in map(axis_name, layout.cell_axes)
                 if a not in shown and len({s.cell[a] for s in selections}) > 1]
+  fixed = {} if own_rows else {axis_name(layout.rows): selections[0].cell[axis_name(layout.rows)]}
   panels = sorted({tuple(s.cell[a] for a in panel_axes) for s in selections}, key=repr)
-  preferred_rows = getattr(layout.rows, "labels", None) or layout.where.get(row_axis)
+  preferred_rows = (getattr(layout.rows, "labels", None) or layout.where.get(row_axis)) \
+      if own_rows else None
   tables = []
   for panel_values in panels:
     panel = dict(zip(panel_axes, panel_values))
     sels = [s for s in selections if all(s.cell[a] == v for a, v in panel.items())]
-    rows = _order({s.cell[row_axis] for s in sels}, preferred_rows, layout.focus)
+    rows = _order({s.cell[row_axis] for s in sels}, preferred_rows, focus)
     column_values = [_order({s.cell[a] for s in sels}, layout.where.get(a))
                      for a in layout.columns]
     groups = list(itertools.product(*column_values))
     heading = lambda g: group_label(layout.columns, g)
     label = lambda v: value_label(row_axis, v)
-    entries, comparisons = {}, {}
+    entries, comparisons, caveats, verdicts = {}, {}, {}, []
     for group in groups:
       in_group = [s for s in sels if tuple(s.cell[a] for a in layout.columns) == group]
+      cells = {s.cell[row_axis]: (s, evidences[cell_key(s)]) for s in in_group}
       for m in layout.metrics:
         stats = {s.cell[row_axis]: s.test[m] for s in in_group if m in s.test}
         ranks = _ranks({label(v): st.mean for v, st in stats.items()})
-        found = compare(in_group, metric=m, over=row_axis, focus=layout.focus)
+        found = compare(in_group, metric=m, over=row_axis, focus=focus)
         comp = found[0] if found else None
+        why = _caveats(cells, comp, m, missing) if comp is not None else ()
         for v, st in stats.items():
+          e = cells[v][1]
           marks = ""
-          if comp is not None and comp.first == v:
+          if comp is not None and comp.first == v and not why:
             marks = "*" * comp.significant_t + "†" * comp.significant_w
-          entries[(label(v), heading(group), m)] = Entry(st, ranks.get(label(v)), marks)
-        if comp is not None:
-          comparisons[(heading(group), m)] = comp
+          flags = ("u" * e.is_under_trained + "e" * bool(e.edges)
+                   + "r" * e.at_reference(m, st.mean))
+          entries[(label(v), heading(group), m)] = Entry(st, ranks.get(label(v)), marks, flags)
+        if comp is None:
+          continue
+        comparisons[(heading(group), m)] = comp
+        caveats[(heading(group), m)] = why
+        if focus is not None:
+          where = ", ".join(filter(None, [_where(panel), heading(group), metric_label(m)]))
+          claim = f"{label(focus)} beats every other {axis_label(row_axis)} ({where})"
+          verdicts.append(evidence.verdict(claim, comp, why) if comp.first == focus else
+                          f"{claim}: undecided ({label(focus)} has no runs here)")
+    named = [a for a in map(axis_name, layout.cell_axes)
+             if a in shown and len({s.cell[a] for s in sels}) > 1]
     tables.append(Table(
-        title=_panel_title(layout, panel), row_axis=row_axis,
+        title=_panel_title(layout, {**fixed, **panel}), row_axis=row_axis,
         rows=tuple(map(label, rows)), groups=tuple(map(heading, groups)),
         metrics=tuple(layout.metrics), entries=entries, comparisons=comparisons,
-        selections=tuple(sels), notes=_notes(sels, list(comparisons.values()), metric)))
+        selections=tuple(sels),
+        notes=_notes(sels, list(comparisons.values()), metric, len(rows)) + tuple(
+            _flag_notes([(s, evidences[cell_key(s)]) for s in sels], named, layout.metrics)),
+        caveats=caveats, verdicts=tuple(verdicts)))
   return tables
 
 
@@ -196,9 +305,11 @@ def gain_sentences(table: Table) -> list[str]:
   for (group, m), c in table.comparisons.items():
     where = f"{group}; " if group else ""
     name = lambda v: group_label([table.row_axis], [v])
+    why = table.caveats.get((group, m))
+    withheld = f"; significance withheld: {'; '.join(why)}" if why else ""
     out.append(f"{name(c.first)}: {c.gain_pct:+.1f}% {metric_label(m)} "
                f"over {name(c.second)} ({where}{c.paired.n} paired "
-               f"seeds, t p={c.paired.p_t:.3g}, Wilcoxon p={c.paired.p_w:.3g})")
+               f"seeds, t p={c.paired.p_t:.3g}, Wilcoxon p={c.paired.p_w:.3g}{withheld})")
   return out
 
 
@@ -217,7 +328,10 @@ def to_markdown(table: Table) -> str:
       elif entry is not None and entry.rank == 2:
         text = f"<u>{text}</u>"
       # Escaped, so a mark after bold text does not read as more emphasis.
-      cells.append(text + (entry.marks.replace("*", r"\*") if entry is not None else ""))
+      if entry is not None:
+        text += entry.marks.replace("*", r"\*")
+        text += f"<sup>{','.join(entry.flags)}</sup>" if entry.flags else ""
+      cells.append(text)
     lines.append("| " + " | ".join([row] + cells) + " |")
   if table.comparisons:
     lines.append("| " + " | ".join([GAIN_ROW] + [_gain_text(table.comparisons.get(c))
@@ -226,12 +340,19 @@ def to_markdown(table: Table) -> str:
   return "\n".join(lines) + "\n"
 
 
+def verdicts_markdown(tables: Sequence[Table]) -> str:
+  """The verdict lines of a layout's tables (empty where it has no focus row)."""
+  lines = [v for t in tables for v in t.verdicts]
+  return "### Verdicts\n\n" + "\n".join(f"- {v}" for v in lines) + "\n" if lines else ""
+
+
 def to_csv(tables: Sequence[Table]) -> str:
   """Long format, one line per (table, row, column group, metric), every statistic."""
   out = io.StringIO()
   writer = csv.writer(out)
   writer.writerow(["table", "row", "group", "metric", "mean", "std", "ci95_low", "ci95_high",
-                   "n", "rank", "marks", "compared_with", "gain_pct", "p_t", "p_wilcoxon"])
+                   "n", "rank", "marks", "flags", "compared_with", "gain_pct", "p_t",
+                   "p_wilcoxon"])
   for table in tables:
     for row in table.rows:
       for g, m in _columns(table):
@@ -242,7 +363,7 @@ def to_csv(tables: Sequence[Table]) -> str:
         mine = comp is not None and value_label(table.row_axis, comp.first) == row
         s = entry.stat
         writer.writerow([table.title, row, g, m, s.mean, s.std, s.low, s.high, s.n,
-                         entry.rank or "", entry.marks,
+                         entry.rank or "", entry.marks, entry.flags,
                          value_label(table.row_axis, comp.second) if mine else "",
                          comp.gain_pct if mine else "", comp.paired.p_t if mine else "",
                          comp.paired.p_w if mine else ""])
@@ -266,6 +387,7 @@ def _latex_cell(entry: Entry | None) -> str:
                                      if entry.stat.n > 1 else "")
   text = {1: f"\\textbf{{{text}}}", 2: f"\\underline{{{text}}}"}.get(entry.rank, text)
   marks = entry.marks.replace("†", r"\dagger")
+  marks += f"\\mathrm{{{','.join(entry.flags)}}}" if entry.flags else ""
   return text + (f"$^{{{marks}}}$" if marks else "")
 
 
