@@ -280,3 +280,25 @@ def test_gar_selected_recommender_is_that_of_the_selected_epoch(tmp_path):
   assert _max_abs_diff(resumed.best_aux, full.best_aux) < 1e-5
   for name in full.test:
     np.testing.assert_allclose(resumed.test[name], full.test[name], atol=1e-6)
+
+
+def test_heater_terms_ignore_new_item_negatives():
+  """Heater's similarity and MSE terms fit the pretrained Q_i, which only warm
+  items have: replacing the new items' features and MF rows changes neither."""
+  model, spec, hp, inputs, batch, params = _single_run("heater")
+  new = np.flatnonzero(~np.asarray(inputs.warm_items(spec.n_items)))
+  assert new.size > 0
+  batch = batch.replace(neg=jnp.asarray(np.resize(new, batch.neg.shape[0]), jnp.int32))
+  rng = np.random.default_rng(0)
+
+  def replaced(x):
+    out = np.array(x)
+    out[new] = rng.normal(size=(new.size,) + out.shape[1:])
+    return jnp.asarray(out, x.dtype)
+  moved = {**params, "mf": {**params["mf"], "items": replaced(params["mf"]["items"])}}
+  moved_inputs = inputs.replace(features=tuple(map(replaced, inputs.features)))
+  terms = lambda p, i: heater.heater_terms(p, batch, i, hp, jax.random.PRNGKey(0), spec)
+  before, after = terms(params, inputs), terms(moved, moved_inputs)
+  for name in ("mse", "similarity"):
+    assert float(before[name]) > 0
+    assert float(after[name]) == float(before[name]), name

@@ -12,6 +12,8 @@ frozen:
     both;
   * the two towers f_U(P_u), f_V(rep_i) reproduce the pretrained scores
     `P_u · Q_i` (MSE), as in DropoutNet.
+Both terms run over the batch's pairs with a warm item: a sampled negative may
+be a new item, which has no pretrained Q_i.
 New items are scored with f_V(Ψ_i), warm items with f_V(Q_i).
 
 Per-run hyper-parameters: lr, reg (MF stage), dropout (p of randomized
@@ -99,9 +101,13 @@ def gate_weights(params, content: jax.Array, spec: ModelSpec) -> jax.Array:
 
 def heater_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
                  spec: ModelSpec) -> dict:
-  """Stage-2 terms: `mse` (score reconstruction), `similarity` (||Ψ − Q||²)."""
+  """Stage-2 terms over the batch's pairs with a warm item: `mse` (score
+  reconstruction), `similarity` (||Ψ − Q||²)."""
   cf = frozen_mf(params)
   users, items, weights = score_pairs(batch)
+  # Both terms fit the pretrained Q_i, which a new item (a sampled negative
+  # with no training interaction) does not have: its row is MF's init.
+  weights = weights * inputs.warm_items(spec.n_items)[items]
   q = cf["items"][items]
   psi = content_embedding(params, inputs.item_content(items), spec)
   use_content = jax.random.bernoulli(key, hp["dropout"], (items.shape[0],))

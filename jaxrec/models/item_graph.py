@@ -94,6 +94,11 @@ def content_params(key, spec, train_features: bool) -> dict:
   weight decay) moves a parameter by its gradient alone, and the gradients are
   the same. The offset keeps the run's own filled features the start point
   without copying them into the parameters at `init`.
+
+  [D] A row the run's mask hides is not fine-tuned (`content` adds no offset
+  there): the authors' data has no missing rows; here a missing row stays the
+  fill, the same for every item, and a row hidden only at evaluation drops
+  the offset it learned while observed.
   """
   keys = jax.random.split(key, spec.n_modalities)
   out = {"trs": [linear_params(k, d, spec.embed_dim)
@@ -104,11 +109,19 @@ def content_params(key, spec, train_features: bool) -> dict:
 
 
 def content(params, inputs, items: jax.Array) -> list[jax.Array]:
-  """Per modality (N, d_m) the (fine-tuned) filled features of `items`."""
+  """Per modality (N, d_m) the (fine-tuned) filled features of `items`.
+
+  An item's offset is added only where the run's mask (`inputs.available`,
+  training's or evaluation's) observes the modality: a hidden row is the fill
+  alone, so nothing the item learned from its hidden modality leaks back. In
+  training a hidden row's offset gets no gradient and stays 0.
+  """
   feats = inputs.item_features(items)
   if "delta" not in params:
     return list(feats)
-  return [x + delta[items] for x, delta in zip(feats, params["delta"])]
+  observed = inputs.available[items] > 0                    # (N, M)
+  return [jnp.where(observed[:, m:m + 1], x + delta[items], x)
+          for m, (x, delta) in enumerate(zip(feats, params["delta"]))]
 
 
 def projected(params, inputs, items: jax.Array) -> list[jax.Array]:
