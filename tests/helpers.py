@@ -1,10 +1,15 @@
-"""Shared test helpers: paths to the spec fixtures and the shared data."""
+"""Shared test helpers: the authors' reference fixtures, the shared data, and
+one run's inputs outside the engine."""
+import dataclasses
 import json
 import os
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
-FIXTURES = os.path.join(SHARED, "spec", "fixtures")
+# Reference values computed with the authors' code (copied from the project's
+# spec, so they are part of every clone; see fixtures/README.md).
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
 
 
 def load_fixture(name: str) -> dict:
@@ -12,16 +17,29 @@ def load_fixture(name: str) -> dict:
     return json.load(f)
 
 
-def fixture_available(name: str) -> bool:
-  return os.path.exists(os.path.join(FIXTURES, name))
+@dataclasses.dataclass(frozen=True)
+class OneRun:
+  """Run 0 of a group, outside the engine: what a model's pure functions take.
 
-
-def one_run(cfg):
-  """(model, spec, settings, data, split, hp, train inputs) of one run, outside the engine.
-
-  For tests that call a model's pure functions directly: the same data, masks,
-  fills and hyper-parameters the engine would give run 0 of a group.
+  Attributes:
+    model: the registered `Model`.
+    spec, settings: the group's `ModelSpec` and `TrainSettings`.
+    data: the group's `GroupData`; split: its protocol `Split`.
+    hp: the run's per-run hyper-parameters (scalars).
+    inputs: its training `ModelInputs` (masks, fills, graph; nothing prepared).
   """
+  model: Any
+  spec: Any
+  settings: Any
+  data: Any
+  split: Any
+  hp: dict
+  inputs: Any
+
+
+def one_run(cfg) -> OneRun:
+  """The same data, masks, fills and hyper-parameters the engine would give run
+  0 of `cfg`'s group, for tests that call a model's pure functions directly."""
   import jax
   import jax.numpy as jnp
   from jaxrec.models.base import ModelInputs
@@ -36,7 +54,8 @@ def one_run(cfg):
   hp = jax.tree.map(lambda x: jnp.asarray(x[0]), runs.hp)
   inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
                        fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
-  return model, spec, settings, data, split, hp, inputs
+  return OneRun(model=model, spec=spec, settings=settings, data=data, split=split, hp=hp,
+                inputs=inputs)
 
 
 def step_context(key, epoch: int = 0, first_stage_epochs: int = 0):
@@ -146,7 +165,8 @@ def assert_item_graphs_follow_each_runs_mask(model_name: str, prepare, tiny: dic
   np.testing.assert_array_equal(train_nb[0], eval_nb[0])         # ff: one graph
   assert (train_nb[1] != train_nb[0]).any()                      # mm's masked items
   assert (eval_nb[1] != train_nb[1]).any()
-  _, spec, _, _, _, hp, inputs = one_run(configs[1])
+  run = one_run(configs[1])
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   for split, available in (("train", runs.train_available[1]),
                            ("eval", runs.eval_available[1])):
     own = prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)

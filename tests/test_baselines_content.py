@@ -77,7 +77,8 @@ def test_group_equals_runs_alone(name):
 @functools.lru_cache(maxsize=None)
 def _single_run(name):
   """(model, spec, hp, train inputs, params, split) of one fresh TINY run."""
-  model, spec, _, _, split, hp, inputs = one_run(make_config(**TINY, model=name))
+  run = one_run(make_config(**TINY, model=name))
+  model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   return model, spec, hp, inputs, params, split
 

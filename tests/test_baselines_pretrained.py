@@ -72,9 +72,9 @@ def test_group_equals_runs_alone(name):
 
 def _single_run(name, **overrides):
   """(model, spec, hp, inputs, batch, params) of one TINY run."""
-  model, spec, settings, data, _, hp, inputs = one_run(
-      make_config(**{**TINY, **overrides}, model=name))
-  pairs = data.train_pairs[:128]
+  run = one_run(make_config(**{**TINY, **overrides}, model=name))
+  model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
+  pairs = run.data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(128))
   params = model.init(jax.random.PRNGKey(0), spec, hp)

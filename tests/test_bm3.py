@@ -16,7 +16,8 @@ TINY, LEARN = WARM_TINY, WARM_LEARN
 
 def _setup(setting="mm", **kw):
   cfg = make_config(**{**TINY, **kw}, model="bm3", setting=setting)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   params = bm3.init(jax.random.PRNGKey(0), spec, hp)
   # Move the fine-tuned offsets off zero so their gradients are generic.
   params["content"]["delta"] = [0.05 * jax.random.normal(jax.random.PRNGKey(m), d.shape)

@@ -126,7 +126,8 @@ def test_loss_is_the_codes_contrast_and_ranking_on_those_pairs():
 
 
 def test_new_items_use_the_content_encoder():
-  model, spec, _, _, split, hp, inputs = one_run(make_config(**TINY, model="ccfcrec"))
+  run = one_run(make_config(**TINY, model="ccfcrec"))
+  model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   q = np.asarray(ccfcrec.content_embeddings(params, inputs, jnp.arange(spec.n_items), spec))
   _, items = model.embed(params, {}, inputs, hp, spec)

@@ -18,7 +18,8 @@ TINY, LEARN = WARM_TINY, WARM_LEARN
 
 def _setup(**kw):
   cfg = make_config(**{**TINY, **kw}, model="dgmrec", setting="mm")
-  _, spec, _, data, split, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, split, hp, inputs = run.spec, run.data, run.split, run.hp, run.inputs
   inputs = inputs.replace(prepared=dgmrec.prepare(inputs, hp, spec))
   params = dgmrec.init(jax.random.PRNGKey(0), spec, hp)
   # Fine-tuned offsets away from zero, so the tables' plumbing is seen.

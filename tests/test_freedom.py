@@ -31,7 +31,8 @@ def test_chunked_top_k_equals_dense_top_k(n, block):
 
 def test_item_graph_is_the_authors_normalised_sum_of_modalities():
   cfg = make_config(model="freedom", **TINY)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   prepared = freedom.prepare(inputs, hp, spec)
   k, n = spec.option(freedom.KNN_K), spec.n_items
   # Dense reference: per modality 0/1 kNN rows of the cosine matrix, D^-1/2 A D^-1/2
@@ -67,7 +68,8 @@ def test_the_knn_graph_of_a_run_follows_its_own_mask():
 def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():
   cfg = make_config(**{**TINY, "eval_every": 4}, model="freedom", setting="mm")
   out = train_configs([cfg])
-  _, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
   params = jax.tree.map(lambda x: jnp.asarray(x[0]), out.best_params)
   # The features moved (the authors fine-tune them) ...
   assert max(float(jnp.abs(d).max()) for d in params["content"]["delta"]) > 1e-4

@@ -32,7 +32,8 @@ def test_group_equals_runs_alone():
 
 
 def test_players_and_scoring_see_the_tables_at_unit_rms():
-  model, spec, _, data, _, hp, inputs = one_run(make_config(**TINY, model="gar_scaled"))
+  run = one_run(make_config(**TINY, model="gar_scaled"))
+  model, spec, data, hp, inputs = run.model, run.spec, run.data, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   # Tables far from unit scale, new items' rows different from the warm ones'.
   warm = inputs.warm_items(spec.n_items)

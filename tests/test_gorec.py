@@ -38,7 +38,9 @@ def test_group_equals_runs_alone():
 @functools.lru_cache(maxsize=None)
 def _single_run():
   """(model, spec, hp, prepared train inputs, batch, params, aux, split) of one TINY run."""
-  model, spec, _, data, split, hp, inputs = one_run(make_config(**TINY, model="gorec"))
+  run = one_run(make_config(**TINY, model="gorec"))
+  model, spec, data, split = run.model, run.spec, run.data, run.split
+  hp, inputs = run.hp, run.inputs
   inputs = inputs.replace(prepared=model.prepare(inputs, hp, spec))
   pairs = data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],

@@ -56,7 +56,8 @@ def test_subset_views():
 
 def _single_run(cfg):
   from jaxrec.models.base import Batch
-  model, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  model, spec, data, hp, inputs = run.model, run.spec, run.data, run.hp, run.inputs
   pairs = data.train_pairs[:64]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(64))

@@ -35,7 +35,8 @@ def _normalise(a):
 
 def _setup(setting="mm", **kw):
   cfg = make_config(**{**TINY, **kw}, model="lattice", setting=setting)
-  _, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
   inputs = inputs.replace(prepared=lattice.prepare(inputs, hp, spec))
   return cfg, spec, data, hp, inputs
 

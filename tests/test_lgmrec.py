@@ -16,7 +16,8 @@ TINY, LEARN = WARM_TINY, WARM_LEARN
 
 def _setup(**kw):
   cfg = make_config(model="lgmrec", **{**TINY, **kw})
-  model, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
   return model.init(jax.random.PRNGKey(1), spec, hp), spec, hp, inputs
 
 

@@ -19,7 +19,8 @@ def test_the_knn_graphs_of_a_run_follow_its_own_mask():
 
 def test_item_graphs_are_the_authors_cosine_weighted_knn_laplacians():
   cfg = make_config(model="mgcn", **TINY)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   prepared = mgcn.prepare(inputs, hp, spec)
   k, n = spec.option(mgcn.KNN_K), spec.n_items
   h = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (n, 3)))
@@ -41,7 +42,8 @@ def test_item_graphs_are_the_authors_cosine_weighted_knn_laplacians():
 
 def _params_and_inputs():
   cfg = make_config(model="mgcn", **TINY)
-  model, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(1), spec, hp)
   inputs = inputs.replace(prepared=mgcn.prepare(inputs, hp, spec))
   return params, spec, inputs

@@ -33,7 +33,8 @@ def test_the_knn_graphs_follow_each_runs_mask_and_give_new_items_neighbours():
   available = np.asarray(runs.train_available)
   assert (available[0] != available[1]).any()
   assert (nb[0] != nb[1]).any()                                     # different graphs
-  _, spec, _, _, split, hp, inputs = one_run(configs[0])
+  run = one_run(configs[0])
+  spec, split, hp, inputs = run.spec, run.split, run.hp, run.inputs
   new = np.flatnonzero(split.eval_items)
   k = spec.option(micro.KNN_K)
   for r in range(2):
@@ -57,8 +58,9 @@ def test_the_knn_graphs_follow_each_runs_mask_and_give_new_items_neighbours():
 
 
 def _one(setting="ff"):
-  model, spec, _, _, split, hp, inputs = one_run(make_config(**{**TINY, "setting": setting},
-                                                             model="micro"))
+  run = one_run(make_config(**{**TINY, "setting": setting},
+                            model="micro"))
+  model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
   inputs = inputs.replace(prepared=micro.prepare(inputs, hp, spec))
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   return model, spec, split, hp, inputs, params

@@ -17,7 +17,8 @@ TINY, LEARN = WARM_TINY, WARM_LEARN
 
 def _setup(setting="ff", **kw):
   cfg = make_config(**{**TINY, **kw}, model="mmgcn", setting=setting)
-  _, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
   params = mmgcn.init(jax.random.PRNGKey(0), spec, hp)
   return spec, hp, inputs, params, data
 
