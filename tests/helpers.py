@@ -67,19 +67,6 @@ def step_context(key, epoch: int = 0, first_stage_epochs: int = 0):
                      first_stage_epochs=first_stage_epochs)
 
 
-def assert_group_equals_runs_alone(configs, abs_tol: float = 1e-5) -> None:
-  """A vmapped group of `configs` gives each run the metrics and the selected
-  epoch of that run trained alone."""
-  import pytest
-  from jaxrec.sweep import train_configs
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for name in group.test:
-      assert group.test[name][r] == pytest.approx(alone.test[name][0], abs=abs_tol), name
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
-
-
 def reference_recalls(cfg) -> dict:
   """Test Recall@20 of the reference scorers on `cfg`'s data and split: a random
   ranking, item popularity, and content popularity (new items by content)."""
@@ -113,39 +100,10 @@ def prepared_runs(configs):
   return trainer.prepare(sharding.to_device(group.runs, sharding.runs_sharding(mesh)), data)
 
 
-def assert_learns_warm(cfg, *, over_random: float = 2.0, over_popularity: float = 1.2) -> None:
-  """`cfg`'s model beats a random ranking and item popularity on test Recall@20."""
-  from jaxrec.sweep import train_configs
-  refs = reference_recalls(cfg)
-  got = float(train_configs([cfg]).test["recall@20"][0])
-  print(f"recall@20 {cfg.model} {got:.3f} random {refs['random']:.3f} "
-        f"popularity {refs['popularity']:.3f}")
-  assert got > over_random * refs["random"] and got > over_popularity * refs["popularity"]
-
-
-def assert_learns_new_items(cfg, *, over_random: float = 2.0,
-                            over_content_popularity: float = 1.3):
-  """`cfg`'s model beats a random ranking and content popularity on the new
-  items' test Recall@20, without diverging; returns its outcome."""
-  import numpy as np
-  from jaxrec.sweep import train_configs
-  outcome = train_configs([cfg])
-  refs = reference_recalls(cfg)
-  got = float(outcome.test["recall@20"][0])
-  print(f"recall@20 {cfg.model} {got:.3f} random {refs['random']:.3f} content-popularity "
-        f"{refs['content_popularity']:.3f}")
-  assert np.all(outcome.diverged_epoch == 0)
-  assert got > over_random * refs["random"]
-  assert got > over_content_popularity * refs["content_popularity"]
-  return outcome
-
-
 # Small warm-protocol data for the graph models' tests (FREEDOM, LATTICE, ...).
 WARM_TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
                  synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
                  eval_every=2, patience=5)
-WARM_LEARN = dict(protocol="warm", setting="ff", synthetic_users=600, synthetic_items=500,
-                  synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=5, seed=0)
 
 
 def assert_item_graphs_follow_each_runs_mask(model_name: str, prepare, tiny: dict) -> None:

@@ -1,5 +1,6 @@
 """FREEDOM: the chunked kNN, the frozen item graph built from each run's own
-masked features, degree-sensitive pruning, the runs axis, and learning."""
+masked features, and degree-sensitive pruning (the runs axis, the fills and
+learning are tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,11 +13,10 @@ from jaxrec.graph import Graph
 from jaxrec.models import freedom, item_graph
 from jaxrec.models.base import ModelSpec
 from jaxrec.sweep import train_configs
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_item_graphs_follow_each_runs_mask,
-                           assert_learns_warm, one_run, step_context)
+from tests.helpers import (WARM_TINY, assert_item_graphs_follow_each_runs_mask, one_run,
+                           step_context)
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 
 
 @pytest.mark.parametrize("n, block", [(50, 16), (64, 64), (37, 100)])
@@ -129,13 +129,3 @@ def test_one_pruned_graph_per_epoch():
   assert all((np.asarray(k) == np.asarray(same[0])).all() for k in same)
   other = freedom.epoch_key(step_context(key, epoch=3))
   assert (np.asarray(other) != np.asarray(same[0])).any()
-
-
-def test_group_equals_runs_alone():
-  configs = [make_config(**TINY, model="freedom", seed=0, setting="mm"),
-             make_config(**TINY, model="freedom", seed=1, lr=3e-3, dropout=0.9)]
-  assert_group_equals_runs_alone(configs)
-
-
-def test_learns_under_warm_protocol():
-  assert_learns_warm(make_config(model="freedom", max_epochs=10, **LEARN))
