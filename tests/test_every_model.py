@@ -70,8 +70,10 @@ class Case:
     varied: per-run hyper-parameters the group's second run changes besides
       the seed, setting, fill and lr (the model's own terms, so a wrongly
       batched one shows).
+    group_data: fields replacing the group test's data and settings, where
+      the all-missing data cannot give a group exactly each run alone (see why).
     metric_tol: |group - alone| allowed on each test metric.
-    param_tol: (rtol, atol) on the selected parameters, or None (see why).
+    param_tol: (rtol, atol) on the selected parameters.
     learn: fields of the learning run on `LEARN_DATA[protocol]`.
     over_reference: Recall@20 factors over (random, popularity) on the warm
       protocol, over (random, content popularity) on new items.
@@ -79,8 +81,9 @@ class Case:
   protocol: str
   tiny: dict = dataclasses.field(default_factory=dict)
   varied: dict = dataclasses.field(default_factory=dict)
+  group_data: dict = dataclasses.field(default_factory=dict)
   metric_tol: float = 1e-5
-  param_tol: tuple | None = (1e-4, 1e-5)
+  param_tol: tuple = (1e-4, 1e-5)
   learn: dict = dataclasses.field(default_factory=dict)
   over_reference: tuple = (2.0, 1.2)
 
@@ -93,6 +96,15 @@ PRETRAINED_LEARN = dict(pretrain_epochs=20, max_epochs=30, eval_every=5, patienc
 # new-item ranking peaks soon after the players start, then falls).
 GAR_LEARN = dict(pretrain_epochs=20, max_epochs=40, eval_every=1, patience=10)
 NEW = (2.0, 1.3)
+# LATTICE and MICRO rebuild a kNN graph from their fine-tuned features: items
+# that share a fill (here the items without any modality, and under mm every
+# masked one) differ only by their small learned offsets, so their cosines are
+# near-ties that a group's reassociated sums flip (measured on the all-missing
+# data: parameters 0.01-0.035 apart after two epochs, Recall/HR up to 0.02). A
+# group is checked on data whose items have distinct content; their fills are
+# checked on the all-missing data like every model's.
+DISTINCT_CONTENT = dict(data="synthetic", synthetic_users=N_USERS, synthetic_items=N_ITEMS,
+                        synthetic_dims=DIMS, setting="ff", fill="mean")
 
 CASES = {
     # Warm protocol. Epochs to reach the margin with the model's default
@@ -106,7 +118,8 @@ CASES = {
     "bm3": Case("warm", varied=dict(dropout=0.3, reg_weight=0.01),
                 learn=dict(max_epochs=10, lr=1e-2)),
     "freedom": Case("warm", varied=dict(dropout=0.9), learn=dict(max_epochs=10)),
-    "lattice": Case("warm", varied=dict(lambda_coeff=0.5), learn=dict(max_epochs=10)),
+    "lattice": Case("warm", varied=dict(lambda_coeff=0.5), group_data=DISTINCT_CONTENT,
+                    learn=dict(max_epochs=10)),
     "lgmrec": Case("warm", varied=dict(alpha=0.6, keep_rate=0.8), learn=dict(max_epochs=10)),
     "mgcn": Case("warm", varied=dict(cl_loss=0.1), learn=dict(max_epochs=10)),
     # At lr 1e-3 ten epochs reach popularity only (0.098 vs 0.098); 5e-3 is in
@@ -125,7 +138,7 @@ CASES = {
     "ccfcrec": Case("new_item", learn=dict(max_epochs=20, eval_every=10), over_reference=NEW),
     # lr 1e-2: at the default 5e-4 (and 1e-3) MICRO is still below 2x random
     # here after 20 epochs (0.38 against random 0.21).
-    "micro": Case("new_item", varied=dict(lambda_coeff=0.5),
+    "micro": Case("new_item", varied=dict(lambda_coeff=0.5), group_data=DISTINCT_CONTENT,
                   learn=dict(max_epochs=20, eval_every=10, lr=1e-2), over_reference=NEW),
     "milk": Case("new_item", varied=dict(alpha=1.0, penalty_weight=5.0, random_mix=0.0,
                                          cyclic=0.0),
@@ -168,21 +181,23 @@ def test_the_data_has_warm_and_new_items_without_content():
   assert split.train_items[NO_MODALITY].any() and split.eval_items[NO_MODALITY].any()
 
 
-def _group_configs(name: str, static: dict):
-  """Two runs of one group: seed 0, mm, fill=zero at the defaults; seed 1, ff,
-  fill=mean at another lr and the model's varied terms."""
+def _group_configs(name: str, fields: dict):
+  """Two runs of one group on the all-missing data (unless `fields` says
+  otherwise): seed 0, mm, fill=zero at the defaults; seed 1, ff, fill=mean at
+  another lr and the model's varied terms."""
   case = CASES[name]
-  common = dict(TINY, **case.tiny, **static, data=all_missing_data(), model=name,
+  common = dict(TINY, **case.tiny, data=all_missing_data(), model=name,
                 protocol=case.protocol)
-  return [make_config(**common, seed=0, setting="mm", fill="zero"),
-          make_config(**common, seed=1, setting="ff", fill="mean", lr=3e-3, **case.varied)]
+  runs = [dict(seed=0, setting="mm", fill="zero"),
+          dict(seed=1, setting="ff", fill="mean", lr=3e-3, **case.varied)]
+  return [make_config(**{**common, **run, **fields}) for run in runs]
 
 
 @functools.lru_cache(maxsize=None)
-def _trained_group(name: str, static_items: tuple = ()):
+def _trained_group(name: str, field_items: tuple = ()):
   """(configs, outcome, per-epoch terms) of the two-run group (cached: the
-  group-equals-alone test reuses it)."""
-  configs = _group_configs(name, dict(static_items))
+  group-equals-alone test reuses the fill test's group)."""
+  configs = _group_configs(name, dict(field_items))
   curves = []
   outcome = train_configs(configs, on_epoch=lambda epoch, terms: curves.append(terms))
   return configs, outcome, curves
@@ -206,18 +221,21 @@ def test_trains_with_items_that_have_no_modality_under_both_fills(name):
 def test_a_group_equals_each_run_alone(case):
   name, static = case
   tol = CASES[name]
-  configs, group, _ = _trained_group(name, tuple(sorted(static.items())))
+  # A variant (a static option) runs on the all-missing data.
+  fields = static or tol.group_data
+  configs, group, _ = _trained_group(name, tuple(sorted(fields.items())))
+  params = [np.asarray(leaf) for leaf in jax.tree.leaves(group.best_params)]
+  # The two runs differ by far more than the tolerance, so the check can fail.
+  assert max(np.abs(p[0] - p[1]).max() for p in params) > 100 * tol.param_tol[1]
   for r, cfg in enumerate(configs):
     alone = train_configs([cfg])
+    for got, want in zip(params, jax.tree.leaves(alone.best_params)):
+      np.testing.assert_allclose(got[r], np.asarray(want)[0], rtol=tol.param_tol[0],
+                                 atol=tol.param_tol[1])
     for metric in group.test:
       assert group.test[metric][r] == pytest.approx(alone.test[metric][0],
                                                     abs=tol.metric_tol), metric
     assert group.selected_epoch[r] == alone.selected_epoch[0]
-    if tol.param_tol is not None:
-      for got, want in zip(jax.tree.leaves(group.best_params),
-                           jax.tree.leaves(alone.best_params)):
-        np.testing.assert_allclose(np.asarray(got)[r], np.asarray(want)[0],
-                                   rtol=tol.param_tol[0], atol=tol.param_tol[1])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
