@@ -161,10 +161,14 @@ def info_nce(*, anchors: jax.Array, positives: jax.Array, weights: jax.Array,
   Args:
     anchors, positives: (B, D).
     weights: (B,) 0/1 validity; invalid rows neither count nor act as negatives.
+  An all-zero row (an item without any modality under `fill=zero`) stays zero
+  with a finite gradient, as torch's `F.normalize` (`jnp.linalg.norm` would
+  differentiate to NaN there).
   References: van den Oord et al., CPC, 2018.
   """
-  normalise = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-  logits = normalise(anchors) @ normalise(positives).T / temperature
+  # Imported here: jaxrec.models imports this module while it loads.
+  from jaxrec.models.layers import l2_normalise_rows
+  logits = l2_normalise_rows(anchors) @ l2_normalise_rows(positives).T / temperature
   logits = jnp.where(weights[None, :] > 0, logits, -jnp.inf)
   per_row = -jnp.diagonal(jax.nn.log_softmax(logits, axis=-1))
   return weighted_mean(jnp.where(weights > 0, per_row, 0.0), weights)

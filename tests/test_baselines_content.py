@@ -1,6 +1,5 @@
-"""New-item baselines DUIF, MTPR and CLCRec: their mechanisms, the runs axis, and
-that each learns the planted signal under the new-item protocol (beats random
-and content-predicted popularity on new items)."""
+"""New-item baselines DUIF, MTPR and CLCRec: their mechanisms (the runs axis and
+learning are tests/test_every_model.py's)."""
 import functools
 
 import jax
@@ -8,76 +7,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import reference_scorers
 from jaxrec.config import make_config
-from jaxrec.eval import evaluate
 from jaxrec.models import clcrec, mtpr
 from jaxrec.models.base import Batch, ModelInputs
-from jaxrec.engine.inputs import dataset_for, group_data, split_for
 from jaxrec.sweep import train_configs
 from tests.helpers import one_run, step_context
 
-MODELS = ("duif", "mtpr", "clcrec")
-# tests/test_learning.py's data. DUIF (lr 1e-3, content only) needs 30 epochs
-# for a safe margin; MTPR and CLCRec are well past it after 20.
+# tests/test_every_model.py's learning data; CLCRec is well past its margin after 20 epochs.
 CFG = dict(protocol="new_item", setting="ff", synthetic_users=600, synthetic_items=500,
-           synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=10)
-EPOCHS = {"duif": 30, "mtpr": 20, "clcrec": 20}
+           synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=10,
+           max_epochs=20)
 TINY = dict(protocol="new_item", setting="ff", synthetic_users=150, synthetic_items=120,
             synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
             eval_every=2, patience=5)
 
 
-@pytest.fixture(scope="module")
-def trained():
-  """Per model: a vmapped group of two seeds on CFG and its per-epoch loss terms."""
-  out = {}
-  for name in MODELS:
-    curves = []
-    configs = [make_config(**CFG, model=name, max_epochs=EPOCHS[name], seed=s)
-               for s in (0, 1)]
-    outcome = train_configs(configs, on_epoch=lambda e, t, curves=curves: curves.append(t))
-    out[name] = (configs[0], outcome, curves)
-  return out
-
-
-def _test_recall(cfg, scorer):
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  users, items = scorer(dataset, split)
-  res = evaluate(jnp.asarray(users), jnp.asarray(items), group_data(dataset, split).test)
-  return float(res["recall@20"])
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_learns_new_items(trained, name):
-  cfg, outcome, _ = trained[name]
-  got = float(np.mean(outcome.test["recall@20"]))
-  random = _test_recall(cfg, lambda d, s: reference_scorers.random_scorer(
-      d.n_users, d.n_items))
-  content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
-      d.features, s.train_pairs, s.train_items, d.n_users))
-  print(f"recall@20 {name} {got:.3f} random {random:.3f} content-popularity "
-        f"{content_pop:.3f}")
-  assert np.all(outcome.diverged_epoch == 0)
-  assert got > 2.0 * random
-  assert got > 1.3 * content_pop
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_group_equals_runs_alone(name):
-  configs = [make_config(**TINY, model=name, seed=s) for s in (0, 1)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for metric in group.test:
-      assert group.test[metric][r] == pytest.approx(alone.test[metric][0], abs=1e-5)
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
-
-
 @functools.lru_cache(maxsize=None)
 def _single_run(name):
   """(model, spec, hp, train inputs, params, split) of one fresh TINY run."""
-  model, spec, _, _, split, hp, inputs = one_run(make_config(**TINY, model=name))
+  run = one_run(make_config(**TINY, model=name))
+  model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   return model, spec, hp, inputs, params, split
 
@@ -161,8 +110,10 @@ def test_clcrec_new_items_use_the_content_encoder():
   np.testing.assert_array_equal(emb_moved[new], emb[new])
 
 
-def test_clcrec_contrastive_terms_decrease(trained):
-  _, _, curves = trained["clcrec"]
+def test_clcrec_contrastive_terms_decrease():
+  curves = []
+  train_configs([make_config(**CFG, model="clcrec", seed=0)],
+                on_epoch=lambda epoch, terms: curves.append(terms))
   for term in ("rep_emb", "user_item"):
     first, last = np.asarray(curves[0][term]), np.asarray(curves[-1][term])
     print(f"clcrec {term}: epoch 1 {first} -> epoch {len(curves)} {last}")

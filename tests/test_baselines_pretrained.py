@@ -1,80 +1,29 @@
 """DropoutNet, Heater and GAR: a pretrained MF-BPR first stage, then each
-baseline's own mechanism; each learns under the new-item protocol and a
-vmapped group equals its runs trained alone."""
+baseline's own mechanism (the runs axis, the fills and learning are
+tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxrec import reference_scorers
 from jaxrec.config import make_config
-from jaxrec.eval import evaluate
 from jaxrec.models import dropoutnet, gar, heater
 from jaxrec.models.base import Batch
-from jaxrec.engine.inputs import dataset_for, group_data, split_for
 from jaxrec.sweep import train_configs
 from tests.helpers import one_run, step_context
 
 MODELS = ("dropoutnet", "heater", "gar")
-LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
-             embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
-             pretrain_epochs=20, max_epochs=30, eval_every=5, patience=3)
-# GAR is validated every epoch with patience 10, as the authors' main.py (its
-# new-item ranking peaks soon after the players start, then falls).
-LEARN_BY_MODEL = {"gar": dict(max_epochs=40, eval_every=1, patience=10)}
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
             pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
 
 
-def _test_recall(cfg, scorer):
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  users, items = scorer(dataset, split)
-  res = evaluate(jnp.asarray(users), jnp.asarray(items), group_data(dataset, split).test)
-  return float(res["recall@20"])
-
-
-@pytest.fixture(scope="module")
-def references():
-  cfg = make_config(**LEARN, model="dropoutnet")
-  random = _test_recall(cfg, lambda d, s: reference_scorers.random_scorer(
-      d.n_users, d.n_items))
-  content_pop = _test_recall(cfg, lambda d, s: reference_scorers.content_popularity_scorer(
-      d.features, s.train_pairs, s.train_items, d.n_users))
-  return random, content_pop
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_learns_new_items(name, references):
-  random, content_pop = references
-  out = train_configs([make_config(**{**LEARN, **LEARN_BY_MODEL.get(name, {})}, model=name,
-                                   seed=0)])
-  got = float(out.test["recall@20"][0])
-  print(f"{name} recall@20 {got:.3f} random {random:.3f} content-popularity "
-        f"{content_pop:.3f}")
-  assert out.selected_epoch[0] > LEARN["pretrain_epochs"]
-  assert got > 2.0 * random
-  assert got > 1.3 * content_pop
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_group_equals_runs_alone(name):
-  configs = [make_config(**TINY, model=name, seed=0),
-             make_config(**TINY, model=name, seed=1)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for metric in group.test:
-      assert group.test[metric][r] == pytest.approx(alone.test[metric][0], abs=1e-5), metric
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
-
-
 def _single_run(name, **overrides):
   """(model, spec, hp, inputs, batch, params) of one TINY run."""
-  model, spec, settings, data, _, hp, inputs = one_run(
-      make_config(**{**TINY, **overrides}, model=name))
-  pairs = data.train_pairs[:128]
+  run = one_run(make_config(**{**TINY, **overrides}, model=name))
+  model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
+  pairs = run.data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(128))
   params = model.init(jax.random.PRNGKey(0), spec, hp)

@@ -1,30 +1,13 @@
-"""Warm baselines (MF-BPR, VBPR, LightGCN): their mechanisms, the runs axis, and
-that each learns the planted signal under the warm protocol."""
+"""Warm baselines (MF-BPR, VBPR, LightGCN): their mechanisms (the runs axis, the
+fills and learning are tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import reference_scorers
-from jaxrec.config import make_config
-from jaxrec.eval import evaluate
 from jaxrec.graph import Graph
 from jaxrec.models import lightgcn, vbpr
 from jaxrec.models.base import Batch, ModelInputs, ModelSpec
-from jaxrec.engine.inputs import dataset_for, group_data, split_for
-from jaxrec.sweep import train_configs
-
-MODELS = ("mf", "vbpr", "lightgcn")
-
-TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
-            synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
-            eval_every=2, patience=5)
-
-LEARN = dict(protocol="warm", setting="ff", synthetic_users=600, synthetic_items=500,
-             synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=5, seed=0)
-# Epochs to reach the margin with each model's default (paper) hyper-parameters;
-# MF-BPR's lr 1e-3 Adam on ~24 batches per epoch is the slowest to converge.
-EPOCHS = {"mf": 60, "vbpr": 20, "lightgcn": 25}
 
 
 def _inputs(spec: ModelSpec, rng, graph=None) -> ModelInputs:
@@ -109,40 +92,3 @@ def test_lightgcn_embeddings_are_the_dense_layer_mean():
                       + np.sum(h0[n_users + j] ** 2) for k, i, j in [(0, 1, 4), (1, 2, 5)]])
   assert float(terms["bpr"]) == pytest.approx(bpr, rel=1e-5)
   assert float(terms["l2"]) == pytest.approx(l2, rel=1e-5)
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_group_equals_runs_alone(model):
-  configs = [make_config(**TINY, model=model, seed=0),
-             make_config(**TINY, model=model, seed=1, lr=3e-3)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for name in group.test:
-      assert group.test[name][r] == pytest.approx(alone.test[name][0], abs=1e-5), name
-    assert group.selected_epoch[r] == alone.selected_epoch[0]
-
-
-@pytest.fixture(scope="module")
-def references():
-  cfg = make_config(model="mf", **LEARN)
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  test = group_data(dataset, split).test
-  random = _recall(reference_scorers.random_scorer(dataset.n_users, dataset.n_items), test)
-  popular = _recall(reference_scorers.popularity_scorer(
-      split.train_pairs, dataset.n_users, dataset.n_items), test)
-  return random, popular
-
-
-def _recall(scorer, test):
-  users, items = scorer
-  return float(evaluate(jnp.asarray(users), jnp.asarray(items), test)["recall@20"])
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_learns_under_warm_protocol(model, references):
-  random, popular = references
-  out = train_configs([make_config(model=model, max_epochs=EPOCHS[model], **LEARN)])
-  got = float(out.test["recall@20"][0])
-  print(f"recall@20 {model} {got:.3f} random {random:.3f} popularity {popular:.3f}")
-  assert got > 2.0 * random and got > 1.2 * popular

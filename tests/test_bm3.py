@@ -1,5 +1,6 @@
 """BM3: no negatives in the loss, a stop-gradient target branch, dropout views,
-the authors' scoring, the runs axis, and learning."""
+and the authors' scoring (the runs axis, the fills and learning are
+tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,15 +9,15 @@ import pytest
 from jaxrec.config import make_config
 from jaxrec.models import bm3
 from jaxrec.models.base import Batch
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run, step_context)
+from tests.helpers import WARM_TINY, one_run, step_context
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 
 
 def _setup(setting="mm", **kw):
   cfg = make_config(**{**TINY, **kw}, model="bm3", setting=setting)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   params = bm3.init(jax.random.PRNGKey(0), spec, hp)
   # Move the fine-tuned offsets off zero so their gradients are generic.
   params["content"]["delta"] = [0.05 * jax.random.normal(jax.random.PRNGKey(m), d.shape)
@@ -111,15 +112,3 @@ def test_scores_are_the_predictor_on_the_propagated_views():
   mean = inputs.graph.layer_mean(ego, spec.option(bm3.N_LAYERS))
   np.testing.assert_allclose(views["items"], mean[spec.n_users:] + params["items"],
                              rtol=1e-5, atol=1e-6)
-
-
-def test_group_equals_runs_alone():
-  configs = [make_config(**TINY, model="bm3", seed=0, setting="mm"),
-             make_config(**TINY, model="bm3", seed=1, lr=3e-3, dropout=0.3, reg_weight=0.01)]
-  assert_group_equals_runs_alone(configs)
-
-
-def test_learns_under_warm_protocol():
-  # Without negatives BM3 moves slowly at its lr 1e-3 on this small data (Recall@20
-  # 0.068 after 10 epochs, below popularity); 1e-2 is inside the usual grids.
-  assert_learns_warm(make_config(model="bm3", max_epochs=10, **{**LEARN, "lr": 1e-2}))

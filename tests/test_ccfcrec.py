@@ -1,6 +1,6 @@
-"""CCFCRec: it learns new items from content under the new-item protocol, its
-contrastive pairs come from co-occurrence in the training interactions, and a
-vmapped group equals its runs trained alone."""
+"""CCFCRec: its contrastive pairs come from co-occurrence in the training
+interactions, and new items use the content encoder (the runs axis, the fills
+and learning are tests/test_every_model.py's)."""
 import functools
 
 import jax
@@ -12,27 +12,11 @@ from jaxrec.config import make_config
 from jaxrec.graph import Graph
 from jaxrec.models import ccfcrec
 from jaxrec.models.base import Batch, ModelInputs, ModelSpec
-from tests.helpers import (assert_group_equals_runs_alone, assert_learns_new_items, one_run,
-                           step_context)
+from tests.helpers import one_run, step_context
 
-# tests/test_baselines_content.py's data, the model's defaults (lr 1e-3: at
-# the Amazon code's 1e-4 it is still at random level here after 20 epochs).
-CFG = dict(protocol="new_item", setting="ff", synthetic_users=600, synthetic_items=500,
-           synthetic_dims=(24, 16), embed_dim=32, batch_size=512, eval_every=10,
-           max_epochs=20)
 TINY = dict(protocol="new_item", setting="ff", synthetic_users=150, synthetic_items=120,
             synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
             eval_every=2, patience=5)
-
-
-def test_learns_new_items():
-  cfg = make_config(**CFG, model="ccfcrec", seed=0)
-  assert_learns_new_items(cfg)
-
-
-def test_group_equals_runs_alone():
-  configs = [make_config(**TINY, model="ccfcrec", seed=s) for s in (0, 1)]
-  assert_group_equals_runs_alone(configs)
 
 
 # A hand-built interaction set: user -> training items. Item 5 is new (no
@@ -126,7 +110,8 @@ def test_loss_is_the_codes_contrast_and_ranking_on_those_pairs():
 
 
 def test_new_items_use_the_content_encoder():
-  model, spec, _, _, split, hp, inputs = one_run(make_config(**TINY, model="ccfcrec"))
+  run = one_run(make_config(**TINY, model="ccfcrec"))
+  model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   q = np.asarray(ccfcrec.content_embeddings(params, inputs, jnp.arange(spec.n_items), spec))
   _, items = model.embed(params, {}, inputs, hp, spec)

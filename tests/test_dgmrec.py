@@ -1,24 +1,23 @@
 """DGMRec: a masked modality is generated from the available ones (at train and
 at test) and its hidden raw row is never read; the missing items' graph rows
-are refreshed as the authors' blend; the runs axis; learning with missing
-modalities."""
+are refreshed as the authors' blend (the runs axis, the fills and learning
+are tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import dgmrec
 from jaxrec.models.base import Batch
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run, step_context)
+from tests.helpers import WARM_TINY, one_run, step_context
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 
 
 def _setup(**kw):
   cfg = make_config(**{**TINY, **kw}, model="dgmrec", setting="mm")
-  _, spec, _, data, split, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, split, hp, inputs = run.spec, run.data, run.split, run.hp, run.inputs
   inputs = inputs.replace(prepared=dgmrec.prepare(inputs, hp, spec))
   params = dgmrec.init(jax.random.PRNGKey(0), spec, hp)
   # Fine-tuned offsets away from zero, so the tables' plumbing is seen.
@@ -152,18 +151,3 @@ def test_the_missing_rows_are_refreshed_as_the_authors_blend():
     np.testing.assert_allclose(_dense(*g, n), graphs[m], rtol=1e-4, atol=1e-5)
   missing = ~np.asarray(inputs.available[:, 0])
   assert (_dense(*dgmrec.train_graphs(aux, inputs, hp, spec)[0], n)[missing] > 0).sum(1).min() > 1
-
-
-def test_group_equals_runs_alone():
-  common = dict(TINY, model="dgmrec", setting="mm", max_epochs=5, eval_every=5)
-  configs = [make_config(**common, seed=0),
-             make_config(**common, seed=1, lr=3e-3, alpha=0.8, lambda_1=0.0)]
-  # 1e-4: the group's reassociated sums swap one near-tied pair inside one
-  # user's top 20 (NDCG@20 1.4e-5 apart, every hit count equal); a runs-axis
-  # bug moves the metrics by far more.
-  assert_group_equals_runs_alone(configs, abs_tol=1e-4)
-
-
-def test_learns_under_warm_protocol_with_missing_modalities():
-  assert_learns_warm(make_config(model="dgmrec", max_epochs=10,
-                                 **{**LEARN, "setting": "mm", "missing_rate": 0.3}))

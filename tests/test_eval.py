@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxrec.eval import evaluate, make_eval_split
-from tests.helpers import fixture_available, load_fixture
+from tests.helpers import load_fixture
 
 
 def brute_force(user_emb, item_emb, eval_pairs, train_pairs, candidates, ks):
@@ -58,8 +58,6 @@ def test_hand_computed_case():
   assert res["hr@1"] == 0.0
 
 
-@pytest.mark.skipif(not fixture_available("ranking_metrics.json"),
-                    reason="spec fixtures absent")
 @pytest.mark.parametrize("chunk", [1, 2, 4, 64])
 def test_matches_reference_evaluator(chunk):
   fx = load_fixture("ranking_metrics.json")

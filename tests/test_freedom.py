@@ -1,5 +1,6 @@
 """FREEDOM: the chunked kNN, the frozen item graph built from each run's own
-masked features, degree-sensitive pruning, the runs axis, and learning."""
+masked features, and degree-sensitive pruning (the runs axis, the fills and
+learning are tests/test_every_model.py's)."""
 import dataclasses
 import os
 
@@ -15,11 +16,10 @@ from jaxrec.graph import Graph
 from jaxrec.models import freedom, item_graph
 from jaxrec.models.base import ModelSpec
 from jaxrec.sweep import train_configs
-from tests.helpers import (SHARED, WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_item_graphs_follow_each_runs_mask,
-                           assert_learns_warm, one_run, step_context)
+from tests.helpers import (SHARED, WARM_TINY, assert_item_graphs_follow_each_runs_mask, one_run,
+                           step_context)
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 TIKTOK = os.path.join(SHARED, "data", "tiktok-diffmm")
 
 
@@ -35,7 +35,8 @@ def test_chunked_top_k_equals_dense_top_k(n, block):
 
 def test_item_graph_is_the_authors_normalised_sum_of_modalities():
   cfg = make_config(model="freedom", **TINY)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   prepared = freedom.prepare(inputs, hp, spec)
   k, n = spec.option(freedom.KNN_K), spec.n_items
   # Dense reference: per modality 0/1 kNN rows of the cosine matrix, D^-1/2 A D^-1/2
@@ -118,7 +119,8 @@ def test_the_knn_graph_of_a_run_follows_its_own_mask():
 def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():
   cfg = make_config(**{**TINY, "eval_every": 4}, model="freedom", setting="mm")
   out = train_configs([cfg])
-  _, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
   params = jax.tree.map(lambda x: jnp.asarray(x[0]), out.best_params)
   # The features moved (the authors fine-tune them) ...
   assert max(float(jnp.abs(d).max()) for d in params["content"]["delta"]) > 1e-4
@@ -178,13 +180,3 @@ def test_one_pruned_graph_per_epoch():
   assert all((np.asarray(k) == np.asarray(same[0])).all() for k in same)
   other = freedom.epoch_key(step_context(key, epoch=3))
   assert (np.asarray(other) != np.asarray(same[0])).any()
-
-
-def test_group_equals_runs_alone():
-  configs = [make_config(**TINY, model="freedom", seed=0, setting="mm"),
-             make_config(**TINY, model="freedom", seed=1, lr=3e-3, dropout=0.9)]
-  assert_group_equals_runs_alone(configs)
-
-
-def test_learns_under_warm_protocol():
-  assert_learns_warm(make_config(model="freedom", max_epochs=10, **LEARN))

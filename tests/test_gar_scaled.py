@@ -1,6 +1,6 @@
 """gar_scaled: GAR whose players see the frozen MF tables standardised to unit
-RMS over the warm item rows; it learns new items and a vmapped group equals
-its runs alone."""
+RMS over the warm item rows (the runs axis, the fills and learning are
+tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,30 +9,16 @@ import pytest
 from jaxrec.config import make_config
 from jaxrec.models import gar, gar_scaled
 from jaxrec.models.base import Batch
-from tests.helpers import assert_group_equals_runs_alone, assert_learns_new_items, one_run, \
-    step_context
+from tests.helpers import one_run, step_context
 
-# As GAR's learning test (tests/test_baselines_pretrained.py): validated every epoch.
-LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
-             embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
-             pretrain_epochs=20, max_epochs=40, eval_every=1, patience=10)
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
             pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5)
 
 
-def test_learns_new_items():
-  out = assert_learns_new_items(make_config(**LEARN, model="gar_scaled", seed=0))
-  assert out.selected_epoch[0] > LEARN["pretrain_epochs"]
-
-
-def test_group_equals_runs_alone():
-  assert_group_equals_runs_alone([make_config(**TINY, model="gar_scaled", seed=s)
-                                  for s in (0, 1)])
-
-
 def test_players_and_scoring_see_the_tables_at_unit_rms():
-  model, spec, _, data, _, hp, inputs = one_run(make_config(**TINY, model="gar_scaled"))
+  run = one_run(make_config(**TINY, model="gar_scaled"))
+  model, spec, data, hp, inputs = run.model, run.spec, run.data, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(0), spec, hp)
   # Tables far from unit scale, new items' rows different from the warm ones'.
   warm = inputs.warm_items(spec.n_items)

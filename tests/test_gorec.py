@@ -1,6 +1,6 @@
 """GoRec: a pretrained MF-BPR first stage, frozen bit for bit while a CVAE
-conditioned on content learns to generate its warm item embeddings; it learns
-new items under the new-item protocol and a vmapped group equals its runs alone."""
+conditioned on content learns to generate its warm item embeddings (the runs
+axis, the fills and learning are tests/test_every_model.py's)."""
 import functools
 
 import jax
@@ -12,33 +12,20 @@ import pytest
 from jaxrec.config import make_config
 from jaxrec.models import gorec
 from jaxrec.models.base import Batch
-from tests.helpers import (assert_group_equals_runs_alone, assert_learns_new_items, one_run,
-                           step_context)
+from tests.helpers import one_run, step_context
 
-LEARN = dict(synthetic_users=600, synthetic_items=500, synthetic_dims=(24, 16),
-             embed_dim=32, batch_size=512, setting="ff", protocol="new_item",
-             pretrain_epochs=20, max_epochs=40, eval_every=5, patience=3)
 # 20 clusters: the default (the authors' 2000) would put each of 120 items alone.
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
             pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5, n_clusters=20)
 
 
-def test_learns_new_items():
-  cfg = make_config(**LEARN, model="gorec", seed=0)
-  out = assert_learns_new_items(cfg)
-  assert out.selected_epoch[0] > LEARN["pretrain_epochs"]
-
-
-def test_group_equals_runs_alone():
-  configs = [make_config(**TINY, model="gorec", seed=s) for s in (0, 1)]
-  assert_group_equals_runs_alone(configs)
-
-
 @functools.lru_cache(maxsize=None)
 def _single_run():
   """(model, spec, hp, prepared train inputs, batch, params, aux, split) of one TINY run."""
-  model, spec, _, data, split, hp, inputs = one_run(make_config(**TINY, model="gorec"))
+  run = one_run(make_config(**TINY, model="gorec"))
+  model, spec, data, split = run.model, run.spec, run.data, run.split
+  hp, inputs = run.hp, run.inputs
   inputs = inputs.replace(prepared=model.prepare(inputs, hp, spec))
   pairs = data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],

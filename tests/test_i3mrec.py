@@ -1,35 +1,20 @@
-"""I3-MRec: its loss terms against float64 references, CLUB isolation, the runs
-axis, and that it learns under the warm protocol."""
+"""I3-MRec: its loss terms against float64 references and CLUB isolation (the
+runs axis, the fills and learning are tests/test_every_model.py's; InfoNCE is
+tests/test_losses.py's)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import losses, reference_scorers
+from jaxrec import losses
 from jaxrec.config import make_config
-from jaxrec.eval import evaluate
 from jaxrec.models import i3mrec
-from jaxrec.engine.inputs import dataset_for, group_data, split_for
-from jaxrec.sweep import train_configs
 from tests.helpers import one_run, step_context
 
 TINY = dict(model="i3mrec", protocol="warm", synthetic_users=150, synthetic_items=120,
             synthetic_dims=(12, 8), embed_dim=8, batch_size=128, max_epochs=4,
             eval_every=2, patience=5)
-
-
-def test_info_nce_matches_float64():
-  rng = np.random.default_rng(0)
-  a, p = rng.standard_normal((6, 4)), rng.standard_normal((6, 4))
-  weights = np.array([1, 1, 1, 1, 1, 0.0])
-  got = losses.info_nce(anchors=jnp.asarray(a, jnp.float32), positives=jnp.asarray(
-      p, jnp.float32), weights=jnp.asarray(weights, jnp.float32), temperature=0.4)
-  an = a / np.linalg.norm(a, axis=1, keepdims=True)
-  pn = p / np.linalg.norm(p, axis=1, keepdims=True)
-  logits = an[:5] @ pn[:5].T / 0.4
-  ref = np.mean([-logits[b, b] + np.log(np.exp(logits[b]).sum()) for b in range(5)])
-  assert float(got) == pytest.approx(ref, rel=1e-5)
 
 
 def test_club_bound_and_nll_match_float64():
@@ -56,7 +41,8 @@ def test_subset_views():
 
 def _single_run(cfg):
   from jaxrec.models.base import Batch
-  model, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  model, spec, data, hp, inputs = run.model, run.spec, run.data, run.hp, run.inputs
   pairs = data.train_pairs[:64]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(64))
@@ -133,37 +119,3 @@ def test_fusion_starts_as_identity_and_dropout_only_in_training():
   users, items = model.embed(params, aux, inputs, hp, spec)
   users2, items2 = model.embed(params, aux, inputs, hp, spec)
   np.testing.assert_array_equal(items, items2)
-
-
-@pytest.mark.parametrize("penalty", ["variance", "irm_split"])
-def test_group_equals_runs_alone(penalty):
-  configs = [make_config(**TINY, penalty=penalty, seed=0, setting="mm"),
-             make_config(**TINY, penalty=penalty, seed=1, setting="fm", lr=3e-3,
-                         c_max=1e-2)]
-  group = train_configs(configs)
-  for r, cfg in enumerate(configs):
-    alone = train_configs([cfg])
-    for name in group.test:
-      assert group.test[name][r] == pytest.approx(alone.test[name][0], abs=1e-5), name
-    np.testing.assert_allclose(group.best_params["fusion"]["kernel"][r],
-                               alone.best_params["fusion"]["kernel"][0], atol=1e-5)
-
-
-def test_i3mrec_beats_random_and_popularity_under_warm_protocol():
-  cfg = make_config(model="i3mrec", protocol="warm", setting="ff", synthetic_users=600,
-                    synthetic_items=500, synthetic_dims=(24, 16), embed_dim=32,
-                    batch_size=512, max_epochs=30, eval_every=5, seed=0)
-  out = train_configs([cfg])
-  dataset, split = dataset_for(cfg), split_for(cfg)
-  test = group_data(dataset, split).test
-
-  def recall(scorer):
-    users, items = scorer
-    return float(evaluate(jnp.asarray(users), jnp.asarray(items), test)["recall@20"])
-
-  random = recall(reference_scorers.random_scorer(dataset.n_users, dataset.n_items))
-  popular = recall(reference_scorers.popularity_scorer(split.train_pairs, dataset.n_users,
-                                                       dataset.n_items))
-  got = float(out.test["recall@20"][0])
-  print(f"recall@20 i3mrec {got:.3f} random {random:.3f} popularity {popular:.3f}")
-  assert got > 2.0 * random and got > 1.3 * popular

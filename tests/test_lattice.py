@@ -1,6 +1,6 @@
 """LATTICE: the item graph against the authors' dense formulas, the learned graph
 moving on top of its kNN anchor, graph gradients at an epoch's first step
-only, the runs axis, and learning."""
+only (the runs axis, the fills and learning are tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +11,9 @@ from jaxrec.engine.inputs import dataset_for, run_inputs, split_for
 from jaxrec.models import lattice
 from jaxrec.models.base import Batch
 from jaxrec.sweep import train_configs
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run, step_context)
+from tests.helpers import WARM_TINY, one_run, step_context
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 
 
 def _dense_knn_laplacian(x, k):
@@ -35,7 +34,8 @@ def _normalise(a):
 
 def _setup(setting="mm", **kw):
   cfg = make_config(**{**TINY, **kw}, model="lattice", setting=setting)
-  _, spec, _, data, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
   inputs = inputs.replace(prepared=lattice.prepare(inputs, hp, spec))
   return cfg, spec, data, hp, inputs
 
@@ -138,18 +138,3 @@ def test_the_knn_anchor_of_a_run_follows_its_own_mask():
   after = lattice.prepare(masked, hp, spec)["neighbours"]
   assert (np.asarray(before[0]) != np.asarray(after[0])).any()
   np.testing.assert_array_equal(before[1], after[1])               # the other modality stays
-
-
-# The fine-tuned features of items that share a fill differ only by their small
-# offsets, so their projections' cosines are near-ties that a vmapped group's
-# reassociated sums can flip (BUILD_NOTES.md, LATTICE); hence mm without them.
-@pytest.mark.parametrize("setting, train_features", [("ff", True), ("mm", False)])
-def test_group_equals_runs_alone(setting, train_features):
-  common = dict(TINY, model="lattice", setting=setting, train_features=train_features)
-  configs = [make_config(**common, seed=0),
-             make_config(**common, seed=1, lr=3e-3, lambda_coeff=0.5)]
-  assert_group_equals_runs_alone(configs)
-
-
-def test_learns_under_warm_protocol():
-  assert_learns_warm(make_config(model="lattice", max_epochs=10, **LEARN))

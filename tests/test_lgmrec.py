@@ -1,5 +1,6 @@
 """LGMRec: hyperedge assignments, the global hypergraph embedding, the
-hypergraph contrastive loss between modality views, the runs axis, learning."""
+hypergraph contrastive loss between modality views (the runs axis, the fills
+and learning are tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,15 +9,15 @@ from jaxrec.config import make_config
 from jaxrec.models import lgmrec
 from jaxrec.models.base import Batch
 from jaxrec.graph import Graph
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_learns_warm, one_run, step_context)
+from tests.helpers import WARM_TINY, one_run, step_context
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 
 
 def _setup(**kw):
   cfg = make_config(model="lgmrec", **{**TINY, **kw})
-  model, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
   return model.init(jax.random.PRNGKey(1), spec, hp), spec, hp, inputs
 
 
@@ -128,14 +129,3 @@ def test_an_item_without_training_edges_keeps_the_gradient_finite():
   ctx = step_context(jax.random.PRNGKey(0))
   grads = jax.jit(jax.grad(lambda p: lgmrec.loss(p, {}, batch, inputs, hp, ctx, spec)[0]))(params)
   assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
-
-
-def test_group_equals_runs_alone():
-  short = {**TINY, "max_epochs": 2}
-  configs = [make_config(**short, model="lgmrec", seed=0, setting="mm"),
-             make_config(**short, model="lgmrec", seed=1, lr=3e-3, alpha=0.6, keep_rate=0.8)]
-  assert_group_equals_runs_alone(configs)
-
-
-def test_learns_under_warm_protocol():
-  assert_learns_warm(make_config(model="lgmrec", max_epochs=10, **LEARN))

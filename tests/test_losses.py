@@ -8,11 +8,9 @@ from jaxrec import losses
 from jaxrec.models import milk
 from jaxrec.models.base import Batch, ModelInputs, ModelSpec
 from jaxrec.data.dataset import l2_normalise
-from tests.helpers import fixture_available, load_fixture
+from tests.helpers import load_fixture
 
 
-@pytest.mark.skipif(not fixture_available("milk_minibatch_loss.json"),
-                    reason="spec fixtures absent")
 def test_milk_minibatch_matches_reference_code():
   fx = load_fixture("milk_minibatch_loss.json")
   inp, exp = fx["inputs"], fx["expected"]
@@ -132,3 +130,50 @@ def test_row_normalisation_matches_float64_and_has_a_finite_gradient_at_a_zero_r
       jnp.asarray(x, jnp.float32))
   assert bool(jnp.isfinite(grad).all())
   np.testing.assert_allclose(grad[1], [0.0, 1e12], rtol=1e-6)   # 1/max(0, 1e-12) · e_1
+
+
+def _info_nce_float64(anchors, positives, weights, temperature, normalised=False):
+  """InfoNCE in float64 NumPy with torch's `F.normalize` (`x / max(||x||, 1e-12)`)."""
+  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+  a = anchors if normalised else unit(anchors)
+  logits = a @ unit(positives).T / temperature
+  valid = np.flatnonzero(weights > 0)
+  rows = [np.log(np.exp(logits[b, valid]).sum()) - logits[b, b] for b in valid]
+  return float(np.mean(rows))
+
+
+def _central_difference(f, x, h=1e-6):
+  grad = np.zeros_like(x)
+  for index in np.ndindex(*x.shape):
+    step = np.zeros_like(x)
+    step[index] = h
+    grad[index] = (f(x + step) - f(x - step)) / (2 * h)
+  return grad
+
+
+def test_info_nce_matches_float64_and_has_a_finite_gradient_at_a_zero_row():
+  # Row 1's anchor and row 2's positive are exactly zero (an item without any
+  # modality under fill=zero); row 5 is padding.
+  rng = np.random.default_rng(0)
+  a, p = rng.standard_normal((6, 4)), rng.standard_normal((6, 4))
+  a[1], p[2] = 0.0, 0.0
+  weights = np.array([1, 1, 1, 1, 1, 0.0])
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  loss = lambda a, p: losses.info_nce(anchors=a, positives=p, weights=f32(weights),
+                                      temperature=0.4)
+  assert float(loss(f32(a), f32(p))) == pytest.approx(
+      _info_nce_float64(a, p, weights, 0.4), rel=1e-5)
+  grad_a, grad_p = (np.asarray(g) for g in jax.grad(loss, argnums=(0, 1))(f32(a), f32(p)))
+  assert np.isfinite(grad_a).all() and np.isfinite(grad_p).all()
+  # Away from the zero rows, the float64 gradient.
+  want_a = _central_difference(lambda x: _info_nce_float64(x, p, weights, 0.4), a)
+  want_p = _central_difference(lambda x: _info_nce_float64(a, x, weights, 0.4), p)
+  nonzero_a, nonzero_p = [0, 2, 3, 4, 5], [0, 1, 3, 4, 5]
+  np.testing.assert_allclose(grad_a[nonzero_a], want_a[nonzero_a], rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(grad_p[nonzero_p], want_p[nonzero_p], rtol=1e-3, atol=1e-5)
+  # At the zero anchor row, torch's subgradient: the gradient with respect to the
+  # normalised row, divided by the 1e-12 floor.
+  unit_a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+  want_unit = _central_difference(
+      lambda x: _info_nce_float64(x, p, weights, 0.4, normalised=True), unit_a)
+  np.testing.assert_allclose(grad_a[1], want_unit[1] / 1e-12, rtol=1e-3)

@@ -1,16 +1,15 @@
 """MGCN: the kNN graphs built from each run's own masked features, the
-id-conditioned purifier, the fusion, the runs axis, and learning."""
+id-conditioned purifier and the fusion (the runs axis, the fills and learning
+are tests/test_every_model.py's)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.config import make_config
 from jaxrec.models import item_graph, mgcn
-from tests.helpers import (WARM_LEARN, WARM_TINY, assert_group_equals_runs_alone,
-                           assert_item_graphs_follow_each_runs_mask,
-                           assert_learns_warm, one_run)
+from tests.helpers import WARM_TINY, assert_item_graphs_follow_each_runs_mask, one_run
 
-TINY, LEARN = WARM_TINY, WARM_LEARN
+TINY = WARM_TINY
 
 
 def test_the_knn_graphs_of_a_run_follow_its_own_mask():
@@ -19,7 +18,8 @@ def test_the_knn_graphs_of_a_run_follow_its_own_mask():
 
 def test_item_graphs_are_the_authors_cosine_weighted_knn_laplacians():
   cfg = make_config(model="mgcn", **TINY)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   prepared = mgcn.prepare(inputs, hp, spec)
   k, n = spec.option(mgcn.KNN_K), spec.n_items
   h = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (n, 3)))
@@ -41,7 +41,8 @@ def test_item_graphs_are_the_authors_cosine_weighted_knn_laplacians():
 
 def _params_and_inputs():
   cfg = make_config(model="mgcn", **TINY)
-  model, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
   params = model.init(jax.random.PRNGKey(1), spec, hp)
   inputs = inputs.replace(prepared=mgcn.prepare(inputs, hp, spec))
   return params, spec, inputs
@@ -92,14 +93,3 @@ def test_fusion_splits_the_views_into_a_common_and_preference_gated_parts():
   np.testing.assert_allclose(full, sum(np.asarray(v) for v in modal) - (len(modal) - 1) * want,
                              rtol=1e-4, atol=1e-5)
   assert not np.allclose(side, common / (len(modal) + 1))
-
-
-def test_group_equals_runs_alone():
-  short = {**TINY, "max_epochs": 2}
-  configs = [make_config(**short, model="mgcn", seed=0, setting="mm"),
-             make_config(**short, model="mgcn", seed=1, lr=3e-3, cl_loss=0.1)]
-  assert_group_equals_runs_alone(configs)
-
-
-def test_learns_under_warm_protocol():
-  assert_learns_warm(make_config(model="mgcn", max_epochs=10, **LEARN))

@@ -112,7 +112,8 @@ def test_prepare_runs_once_per_run_on_its_own_masked_features(toy_model):
   assert (eval_nb[1] != train_nb[1]).any()                    # its masked test items
   # Each run's graph is exactly the one built from its own inputs alone.
   from tests.helpers import one_run
-  _, spec, _, _, _, hp, inputs = one_run(configs[1])
+  run = one_run(configs[1])
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   own_eval = inputs.replace(available=jnp.asarray(group.runs.eval_available[1]))
   np.testing.assert_array_equal(eval_nb[1], _prepare(own_eval, hp, spec)["neighbours"])
 
