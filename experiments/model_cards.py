@@ -121,7 +121,7 @@ def card(model: Model) -> str:
   lines += [f"Fewest modalities: {model.min_modalities}.", "",
             "## Parity and speed", "",
             f"- Against the authors' code: [docs/parity.md](../parity.md#{model.name}).",
-            f"- Seconds per epoch and × floor: [BENCHMARKS.md](../../BENCHMARKS.md).", ""]
+            "- Seconds per epoch and × floor: [BENCHMARKS.md](../../BENCHMARKS.md).", ""]
   return "\n".join(lines)
 
 

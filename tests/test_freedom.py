@@ -79,7 +79,8 @@ def _dense_item_graph(prepared, n_items: int) -> np.ndarray:
 
 def test_the_item_graph_weights_the_modality_named_image_wherever_it_stands():
   cfg = make_config(model="freedom", **TINY)
-  _, spec, _, _, _, hp, inputs = one_run(cfg)
+  run = one_run(cfg)
+  spec, hp, inputs = run.spec, run.hp, run.inputs
   assert spec.modality_names == ("image", "text")
   flip = lambda t: tuple(reversed(t))
   flipped_spec = dataclasses.replace(spec, feature_dims=flip(spec.feature_dims),
