@@ -150,7 +150,9 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   data_files, data_warnings = check_data(groups)
   work.check(grid.to_json(), data_files)
   work.create(grid.to_json(), data_files)
-  work.log_command()
+  unwritable = is_writer() and errors.not_writable(workdir)
+  if not unwritable:
+    work.log_command()
   if done:
     print(f"done: {work.import_finished(done, [c for g in groups for _, c in g], data_files)} "
           f"run(s) taken from {', '.join(done)}")
@@ -161,7 +163,6 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
   todo = runs_left(groups, work.done_ids())
   print(sweep_line(groups, todo, devices))
-  unwritable = is_writer() and errors.not_writable(workdir)
   if unwritable:
     return _report_unwritable(work, unwritable, sum(len(g) for _, g in todo))
   bar = SweepProgress(enabled=progress and is_writer())

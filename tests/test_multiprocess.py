@@ -32,7 +32,7 @@ def test_two_processes_match_one(tmp_path):
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
-  assert "test recall@20" in outs[0][0] and "test recall@20" not in outs[1][0]
+  assert "Recall@20" in outs[0][0] and "Recall@20" not in outs[1][0]   # the report: process 0
   assert "devices: 4 x cpu" in outs[0][0]             # 2 processes x 2 devices
 
   single = str(tmp_path / "single")
