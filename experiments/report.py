@@ -21,6 +21,7 @@ from absl import app, flags
 
 from jaxrec import cli
 from jaxrec.analysis import DEFAULT_METRIC, LAYOUTS, write_reports
+from jaxrec.errors import InputError
 from jaxrec.workdir import RECORD_FILES, save_records
 
 _SELECT = flags.DEFINE_string("select", DEFAULT_METRIC,
@@ -39,14 +40,14 @@ _SAVE_TO = flags.DEFINE_string("save_to", None, "also copy the work directory's 
 
 def report(argv) -> None:
   if len(argv) != 2:
-    raise ValueError("usage: python -m experiments.report WORKDIR [--select val.ndcg@10] "
+    raise InputError("usage: python -m experiments.report WORKDIR [--select val.ndcg@10] "
                      "[--layout NAME]")
   workdir = argv[1]
   if not os.path.isdir(workdir):
-    raise ValueError(f"{workdir}: not a directory")
+    raise InputError(f"{workdir}: not a directory")
   for other in _ALSO.value:
     if not os.path.isfile(os.path.join(other, "results.jsonl")):
-      raise ValueError(f"--also {other}: no results.jsonl there")
+      raise InputError(f"--also {other}: no results.jsonl there")
   print(write_reports(workdir, metric=_SELECT.value, layouts=_LAYOUT.value,
                       tensorboard=_TENSORBOARD.value, also=_ALSO.value))
   if _SAVE_TO.value:

@@ -26,6 +26,7 @@ from absl import app, flags, logging
 
 from experiments import configs
 from jaxrec import cli
+from jaxrec.errors import InputError
 from jaxrec.grid import Grid, apply_overrides
 from jaxrec.sweep import run_sweep
 
@@ -58,7 +59,8 @@ flags.DEFINE_boolean("plan", False,
                      "estimated wall time (each group compiled and a few steps timed), then "
                      "exit: nothing is trained or written (jaxrec/plan.py).")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-flags.DEFINE_boolean("verbose", False, "Print the traceback of a failure.")
+flags.DEFINE_boolean("verbose", False, "Print the traceback of a user error too (a bug always "
+                     "prints it).")
 flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0, to run one sweep over several processes/hosts "
                     "(jax.distributed.initialize); every process runs the same command.")
@@ -82,7 +84,7 @@ def sweep() -> None:
     print(cli.describe_fields())
     return
   if FLAGS.memory_budget_gb is not None and FLAGS.memory_budget_gb <= 0:
-    raise ValueError(f"--memory_budget_gb {FLAGS.memory_budget_gb}: expected > 0")
+    raise InputError(f"--memory_budget_gb {FLAGS.memory_budget_gb}: expected > 0")
   grid = grid_from_flags()
   if FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,

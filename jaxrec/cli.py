@@ -1,15 +1,19 @@
 """What the command lines share: one line per problem, exit codes, field help.
 
-A mistake in a flag, a value or a data file is reported as one line on stderr
-naming the field or file, with exit code 2, before anything is compiled; an
-unexpected failure (a bug) as one line with exit code 1. `--verbose` adds the
-traceback.
+A mistake in a flag, a value or a data file (an `InputError`, the one type the
+project raises for them) or a file the system refuses (`OSError`, which names
+the path) is reported as one line on stderr, with exit code 2, before anything
+is compiled; `--verbose` adds the traceback. Anything else (a KeyError, a
+ValueError from inside a computation) is a bug: its traceback, then one line,
+with exit code 1.
 """
 from __future__ import annotations
 
 import sys
 import traceback
 from typing import Callable
+
+from jaxrec.errors import InputError
 
 USAGE_ERROR = 2     # the user's flags, values or data
 CRASH = 1           # anything else: a bug to report
@@ -35,7 +39,7 @@ def run(command: Callable[[], object], *, verbose: bool = False) -> int:
   """Runs `command`; returns the process exit code, printing failures as one line."""
   try:
     command()
-  except (ValueError, OSError, KeyError) as err:
+  except (InputError, OSError) as err:
     _close_progress_bars()
     if verbose:
       traceback.print_exc()
@@ -47,11 +51,8 @@ def run(command: Callable[[], object], *, verbose: bool = False) -> int:
     return 130
   except Exception as err:      # pylint: disable=broad-except
     _close_progress_bars()
-    if verbose:
-      traceback.print_exc()
+    traceback.print_exc()         # a bug: the traceback is what to report
     print(f"crash ({type(err).__name__}): {one_line(err)}", file=sys.stderr)
-    if not verbose:
-      print("  rerun with --verbose for the traceback", file=sys.stderr)
     return CRASH
   return 0
 

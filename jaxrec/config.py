@@ -12,13 +12,14 @@ Each shared field states its allowed range where it is declared (the
 `dataclasses.field` metadata below), as each model does for its own fields, so
 every value is checked once, by name, before anything is built.
 """
-from __future__ import annotations
-
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from typing import Any
 
+from jaxrec.errors import InputError, did_you_mean
 from jaxrec.models.base import HParam
 
 PER_RUN_FIELDS = ("seed", "setting", "missing_rate", "fill", "test_missing_rate")
@@ -47,7 +48,7 @@ class RunConfig:
     missing a modality; None = the authors' 50%), `fill` "mean" or "zero"
     (None = the model's default; see jaxrec.data.protocol).
   Model: `hparams`, the (name, value) pairs of the model's declared
-    hyper-parameters, complete; read them as attributes (`cfg.lr`).
+    hyper-parameters, complete; read them with `cfg.hp["lr"]`.
   """
   model: str = "milk"
   data: str = "synthetic"
@@ -79,18 +80,6 @@ class RunConfig:
   feature_dtype: str = _field("float32", choices=FEATURE_DTYPES)
   hparams: tuple[tuple[str, Any], ...] = ()
 
-  def __getattr__(self, name: str) -> Any:
-    # Only called for names that are not dataclass fields: the model's
-    # hyper-parameters, and None for a legacy field the model does not read.
-    if name.startswith("__"):
-      raise AttributeError(name)
-    hparams = dict(object.__getattribute__(self, "hparams"))
-    if name in hparams:
-      return hparams[name]
-    if name in LEGACY_ID_DEFAULTS:
-      return None
-    raise AttributeError(f"RunConfig of model {self.model!r} has no field {name!r}")
-
   @property
   def hp(self) -> dict[str, Any]:
     return dict(self.hparams)
@@ -107,16 +96,11 @@ class RunConfig:
 
   @property
   def run_id(self) -> str:
-    """Stable id from the full configuration (used to resume).
-
-    Hashed as the flat configuration of before 2026-12, when every model's
-    hyper-parameters shared one namespace: a legacy field the model does not
-    read counts with its old default, so work directories written then resume.
-    """
-    fields = {**LEGACY_ID_DEFAULTS, **self.to_dict()}
-    fields = {k: v for k, v in fields.items()
-              if not (k in ID_OMITS_DEFAULT and v == ID_OMITS_DEFAULT[k])}
-    blob = json.dumps(fields, sort_keys=True, default=list)
+    """Stable id from the full configuration (used to resume): scheme
+    `RUN_ID_SCHEME`, a hash of every field. sweep.json records the scheme, so a
+    work directory written under another one is migrated before it resumes
+    (`python -m experiments.migrate`)."""
+    blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
   def group_key(self) -> tuple:
@@ -126,20 +110,32 @@ class RunConfig:
     return tuple((k, v) for k, v in sorted(self.to_dict().items()) if k not in per_run)
 
 
-# The flat fields of before 2026-12 that are now a model's hyper-parameters (or
-# absent), with the values a config then held for a model that did not read them.
-LEGACY_ID_DEFAULTS = {
-    "penalty": "variance", "pretrain_epochs": 0,
-    **{name: None for name in (
-        "lr", "penalty_weight", "reg", "align_weight", "alpha", "use_uniform_env", "cyclic",
-        "random_mix", "use_envs", "use_align", "c_max", "c_min", "dropout", "temperature",
-        "aux_weight")}}
-# Fields added after results were first written: left out of `run_id` while at
-# these defaults, so existing work directories keep resuming.
-ID_OMITS_DEFAULT = {"feature_dtype": "float32", "test_missing_rate": None, "remap_users": False}
+# How `RunConfig.run_id` is derived. 1: the flat configuration of before 2026-12
+# (every model's hyper-parameters in one namespace, fields added later left out
+# at their defaults); 2: every field of the config. Raise it whenever `run_id`
+# changes, with a step in experiments/migrate.py.
+RUN_ID_SCHEME = 2
 
 SHARED_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "hparams"}
 FIELD_TYPES = {name: f.type for name, f in SHARED_FIELDS.items()}
+
+
+def is_optional(name: str) -> bool:
+  """Whether shared field `name` may be None (`float | None`)."""
+  return type(None) in typing.get_args(FIELD_TYPES[name])
+
+
+def is_tuple(name: str) -> bool:
+  """Whether shared field `name` is a tuple (`synthetic_dims`)."""
+  return typing.get_origin(FIELD_TYPES[name]) is tuple
+
+
+def _kind(name: str) -> type:
+  """The type of shared field `name`'s values other than None."""
+  field_type = FIELD_TYPES[name]
+  if isinstance(field_type, types.UnionType):
+    (field_type,) = [t for t in typing.get_args(field_type) if t is not type(None)]
+  return field_type
 # Defaults of None-valued fields for models that do not set their own.
 GENERIC_DEFAULTS = {"fill": "mean"}
 
@@ -147,30 +143,28 @@ GENERIC_DEFAULTS = {"fill": "mean"}
 def shared_field(name: str) -> HParam:
   """The declaration of shared field `name` as an `HParam` (kind, range, default)."""
   field = SHARED_FIELDS[name]
-  kind = field.type.split("|")[0].strip()
-  kinds = {"int": int, "float": float, "bool": bool}
-  return HParam(name, field.default, "jaxrec", kind=kinds.get(kind, str),
+  kind = _kind(name)
+  return HParam(name, field.default, "jaxrec", kind=kind if kind in (int, float, bool) else str,
                 per_run=name in PER_RUN_FIELDS, **field.metadata)
 
 
 def parse_shared(name: str, value: Any) -> Any:
   """`value` (Python value or flag text) of shared field `name`, parsed and checked."""
-  kind = FIELD_TYPES[name]
   if isinstance(value, str):
     text = value.strip()
-    if "None" in kind and text.lower() in ("none", "null", ""):
+    if is_optional(name) and text.lower() in ("none", "null", ""):
       return None
-    if kind.startswith("tuple"):
+    if is_tuple(name):
       try:
         value = tuple(int(x) for x in text.replace("x", ",").split(",") if x)
       except ValueError:
-        raise ValueError(f"{name}={value!r}: expected integers like 48,32") from None
-  if value is None and "None" in kind:
+        raise InputError(f"{name}={value!r}: expected integers like 48,32") from None
+  if value is None and is_optional(name):
     return None
-  if kind.startswith("tuple"):
+  if is_tuple(name):
     value = tuple(value)
     if not value or any(int(v) < 1 for v in value):
-      raise ValueError(f"{name}={value!r}: expected one or more positive integers")
+      raise InputError(f"{name}={value!r}: expected one or more positive integers")
     return value
   return shared_field(name).parse(value)
 
@@ -200,13 +194,12 @@ def parse_value(name: str, text: Any, model: str | None = None) -> Any:
       return declared[field].parse(text)
     if field in SHARED_FIELDS:
       return parse_shared(field, text)
-    raise ValueError(f"model {model!r} has no field {field!r}; its fields: "
+    raise InputError(f"model {model!r} has no field {field!r}; its fields: "
                      f"{sorted(declared)}")
   readers = [m.hparam[field] for m in REGISTRY.values() if field in m.hparam]
   if not readers:
-    from jaxrec.errors import did_you_mean
     known = [*SHARED_FIELDS, *(h for m in REGISTRY.values() for h in m.hparam)]
-    raise ValueError(f"unknown config field {field!r}{did_you_mean(field, known)}; shared "
+    raise InputError(f"unknown config field {field!r}{did_you_mean(field, known)}; shared "
                      f"fields: {sorted(SHARED_FIELDS)}; "
                      "model fields: see `python -m experiments.sweep --fields`")
   parsed, errors = [], []
@@ -234,13 +227,13 @@ def make_config(**overrides) -> RunConfig:
   for name, value in overrides.items():
     qualifier, field = split_name(name)
     if qualifier is not None and qualifier != model_name:
-      raise ValueError(f"{name}: this config's model is {model_name!r}")
+      raise InputError(f"{name}: this config's model is {model_name!r}")
     if field in SHARED_FIELDS:
       shared[field] = value if field == "model" else parse_shared(field, value)
     elif field in model.hparam:
       hparams[field] = model.hparam[field].parse(value)
     else:
-      raise ValueError(f"model {model_name!r} does not read {field!r}; its fields: "
+      raise InputError(f"model {model_name!r} does not read {field!r}; its fields: "
                        f"{sorted(model.hparam)}; shared fields: {sorted(SHARED_FIELDS)}")
   for name, value in {**GENERIC_DEFAULTS, **model.config_defaults}.items():
     if shared.get(name) is None:
@@ -249,7 +242,7 @@ def make_config(**overrides) -> RunConfig:
   cfg = RunConfig(**shared, hparams=tuple((h.name, values[h.name]) for h in model.hparams))
   why = ignored_fields(cfg).get("test_missing_rate")
   if cfg.test_missing_rate is not None and why:
-    raise ValueError(f"test_missing_rate={cfg.test_missing_rate}: {why}")
+    raise InputError(f"test_missing_rate={cfg.test_missing_rate}: {why}")
   return cfg
 
 

@@ -11,9 +11,9 @@ import dataclasses
 import itertools
 from typing import Iterable, Sequence
 
-from jaxrec.config import (FIELD_TYPES, SHARED_FIELDS, RunConfig, ignored_fields, make_config,
-                           parse_value, split_name)
-from jaxrec.errors import did_you_mean
+from jaxrec.config import (SHARED_FIELDS, RunConfig, ignored_fields, make_config,
+                           is_tuple, parse_value, split_name)
+from jaxrec.errors import InputError, did_you_mean
 from jaxrec.models import get_model
 
 
@@ -51,30 +51,30 @@ class Grid:
     return list(self.axes.get("model", [self.base.get("model", RunConfig.model)]))
 
   def check(self) -> None:
-    """Raises ValueError for a field that no run of the grid would read."""
+    """Raises InputError for a field that no run of the grid would read."""
     models = self.models
     for model in models:
       get_model(model)
     for name in [*self.base, *self.axes]:
       qualifier, field = split_name(name)
       if qualifier is not None and qualifier not in models:
-        raise ValueError(f"{name}: {qualifier!r} is not a model of this grid ({models})")
+        raise InputError(f"{name}: {qualifier!r} is not a model of this grid ({models})")
       if not any(applies(name, m) for m in models):
         known = [*SHARED_FIELDS, *(h for m in models for h in get_model(m).hparam)]
-        raise ValueError(f"{name}: no model of this grid reads it{did_you_mean(field, known)} "
+        raise InputError(f"{name}: no model of this grid reads it{did_you_mean(field, known)} "
                          f"(models: {models})")
     for model, fields in self.per_model.items():
       for name in fields:
         if not applies(name, model):
-          raise ValueError(f"{model}.{name}: model {model!r} does not read {name!r}; its "
+          raise InputError(f"{model}.{name}: model {model!r} does not read {name!r}; its "
                            f"fields: {sorted(get_model(model).hparam)}")
     for name, values in {**self.axes, **self.variants}.items():
       if not list(values):
-        raise ValueError(f"axis {name} has no values")
+        raise InputError(f"axis {name} has no values")
     for name, options in self.variants.items():
       fields = {f for _, bundle in options for f in bundle}
       if not any(all(applies(f, m) for f in fields) for m in models):
-        raise ValueError(f"variant axis {name}: no model of this grid reads all of "
+        raise InputError(f"variant axis {name}: no model of this grid reads all of "
                          f"{sorted(fields)}")
 
   def expand(self) -> list[tuple[dict, RunConfig]]:
@@ -112,6 +112,13 @@ class Grid:
                          for n, options in sorted(self.variants.items())}
     return out
 
+  @classmethod
+  def from_json(cls, saved: dict) -> "Grid":
+    """The grid of a sweep.json (`to_json`'s output; other keys are ignored)."""
+    return cls(base=saved["base"], axes=saved["axes"], per_model=saved.get("per_model", {}),
+               variants={n: tuple((label, bundle) for label, bundle in options)
+                         for n, options in saved.get("variants", {}).items()})
+
   def tuned(self) -> "Grid":
     """This grid with every model's declared search space as its per-model axes
     (an axis the grid already has for that model or field is kept)."""
@@ -134,7 +141,7 @@ def _refuse_runs_that_differ_only_in_ignored_fields(runs) -> None:
       names = sorted(k for k in coords if coords[k] != other.get(k))
       why = "; ".join(f"{n}: {ignored[split_name(n)[1]]}" for n in names
                       if split_name(n)[1] in ignored)
-      raise ValueError(f"runs {other} and {coords} would be the same run: their only "
+      raise InputError(f"runs {other} and {coords} would be the same run: their only "
                        f"difference is ignored ({why or names})")
     seen[key] = coords
 
@@ -142,7 +149,7 @@ def _refuse_runs_that_differ_only_in_ignored_fields(runs) -> None:
 def split_assignment(assignment: str) -> tuple[str, str]:
   """'FIELD=VALUE' -> ('FIELD', 'VALUE')."""
   if "=" not in assignment:
-    raise ValueError(f"expected FIELD=VALUE, got {assignment!r}")
+    raise InputError(f"expected FIELD=VALUE, got {assignment!r}")
   name, value = assignment.split("=", 1)
   return name.strip(), value
 
@@ -173,7 +180,7 @@ def apply_overrides(grid: Grid, *, models: Sequence[str] = (), seeds: int | None
     set_field("data", data)
   if seeds is not None:
     if seeds < 1:
-      raise ValueError(f"--seeds {seeds}: expected at least 1")
+      raise InputError(f"--seeds {seeds}: expected at least 1")
     grid_axes["seed"] = list(range(seeds))
   models = [m.strip() for m in models if m.strip()]
   for model in models:
@@ -196,11 +203,11 @@ def apply_overrides(grid: Grid, *, models: Sequence[str] = (), seeds: int | None
     qualifier, field = split_name(name)
     if qualifier is not None:
       get_model(qualifier)
-    if FIELD_TYPES.get(field, "").startswith("tuple"):
-      raise ValueError(f"--axis {name}: tuple fields cannot be swept")
+    if field in SHARED_FIELDS and is_tuple(field):
+      raise InputError(f"--axis {name}: tuple fields cannot be swept")
     parsed = [parse_value(name, v) for v in values.split(",")]
     if len(set(map(repr, parsed))) != len(parsed):
-      raise ValueError(f"--axis {name}: repeated values {values!r}")
+      raise InputError(f"--axis {name}: repeated values {values!r}")
     grid_axes[name] = parsed
     base.pop(name, None)
     if qualifier is None:

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from jaxrec import results
-from jaxrec.config import RunConfig, make_config
+from jaxrec.config import RUN_ID_SCHEME, RunConfig, make_config
 from jaxrec.data import loading
 from jaxrec.errors import InputError
 
@@ -42,6 +42,10 @@ RECORD_FILES = ("sweep.json", "commands.jsonl", "results.jsonl")
 # The key of sweep.json that holds {data folder: {file: sha256}} of the data the
 # sweep started on (absent in work directories from before it existed).
 DATA_FILES = "data_files"
+# The key of sweep.json that holds how results.jsonl's run ids are derived
+# (config.RUN_ID_SCHEME); absent in work directories of scheme 1.
+SCHEME = "run_id_scheme"
+MIGRATE = "python -m experiments.migrate"
 
 
 def is_writer() -> bool:
@@ -58,20 +62,16 @@ class WorkDir:
     self.results = os.path.join(path, "results.jsonl")
 
   def check(self, grid_json: dict, data_files: dict | None = None) -> None:
-    """Raises ValueError if the directory holds a different sweep, or InputError
-    if a data file it was started on has changed since (named)."""
-    if not os.path.exists(self.sweep_json):
+    """Raises InputError if the directory holds a different sweep, run ids of
+    another scheme, or if a data file it was started on has changed since (named)."""
+    found = self.read_sweep_json()
+    if found is None:
       return
     wanted = json.loads(json.dumps(grid_json, default=list))
-    try:
-      with open(self.sweep_json) as f:
-        found = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-      raise InputError(f"{self.sweep_json}: not readable ({err}); restore it or pass a new "
-                       "--workdir") from None
+    check_scheme(self.path, found.pop(SCHEME, 1))
     started_on = found.pop(DATA_FILES, None)
     if found != wanted:
-      raise ValueError(
+      raise InputError(
           f"{self.path} holds a different sweep (see {self.sweep_json}); resume it with the "
           "same grid and flags, or pass a new --workdir")
     for data, old in (started_on or {}).items():
@@ -79,13 +79,27 @@ class WorkDir:
       if changed:
         raise InputError(f"{data}: {changed} (or pass a new --workdir)")
 
+  def read_sweep_json(self) -> dict | None:
+    """sweep.json's content, or None if there is none yet."""
+    if not os.path.exists(self.sweep_json):
+      return None
+    try:
+      with open(self.sweep_json) as f:
+        return json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+      raise InputError(f"{self.sweep_json}: not readable ({err}); restore it or pass a new "
+                       "--workdir") from None
+
   def create(self, grid_json: dict, data_files: dict | None = None) -> None:
-    """Writes sweep.json (once; the grid and the data files' hashes) and the
-    folders, on the writing process only."""
+    """Writes sweep.json (once; the grid, the data files' hashes and the run-id
+    scheme) and the folders, on the writing process only."""
     if not is_writer() or os.path.exists(self.sweep_json):
       return
     os.makedirs(os.path.join(self.path, "curves"), exist_ok=True)
-    content = {**json.loads(json.dumps(grid_json, default=list)), DATA_FILES: data_files or {}}
+    self.write_sweep_json({**json.loads(json.dumps(grid_json, default=list)),
+                           DATA_FILES: data_files or {}, SCHEME: RUN_ID_SCHEME})
+
+  def write_sweep_json(self, content: dict) -> None:
     tmp = self.sweep_json + ".tmp"
     with open(tmp, "w") as f:
       json.dump(content, f, indent=1)
@@ -175,6 +189,25 @@ class WorkDir:
       shutil.rmtree(directory, ignore_errors=True)
 
 
+def check_scheme(workdir: str, scheme: int) -> None:
+  """Refuses run ids of another scheme than this code's (`scheme` from sweep.json)."""
+  if scheme < RUN_ID_SCHEME:
+    raise InputError(f"{workdir}: its run ids are of scheme {scheme}, this code's are of scheme "
+                     f"{RUN_ID_SCHEME}; run `{MIGRATE} {workdir}` once (it keeps a backup), "
+                     "then this command again")
+  if scheme > RUN_ID_SCHEME:
+    raise InputError(f"{workdir}: its run ids are of scheme {scheme}, newer than this code's "
+                     f"({RUN_ID_SCHEME}); use the code that wrote it")
+
+
+def check_run_ids(workdir: str) -> None:
+  """Refuses a work directory whose sweep.json records another run-id scheme (a
+  directory without sweep.json has nothing to compare ids with)."""
+  found = WorkDir(workdir).read_sweep_json()
+  if found is not None:
+    check_scheme(workdir, found.get(SCHEME, 1))
+
+
 def data_key(cfg) -> str:
   """The data a run reads, as sweep.json names it: the folder, and its modalities
   (`cfg` a RunConfig or a record's config dict)."""
@@ -229,6 +262,8 @@ def save_records(workdir: str, dest: str) -> list[str]:
   """Copies the work directory's record files (RECORD_FILES) to `dest`, e.g.
   results/<table>/ in the repository, merging results.jsonl with what `dest`
   already holds (each run once); returns the files written."""
+  for folder in (workdir, dest):   # merged by run id: both of this code's scheme
+    check_run_ids(folder)
   os.makedirs(dest, exist_ok=True)
   written = []
   for name in RECORD_FILES:

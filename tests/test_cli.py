@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from jaxrec import cli
+from jaxrec.errors import InputError
 from jaxrec.grid import Grid, apply_overrides
 from jaxrec.sweep import run_sweep
 from tests.helpers import REPO
@@ -117,14 +118,32 @@ def test_flag_errors_are_one_line_with_exit_code_2(tmp_path):
     assert "Traceback" not in out.stderr and not os.path.exists(tmp_path / "w")
 
 
-def test_verbose_prints_the_traceback(capsys):
+def test_verbose_prints_the_traceback_of_a_user_error(capsys):
   def bad():
-    raise ValueError("boom")
+    raise InputError("boom")
+  assert cli.run(bad) == cli.USAGE_ERROR
+  assert capsys.readouterr().err == "error: boom\n"
   assert cli.run(bad, verbose=True) == cli.USAGE_ERROR
   assert "Traceback" in capsys.readouterr().err
-  assert cli.run(lambda: 1 / 0) == cli.CRASH
+
+
+@pytest.mark.parametrize("bug", [lambda: {}["lr"], lambda: int("x"), lambda: 1 / 0])
+def test_a_bug_is_a_crash_with_its_traceback_not_a_user_mistake(bug, capsys):
+  # A KeyError or ValueError from inside a command is not the user's: it is not
+  # reported as "error: ..." with exit code 2, and its traceback is shown.
+  assert cli.run(bug) == cli.CRASH
   err = capsys.readouterr().err
-  assert "crash (ZeroDivisionError)" in err and "--verbose" in err
+  assert "Traceback" in err and err.strip().splitlines()[-1].startswith("crash (")
+  assert "error:" not in err
+
+
+def test_a_key_error_in_a_sweep_is_a_crash(capsys, tmp_path, monkeypatch):
+  import jaxrec.sweep
+  monkeypatch.setattr(jaxrec.sweep, "check_data", lambda groups: {}["data"])
+  code = cli.run(lambda: run_sweep(Grid(base=dict(TINY), axes=dict(seed=[0])),
+                                   str(tmp_path / "w"), progress=False))
+  err = capsys.readouterr().err
+  assert code == cli.CRASH and "Traceback" in err and "crash (KeyError): 'data'" in err
 
 
 def test_fields_lists_every_model_field_with_its_source():

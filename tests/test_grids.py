@@ -37,7 +37,7 @@ def test_tuning_crosses_each_model_with_its_own_space_only():
   assert len(gar) == 3 * 3                                    # lr × α
   # milk.alpha was set, so it is not searched; lr, β and λ_align are.
   assert len(milk) == 3 * 4 * 2 and all("milk.alpha" not in c for c in milk)
-  assert all(cfg.alpha == 0.1 for _, cfg in runs if cfg.model == "milk")
+  assert all(cfg.hp["alpha"] == 0.1 for _, cfg in runs if cfg.model == "milk")
 
 
 def test_variant_rows_are_the_bundles_the_report_reads_back():
@@ -50,7 +50,7 @@ def test_variant_rows_are_the_bundles_the_report_reads_back():
   # A variant that fixes a field is not searched over it.
   tuned = configs.get_grid("i3mrec_ablation").tuned().expand()
   no_penalty = [cfg for c, cfg in tuned if c["variant"] == "w/o invariance penalty"]
-  assert no_penalty and {cfg.penalty_weight for cfg in no_penalty} == {0.0}
+  assert no_penalty and {cfg.hp["penalty_weight"] for cfg in no_penalty} == {0.0}
 
 
 def test_a_search_space_outside_a_declared_range_is_refused():
@@ -66,7 +66,7 @@ def test_tuning_searches_every_models_learning_rate(model):
   # A model whose rate is not searched loses to one whose is, at an epoch cap, for
   # that reason alone (issue 23: MILK at 1e-3 against MTPR searched up to 0.05).
   runs = apply_overrides(Grid(base=dict(model=model), axes=dict(seed=[0])), tune=True).expand()
-  rates = {cfg.lr for _, cfg in runs}
+  rates = {cfg.hp["lr"] for _, cfg in runs}
   assert len(rates) > 1 and REGISTRY[model].hparam["lr"].default in rates
 
 

@@ -146,7 +146,7 @@ def test_per_run_or_per_group_follows_the_declaration():
 
 
 def test_names_are_qualified_by_model_and_checked():
-  assert make_config(model="gar", **{"gar.alpha": 0.2}).alpha == 0.2
+  assert make_config(model="gar", **{"gar.alpha": 0.2}).hp["alpha"] == 0.2
   with pytest.raises(ValueError, match="does not read 'penalty_weight'"):
     make_config(model="gar", penalty_weight=1.0)
   with pytest.raises(ValueError, match="this config's model is 'gar'"):

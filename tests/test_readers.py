@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxrec.data import readers
-from jaxrec.data.readers import DataError
+from jaxrec.errors import InputError
 from tests.helpers import REPO
 
 DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -60,11 +60,15 @@ def _movielens(folder, body="1\t2\t5\t9\n1\t3\t2\t9\n3\t5\t4\t9\n"):
 EXPECTED = np.array([[0, 1], [0, 2], [1, 3], [0, 4], [1, 0]], np.int32)
 
 
-@pytest.mark.parametrize("make, reader", [(_tsvs, readers.read_pair_tsvs),
-                                          (_mmrec, readers.read_mmrec),
-                                          (_milk, readers.read_milk)])
-def test_split_readers(tmp_path, make, reader):
-  data, splits = reader(make(tmp_path))
+def _read(path, modalities=None, **kwargs):
+  """(dataset, splits) of the one layout in `path` (`readers.read`)."""
+  out = readers.read(str(path), modalities, **kwargs)
+  return out.dataset, out.splits
+
+
+@pytest.mark.parametrize("make", [_tsvs, _mmrec, _milk])
+def test_split_readers(tmp_path, make):
+  data, splits = _read(make(tmp_path))
   assert (data.n_users, data.n_items) == (2, N_ITEMS)
   np.testing.assert_array_equal(data.pairs, EXPECTED)
   assert data.pairs.dtype == np.int32
@@ -78,18 +82,18 @@ def test_split_readers(tmp_path, make, reader):
 
 
 def test_milk_cold_items(tmp_path):
-  _, splits = readers.read_milk(_milk(tmp_path))
+  _, splits = _read(_milk(tmp_path))
   np.testing.assert_array_equal(splits["cold_items"], [4, 0])
 
 
 def test_movielens(tmp_path):
-  data, splits = readers.read_movielens(_movielens(tmp_path))
+  data, splits = _read(_movielens(tmp_path))
   assert splits is None and (data.n_users, data.n_items) == (3, N_ITEMS)
   np.testing.assert_array_equal(data.pairs, [[0, 1], [2, 4]])  # 0-based, >= 4
   assert data.modality_names == ("image", "text")
   np.testing.assert_array_equal(data.available[:, 0], [1, 1, 0, 1, 1])
   assert data.available[:, 1].all()  # no text_mask.npy: all available
-  data, _ = readers.read_movielens(str(tmp_path), min_rating=2, modalities=None)
+  data, _ = _read(tmp_path, ["image", "text", "title"], min_rating=2)
   assert len(data.pairs) == 3 and data.modality_names == ("image", "text",
                                                           "title")
 
@@ -97,31 +101,30 @@ def test_movielens(tmp_path):
 @pytest.mark.parametrize("make, n_pairs", [(_tsvs, 5), (_mmrec, 5), (_milk, 5),
                                            (_movielens, 2)])
 def test_read_dataset_detects_layout(tmp_path, make, n_pairs):
-  data, _ = readers.read_dataset(make(tmp_path))
+  data, _ = _read(make(tmp_path))
   assert len(data.pairs) == n_pairs
 
 
 def test_read_dataset_no_or_several_layouts(tmp_path):
-  with pytest.raises(DataError, match="train.tsv.*inter.*train.txt.*u.data"):
-    readers.read_dataset(str(tmp_path))
+  with pytest.raises(InputError, match="train.tsv.*inter.*train.txt.*u.data"):
+    _read(tmp_path)
   _tsvs(tmp_path)
   _milk(tmp_path)
-  with pytest.raises(DataError, match="several layouts"):
-    readers.read_dataset(str(tmp_path))
+  with pytest.raises(InputError, match="several layouts"):
+    _read(tmp_path)
 
 
 def test_modality_selection(tmp_path):
-  data, _ = readers.read_pair_tsvs(_tsvs(tmp_path), modalities=["text"])
+  data, _ = _read(_tsvs(tmp_path), modalities=["text"])
   assert data.modality_names == ("text",) and data.feature_dims == (3,)
-  with pytest.raises(DataError, match=r"'audio'.*\['image', 'text'\]"):
-    readers.read_dataset(str(tmp_path), modalities=["audio"])
+  with pytest.raises(InputError, match=r"'audio'.*\['image', 'text'\]"):
+    _read(tmp_path, modalities=["audio"])
 
 
 def test_duplicates_warn_with_counts(tmp_path):
   _tsvs(tmp_path, train="0\t1\n0\t1\n0\t1\n1\t3\n", test="1\t3\n1\t0\n")
-  with pytest.warns(UserWarning) as record:
-    data, splits = readers.read_pair_tsvs(str(tmp_path))
-  messages = [str(w.message) for w in record]
+  out = readers.read(str(tmp_path))
+  data, splits, messages = out.dataset, out.splits, out.warnings
   assert any("train.tsv: dropped 2 duplicate" in m for m in messages)
   assert any("test.tsv: dropped 1" in m and "earlier split" in m
              for m in messages)
@@ -144,8 +147,8 @@ BAD_TSV = [
 @pytest.mark.parametrize("kwargs, fname, fragment", BAD_TSV)
 def test_bad_pair_tsv(tmp_path, kwargs, fname, fragment):
   _tsvs(tmp_path, **kwargs)
-  with pytest.raises(DataError, match=fname) as err:
-    readers.read_pair_tsvs(str(tmp_path))
+  with pytest.raises(InputError, match=fname) as err:
+    _read(tmp_path)
   assert fragment in str(err.value)
 
 
@@ -153,39 +156,39 @@ def test_bad_header(tmp_path):
   _tsvs(tmp_path)
   with open(tmp_path / "train.tsv", "w") as f:
     f.write("user\titem\n0\t1\n")
-  with pytest.raises(DataError, match="train.tsv: line 1: expected header"):
-    readers.read_pair_tsvs(str(tmp_path))
+  with pytest.raises(InputError, match="train.tsv: line 1: expected header"):
+    _read(tmp_path)
 
 
 def test_bad_mmrec(tmp_path):
   _mmrec(tmp_path, body="0\t1\t5\t10\t0\n0\t2\t5\t10\t3\n")
-  with pytest.raises(DataError, match="baby.inter: line 3: x_label value 3"):
-    readers.read_mmrec(str(tmp_path))
+  with pytest.raises(InputError, match="baby.inter: line 3: x_label value 3"):
+    _read(tmp_path)
   _mmrec(tmp_path, body="0\t1\t5\t0\n")
-  with pytest.raises(DataError, match="baby.inter: line 2: expected 5"):
-    readers.read_mmrec(str(tmp_path))
+  with pytest.raises(InputError, match="baby.inter: line 2: expected 5"):
+    _read(tmp_path)
 
 
 def test_bad_milk(tmp_path):
   _milk(tmp_path, train="0 1 2\n1 3 9\n")
-  with pytest.raises(DataError, match="train.txt: line 2: item id 9"):
-    readers.read_milk(str(tmp_path))
+  with pytest.raises(InputError, match="train.txt: line 2: item id 9"):
+    _read(tmp_path)
   _milk(tmp_path, val="0 4\n\n1 4\n")          # an empty line inside the file, not at its end
-  with pytest.raises(DataError, match="val.txt: line 2: .*empty line"):
-    readers.read_milk(str(tmp_path))
+  with pytest.raises(InputError, match="val.txt: line 2: .*empty line"):
+    _read(tmp_path)
 
 
 def test_bad_movielens(tmp_path):
   _movielens(tmp_path, body="1\t2\t5\t9\n0\t3\t5\t9\n")
-  with pytest.raises(DataError, match=r"u.data: line 2: user id 0.*1-based"):
-    readers.read_movielens(str(tmp_path))
+  with pytest.raises(InputError, match=r"u.data: line 2: user id 0.*1-based"):
+    _read(tmp_path)
 
 
 def test_feature_rows_disagree(tmp_path):
   _tsvs(tmp_path)
   np.save(tmp_path / "text_feat.npy", np.zeros((N_ITEMS + 1, 3), np.float32))
-  with pytest.raises(DataError, match="text_feat.npy: 6 rows, expected 5"):
-    readers.read_pair_tsvs(str(tmp_path))
+  with pytest.raises(InputError, match="text_feat.npy: 6 rows, expected 5"):
+    _read(tmp_path)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -194,8 +197,8 @@ def test_non_finite_features(tmp_path, bad):
   feat = np.zeros((N_ITEMS, 3), np.float32)
   feat[3, 1] = bad
   np.save(tmp_path / "text_feat.npy", feat)
-  with pytest.raises(DataError, match="text_feat.npy: row 3"):
-    readers.read_pair_tsvs(str(tmp_path))
+  with pytest.raises(InputError, match="text_feat.npy: row 3"):
+    _read(tmp_path)
 
 
 def _real(name):
@@ -206,7 +209,7 @@ def _real(name):
 
 
 def test_real_tiktok():
-  data, splits = readers.read_dataset(_real("tiktok-diffmm"))
+  data, splits = _read(_real("tiktok-diffmm"))
   assert (data.n_users, data.n_items, len(data.pairs)) == (9308, 6710, 68722)
   assert [len(splits[s]) for s in readers.SPLITS] == [59541, 3051, 6130]
   assert data.modality_names == ("audio", "image")
@@ -215,7 +218,7 @@ def test_real_tiktok():
 
 
 def test_real_movielens():
-  data, splits = readers.read_dataset(_real("movielens100k-posters"))
+  data, splits = _read(_real("movielens100k-posters"))
   assert splits is None
   assert (data.n_users, data.n_items, len(data.pairs)) == (943, 1682, 55375)
   assert data.modality_names == ("image", "text")

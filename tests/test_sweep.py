@@ -111,10 +111,10 @@ def test_per_model_fields_apply_to_their_model_only():
               per_model=dict(milk=dict(align_weight=0.5, penalty_weight=7.0)))
   by_model = {}
   for coords, cfg in grid.expand():
-    by_model.setdefault(coords["model"], set()).add((cfg.align_weight, cfg.penalty_weight))
+    by_model.setdefault(coords["model"], set()).add(
+        (cfg.hp["align_weight"], cfg.hp.get("penalty_weight")))
   assert by_model["milk"] == {(0.5, 7.0)}
-  heater_default_penalty = make_config(model="heater").penalty_weight
-  assert by_model["heater"] == {(0.3, heater_default_penalty)}
+  assert by_model["heater"] == {(0.3, None)}          # HEATER has no penalty weight
   assert "per_model" in grid.to_json()
   assert "per_model" not in Grid(base={}, axes={}).to_json()   # old sweep.json still match
 
@@ -134,6 +134,7 @@ def test_model_qualified_set_flag():
     flags.FLAGS.unparse_flags()
   configs = {(c["model"], c["setting"], c["seed"]): cfg for c, cfg in grid.expand()}
   milk, heater = configs[("milk", "fm", 0)], configs[("heater", "fm", 0)]
-  assert milk.align_weight == 0.7 and milk.penalty_weight == 9.0   # a global --set wins over the grid's per-model value
+  # A global --set wins over the grid's per-model value.
+  assert milk.hp["align_weight"] == 0.7 and milk.hp["penalty_weight"] == 9.0
   assert heater.max_epochs == 3 and milk.max_epochs == 1000
-  assert heater.align_weight == make_config(model="heater").align_weight
+  assert heater.hp["align_weight"] == make_config(model="heater").hp["align_weight"]

@@ -5,7 +5,7 @@
 import importlib
 import pkgutil
 
-from jaxrec.errors import did_you_mean
+from jaxrec.errors import InputError, did_you_mean
 from jaxrec.grid import Grid
 
 
@@ -15,6 +15,6 @@ def available() -> list[str]:
 
 def get_grid(name: str) -> Grid:
   if name not in available():
-    raise ValueError(f"unknown grid {name!r}{did_you_mean(name, available())}; available: "
+    raise InputError(f"unknown grid {name!r}{did_you_mean(name, available())}; available: "
                      f"{available()}")
   return importlib.import_module(f"{__name__}.{name}").get_config()

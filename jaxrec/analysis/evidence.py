@@ -184,10 +184,7 @@ def missing_runs(workdir: str, records: Sequence[dict]) -> Missing:
   try:
     with open(path) as f:
       saved = json.load(f)
-    grid = Grid(base=saved["base"], axes=saved["axes"], per_model=saved.get("per_model", {}),
-                variants={n: tuple((label, bundle) for label, bundle in options)
-                          for n, options in saved.get("variants", {}).items()})
-    runs = grid.expand()
+    runs = Grid.from_json(saved).expand()
   except (OSError, ValueError, KeyError, TypeError) as err:
     return Missing({}, {}, f"its sweep.json could not be expanded into runs ({err})")
   done = {r["run_id"] for r in records}

@@ -19,13 +19,15 @@ from jaxrec.analysis.select import DEFAULT_METRIC, SEED_AXES, split_metric
 from jaxrec.analysis.tables import (axis_label, build_tables, group_label, selection_markdown,
                                     to_csv, to_latex, to_markdown, verdicts_markdown)
 from jaxrec.analysis.tensorboard import curves_name
+from jaxrec.errors import InputError
+from jaxrec.workdir import check_run_ids
 
 
 def _check_metric(records: Sequence[dict], metric: str) -> None:
   name = split_metric(metric, split="val")
   known = sorted({m for r in records for m in r.get("val", {})})
   if records and name not in known:
-    raise ValueError(f"selection metric {metric!r}: the records have val metrics {known}")
+    raise InputError(f"selection metric {metric!r}: the records have val metrics {known}")
 
 
 def layouts_for(records: Sequence[dict],
@@ -39,7 +41,7 @@ def layouts_for(records: Sequence[dict],
     return [layout for layout in LAYOUTS.values() if layout.applies(records)], []
   unknown = [n for n in names if n not in LAYOUTS]
   if unknown:
-    raise ValueError(f"unknown layouts {unknown}; known: {sorted(LAYOUTS)}")
+    raise InputError(f"unknown layouts {unknown}; known: {sorted(LAYOUTS)}")
   reasons = {n: LAYOUTS[n].why_not(records) for n in names}
   chosen = [LAYOUTS[n] for n in names if reasons[n] is None]
   skipped = [f"Layout {n} not written: {why}." for n, why in reasons.items() if why]
@@ -76,11 +78,12 @@ def records_by_workdir(workdirs: Sequence[str]) -> dict[str, list[dict]]:
   by_id: dict[str, dict] = {}
   out: dict[str, list[dict]] = {}
   for workdir in workdirs:
+    check_run_ids(workdir)       # ids are compared here and with sweep.json's grid
     out.setdefault(workdir, [])
     for record in results.read_jsonl(os.path.join(workdir, "results.jsonl")):
       first = by_id.setdefault(record["run_id"], record)
       if first is not record and first["test"] != record["test"]:
-        raise ValueError(f"{workdir}: run {record['run_id']} is also in an earlier work "
+        raise InputError(f"{workdir}: run {record['run_id']} is also in an earlier work "
                          f"directory with other results; report them separately")
       if first is record:
         out[workdir].append(record)

@@ -32,6 +32,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from jaxrec.analysis.stats import Interval, interval
+from jaxrec.errors import InputError
 from jaxrec.models import REGISTRY
 
 DEFAULT_METRIC = "val.ndcg@10"
@@ -163,7 +164,7 @@ def split_metric(metric: str, *, split: str) -> str:
   """"val.ndcg@10" -> "ndcg@10"; refuses another split, so no test metric selects."""
   prefix, _, name = metric.partition(".")
   if prefix != split or not name:
-    raise ValueError(f"selection metric {metric!r}: expected '{split}.<metric>', "
+    raise InputError(f"selection metric {metric!r}: expected '{split}.<metric>', "
                      f"e.g. '{split}.ndcg@10'")
   return name
 

@@ -18,17 +18,12 @@ User ids must be dense (see `_dense_ids`) or remapped explicitly: sizes are
 max id + 1, so one stray id would otherwise allocate memory for every id below
 it. Item ids need no such rule: they index the feature rows and must be below
 their count.
-
-The older `read_pair_tsvs`, `read_mmrec`, `read_milk`, `read_movielens` and
-`read_dataset` return `(dataset, splits)` and issue the warnings with
-`warnings.warn`.
 """
 from __future__ import annotations
 
 import dataclasses
 import glob
 import os
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -38,8 +33,6 @@ from jaxrec.data.dataset import Dataset
 from jaxrec.errors import InputError
 
 SPLITS = ("train", "val", "test")
-# The name older code and tests import; one class.
-DataError = InputError
 # Ids may leave gaps: the id range may be up to twice the number of distinct ids,
 # plus this many, so small hand-made files and sparse-ish real ids pass while a
 # stray 30000000 is refused before anything is sized by it.
@@ -442,52 +435,3 @@ def read(path: str, modalities=None, *, min_rating: int = 4,
   layout = detect_layout(path)
   return layout.read(path, features.as_selection(modalities), layout.default_modalities,
                      min_rating=min_rating, remap_users=remap_users)
-
-
-# ------------------------------------------------- the (dataset, splits) API ---
-
-def _warned(out: Read):
-  for message in out.warnings:
-    warnings.warn(message, stacklevel=3)
-  return out.dataset, out.splits
-
-
-def read_pair_tsvs(path: str, modalities=None):
-  """`train.tsv`/`val.tsv`/`test.tsv` (header `userID<TAB>itemID`) + features.
-
-  The TikTok copy in shared/data/tiktok-diffmm has this layout.
-  """
-  return _warned(_read_tsv_layout(path, features.as_selection(modalities)))
-
-
-def read_mmrec(path: str, modalities=None):
-  """MMRec layout: one `<name>.inter` TSV (header naming `userID`, `itemID` and
-  `x_label`, 0/1/2 = train/valid/test) + the feature files."""
-  return _warned(_read_mmrec_layout(path, features.as_selection(modalities)))
-
-
-def read_milk(path: str, modalities=None):
-  """MILK/GoRec layout: `train.txt`/`val.txt`/`test.txt` (`uid item item ...`),
-  `cold_item_index.npy` and the feature files.
-
-  The cold (new) items come back as `splits["cold_items"]`, a 1-D int32 array.
-  """
-  return _warned(_read_milk_layout(path, features.as_selection(modalities)))
-
-
-def read_movielens(path: str, min_rating: int = 4, modalities=("image", "text")):
-  """MovieLens-100K with poster and plot features (movielens100k-posters).
-
-  `ml-100k/u.data` (user, item, rating, timestamp) -> positives with rating >=
-  min_rating; features from `features/` (row j = movie j+1) with the natural
-  masks `features/<name>_mask.npy`. By default the image and plot-text
-  modalities (the two with natural gaps); modalities=None for every feature
-  file (adds text_title). No split of its own: splits is None.
-  """
-  return _warned(_read_movielens_layout(path, features.as_selection(modalities),
-                                        min_rating=min_rating))
-
-
-def read_dataset(path: str, modalities=None, min_rating: int = 4):
-  """`read`, returning (dataset, splits) and issuing its warnings."""
-  return _warned(read(path, modalities, min_rating=min_rating))

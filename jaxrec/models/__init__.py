@@ -6,6 +6,7 @@ and registered under its name, so configs and sweeps can use `model=<name>`.
 import importlib
 import pkgutil
 
+from jaxrec.errors import InputError
 from jaxrec.models.base import Batch, HParam, Model, ModelInputs, ModelSpec, StepContext
 from jaxrec.models.i3mrec import I3MREC
 from jaxrec.models.milk import MILK
@@ -33,7 +34,7 @@ def _discover() -> None:
 
 def get_model(name: str) -> Model:
   if name not in REGISTRY:
-    raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
+    raise InputError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
   return REGISTRY[name]
 
 

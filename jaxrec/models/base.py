@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrec.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class HParam:
@@ -100,24 +102,24 @@ class HParam:
       try:
         value = _parse_bool(text) if self.kind is bool else self.kind(text)
       except ValueError:
-        raise ValueError(f"{self.name}={value!r}: expected {self.kind.__name__}") from None
+        raise InputError(f"{self.name}={value!r}: expected {self.kind.__name__}") from None
     if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
       value = float(value)
     self.check(value)
     return value
 
   def check(self, value: Any) -> None:
-    """Raises ValueError naming the field if `value` is outside its declared range."""
+    """Raises InputError naming the field if `value` is outside its declared range."""
     if self.choices and value not in self.choices:
-      raise ValueError(f"unknown {self.name} {value!r}; expected one of {list(self.choices)}")
+      raise InputError(f"unknown {self.name} {value!r}; expected one of {list(self.choices)}")
     if self.kind in (int, float) and not isinstance(value, bool):
       if not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"{self.name}={value!r}: expected a {self.kind.__name__}")
+        raise InputError(f"{self.name}={value!r}: expected a {self.kind.__name__}")
       if self.low is not None and (value < self.low or self.low_open and value == self.low):
-        raise ValueError(f"{self.name}={value}: expected {'>' if self.low_open else '>='} "
+        raise InputError(f"{self.name}={value}: expected {'>' if self.low_open else '>='} "
                          f"{self.low}")
       if self.high is not None and (value > self.high or self.high_open and value == self.high):
-        raise ValueError(f"{self.name}={value}: expected {'<' if self.high_open else '<='} "
+        raise InputError(f"{self.name}={value}: expected {'<' if self.high_open else '<='} "
                          f"{self.high}")
 
 
@@ -193,7 +195,7 @@ class ModelSpec:
     """The position of the modality that the option `hparam` names (`modality_option`)."""
     name = self.option(hparam)
     if name not in self.modality_names:
-      raise ValueError(unknown_modality(hparam, name, self.modality_names))
+      raise InputError(unknown_modality(hparam, name, self.modality_names))
     return self.modality_names.index(name)
 
 
@@ -366,10 +368,10 @@ class Model:
     return tuple(h.name for h in self.hparams if h.per_run)
 
   def check_modality_options(self, spec: ModelSpec) -> None:
-    """Raises a one-line ValueError if an option names none of the data's modalities."""
+    """Raises a one-line InputError if an option names none of the data's modalities."""
     for h in self.hparams:
       if h.names_modality and spec.option(h) not in spec.modality_names:
-        raise ValueError(unknown_modality(h, spec.option(h), spec.modality_names, self.name))
+        raise InputError(unknown_modality(h, spec.option(h), spec.modality_names, self.name))
 
   @property
   def default_hparams(self) -> dict:
