@@ -15,6 +15,9 @@ it:
     resumes where it stopped;
   - records the new scheme in sweep.json, last (a migration cut short is run
     again), and the command in commands.jsonl.
+Within the current scheme, records whose configuration has gained a field since
+they were written (a sweep refuses them: their ids no longer match) get the id
+of their configuration with the new field at its default, the same way.
 A record whose configuration this code cannot read stops the migration before
 anything is written. Migrating by an explicit command rather than on open: it
 rewrites results, which a sweep or report that only reads them should not do
@@ -32,7 +35,7 @@ from jaxrec import cli, results
 from jaxrec.config import RUN_ID_SCHEME, RunConfig, make_config
 from jaxrec.errors import InputError
 from jaxrec.grid import Grid
-from jaxrec.workdir import SCHEME, WorkDir
+from jaxrec.workdir import SCHEME, WorkDir, stale_ids
 
 # Scheme 1 (before 2026-12): every model's hyper-parameters shared one flat
 # namespace, so a field the model does not read counted with the value it then
@@ -112,22 +115,45 @@ def migrate(workdir: str) -> str:
   if sweep is None:
     raise InputError(f"{workdir}: no sweep.json, so not a work directory")
   scheme = sweep.get(SCHEME, 1)
+  records = results.scan_jsonl(work.results).records
   if scheme == RUN_ID_SCHEME:
-    return f"{workdir}: run ids already of scheme {RUN_ID_SCHEME}; nothing to do"
+    return refresh_stale_ids(work, sweep, records)
   if scheme not in OLD_IDS:
     raise InputError(f"{workdir}: run-id scheme {scheme} is unknown to this code (it knows "
                      f"{sorted(OLD_IDS)} and {RUN_ID_SCHEME})")
   old_id = OLD_IDS[scheme]
   groups = [[cfg for _, cfg in group] for group in plan_groups(Grid.from_json(sweep))]
-  records = results.scan_jsonl(work.results).records
   renamed = new_ids(records, groups, old_id, work.results)
   checkpoints = checkpoint_renames(work, groups, {r["run_id"] for r in records}, old_id)
-  backup = backup_dir(workdir, scheme)
+  backup = rewrite(work, sweep, records, renamed, checkpoints, backup_dir(workdir, scheme))
+  return (f"{workdir}: {len(records)} run ids and {len(checkpoints)} checkpoint(s) migrated "
+          f"from scheme {scheme} to {RUN_ID_SCHEME}; the old files are in {backup}")
+
+
+def refresh_stale_ids(work: WorkDir, sweep: dict, records: list[dict]) -> str:
+  """Within this scheme: the records whose configuration gained a field since they
+  were written get the id of their configuration as read now (its new fields at
+  their defaults). An interrupted group's checkpoint cannot be renamed (its runs'
+  old ids are in no record), so that group starts again; finished runs are kept."""
+  stale = stale_ids(records)
+  if not stale:
+    return f"{work.path}: run ids already of scheme {RUN_ID_SCHEME}; nothing to do"
+  renamed = new_ids(records, [], old_id=None, path=work.results)   # from configs only
+  stamp = len([d for d in os.listdir(work.path) if d.startswith("backup-stale-ids")])
+  backup = rewrite(work, sweep, records, renamed, {},
+                   os.path.join(work.path, f"backup-stale-ids-{stamp}"))
+  return (f"{work.path}: {len(stale)} of {len(records)} run ids renewed from their "
+          f"configurations; the old files are in {backup}")
+
+
+def rewrite(work: WorkDir, sweep: dict, records: list[dict], renamed: dict[str, str],
+            checkpoints: dict[str, str], backup: str) -> str:
+  """Backs up, renames the checkpoints, rewrites the ids, records the scheme last."""
   if not os.path.exists(backup):     # a migration run again keeps the first backup
     os.makedirs(backup)
     for name in ("sweep.json", "results.jsonl"):
-      if os.path.exists(os.path.join(workdir, name)):
-        shutil.copy2(os.path.join(workdir, name), os.path.join(backup, name))
+      if os.path.exists(os.path.join(work.path, name)):
+        shutil.copy2(os.path.join(work.path, name), os.path.join(backup, name))
     with open(os.path.join(backup, "renamed.json"), "w") as f:
       json.dump({"run_ids": {r["run_id"]: renamed[r["run_id"]] for r in records},
                  "checkpoints": {os.path.basename(k): os.path.basename(v)
@@ -142,8 +168,7 @@ def migrate(workdir: str) -> str:
     os.replace(tmp, work.results)
   work.write_sweep_json({**sweep, SCHEME: RUN_ID_SCHEME})
   work.log_command()
-  return (f"{workdir}: {len(records)} run ids and {len(checkpoints)} checkpoint(s) migrated "
-          f"from scheme {scheme} to {RUN_ID_SCHEME}; the old files are in {backup}")
+  return backup
 
 
 def main(argv: list[str]) -> int:

@@ -69,6 +69,7 @@ class WorkDir:
       return
     wanted = json.loads(json.dumps(grid_json, default=list))
     check_scheme(self.path, found.pop(SCHEME, 1))
+    check_ids_match_configs(self.path, self.records())
     started_on = found.pop(DATA_FILES, None)
     if found != wanted:
       raise InputError(
@@ -203,9 +204,37 @@ def check_scheme(workdir: str, scheme: int) -> None:
 def check_run_ids(workdir: str) -> None:
   """Refuses a work directory whose sweep.json records another run-id scheme (a
   directory without sweep.json has nothing to compare ids with)."""
-  found = WorkDir(workdir).read_sweep_json()
+  work = WorkDir(workdir)
+  found = work.read_sweep_json()
   if found is not None:
     check_scheme(workdir, found.get(SCHEME, 1))
+    check_ids_match_configs(workdir, work.records())
+
+
+def stale_ids(records: Sequence[dict]) -> dict[str, str]:
+  """{recorded id: the id this code gives the record's configuration} of every
+  record whose two differ: a field was added to the configuration (or a model's
+  hyper-parameters) since it was written, so a sweep would not find it done."""
+  stale = {}
+  for rec in records:
+    try:
+      now = make_config(**rec["config"]).run_id
+    except (KeyError, TypeError, ValueError):
+      continue        # unreadable configurations are named where they are read
+    if now != rec["run_id"]:
+      stale[rec["run_id"]] = now
+  return stale
+
+
+def check_ids_match_configs(workdir: str, records: Sequence[dict]) -> None:
+  """Refuses records whose ids this code no longer derives from their configurations
+  (`stale_ids`): resuming would retrain them and a report would count them twice."""
+  stale = stale_ids(records)
+  if stale:
+    raise InputError(f"{workdir}: {len(stale)} of {len(records)} run ids in results.jsonl no "
+                     "longer match their configurations (the configuration's fields changed "
+                     f"since they were written); run `{MIGRATE} {workdir}` once (it keeps a "
+                     "backup), then this command again")
 
 
 def data_key(cfg) -> str:

@@ -1,5 +1,6 @@
 """Run-id schemes: sweep.json records its scheme, an old work directory is refused
 with the migration command, and once migrated resumes to the same results."""
+import hashlib
 import json
 import os
 import shutil
@@ -126,3 +127,32 @@ def test_the_committed_table_migrated_from_its_backup_is_what_is_committed(tmp_p
   migrate(copy)
   assert (results.read_jsonl(os.path.join(copy, "results.jsonl"))
           == results.read_jsonl(os.path.join(COMMITTED, "results.jsonl")))
+
+
+def test_a_field_added_since_the_records_were_written_is_refused_then_renewed(tmp_path):
+  """Scheme 2 hashes every field, so a field added to the code later changes every
+  id: the sweep refuses (it would retrain the runs and a report would count them
+  twice) and the migration gives each record the id of its configuration as read
+  now; the sweep then finds them done."""
+  grid = Grid(base=TINY, axes=dict(seed=[0, 1]))
+  workdir = str(tmp_path / "wd")
+  records = run_sweep(grid, workdir, progress=False)
+  work = WorkDir(workdir)
+  # As code without `remap_users` wrote it: the field absent, the id hashed without it.
+  old = []
+  for rec in records:
+    config = {k: v for k, v in rec["config"].items() if k != "remap_users"}
+    blob = json.dumps(config, sort_keys=True, default=list)
+    old.append({**rec, "config": config,
+                "run_id": hashlib.sha1(blob.encode()).hexdigest()[:12]})
+  os.remove(work.results)
+  results.append_jsonl(work.results, old)
+  with pytest.raises(InputError, match=r"2 of 2 run ids .* no longer match .*experiments\.migrate"):
+    run_sweep(grid, workdir, progress=False)
+  with pytest.raises(InputError, match="no longer match"):
+    records_by_workdir([workdir])
+  assert "2 of 2 run ids renewed" in migrate(workdir)
+  assert "nothing to do" in migrate(workdir)
+  again = run_sweep(grid, workdir, progress=False)              # nothing retrained
+  assert sorted(r["run_id"] for r in again) == sorted(r["run_id"] for r in records)
+  assert [r["test"] for r in again] == [r["test"] for r in old]
