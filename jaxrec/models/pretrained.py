@@ -52,7 +52,7 @@ def staged(ctx: StepContext, hp, params, batch: Batch,
   batched), so `lax.cond` stays a branch under the engine's vmap. The other
   branch's terms are reported as 0.
   """
-  mf_part = lambda: mf_stage_loss(params, batch, hp)
+  mf_part = lambda: mf.mf_loss(params["mf"], batch, hp)
   mf_terms, own_terms = jax.eval_shape(lambda: (mf_part()[1], own()[1]))
   zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
 
@@ -61,12 +61,6 @@ def staged(ctx: StepContext, hp, params, batch: Batch,
     return value, {**zeros(other_terms), **terms}
   return jax.lax.cond(ctx.in_first_stage, lambda: with_zeros(mf_part, own_terms),
                       lambda: with_zeros(own, mf_terms))
-
-
-def mf_stage_loss(params, batch: Batch, hp) -> tuple[jax.Array, dict]:
-  """MF-BPR total `bpr + reg·l2` on `params["mf"]` and its terms."""
-  terms = mf.mf_terms(params["mf"], batch)
-  return terms["bpr"] + hp["reg"] * terms["l2"], terms
 
 
 def frozen_mf(params) -> dict:
