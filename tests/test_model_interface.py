@@ -1,5 +1,6 @@
 """The model interface: one shape for every model, declared hyper-parameters, an
 engine without special cases, and results kept through the redesign."""
+import dataclasses
 import json
 import os
 
@@ -122,6 +123,38 @@ def test_every_hook_has_a_default_and_the_engine_asks_nothing():
   assert isinstance(bare.optimizer({"lr": 0.1}, None), optax.GradientTransformation)
   with pytest.raises(ValueError, match="twice"):
     Model(name="dup", make=_make, hparams=(HParam("lr", 0.1, "a"), HParam("lr", 0.2, "b")))
+
+
+def _measuring_make(spec):
+  """TOY's hooks with an aux that counts steps and reports what it saw."""
+  def aux_step(state, batch, run):
+    aux = {"steps": state.aux["steps"] + 1.0}
+    return aux, {"batch_weight": jnp.sum(batch.weights), "steps_seen": aux["steps"]}
+
+  def pre_epoch(state, run):
+    return {"steps": jnp.float32(0.0)}, {"epoch_seen": run.ctx.epoch.astype(jnp.float32)}
+  return dataclasses.replace(_make(spec), init_aux=lambda key, hp, params: {"steps": 0.0},
+                             aux_step=aux_step, pre_epoch=pre_epoch)
+
+
+def test_aux_measurements_reach_the_curves_like_loss_terms():
+  model = dataclasses.replace(TOY, name="toy_measuring", make=_measuring_make)
+  register_model(model)
+  try:
+    cfg = make_config(**dict(TINY, max_epochs=3), model="toy_measuring")
+    curves = []
+    outcome = train_configs([cfg], on_epoch=lambda epoch, terms: curves.append(terms))
+    n_train = int(build_group([cfg]).data.train_pairs.shape[0])
+  finally:
+    REGISTRY.pop(model.name)
+  steps = -(-n_train // 128)
+  assert len(curves) == outcome.epochs_trained[0] == 3
+  for epoch, terms in enumerate(curves):
+    assert {"loss", "bpr", "grad_norm", "aux_norm"} <= set(terms)
+    # A pre_epoch measurement is the epoch's own; an aux_step's, the mean over its steps.
+    assert float(terms["epoch_seen"][0]) == epoch
+    assert float(terms["batch_weight"][0]) == pytest.approx(n_train / steps, rel=1e-6)
+    assert float(terms["steps_seen"][0]) == pytest.approx((steps + 1) / 2, rel=1e-6)
 
 
 def test_a_two_stage_model_declares_its_first_stage():
