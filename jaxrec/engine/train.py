@@ -208,13 +208,13 @@ class GroupTrainer:
         # The auxiliary state (CLUB nets, GAR's players, generated rows) is
         # trained by the model's own rule: its norm shows a divergence too.
         norms["aux_norm"] = optax.tree_utils.tree_norm(_float_leaves(aux))
-      return (params, opt_state, aux, key), dict(loss=loss, **terms, **step_measurements,
-                                                 **norms)
+      return (params, opt_state, aux, key), _joined({"loss": loss}, terms, step_measurements,
+                                                    norms)
 
     (params, opt_state, aux, _), terms = jax.lax.scan(
         step, (state.params, state.opt_state, aux, key), jnp.arange(n_batches))
     chex.assert_rank(list(epoch_measurements.values()), 0)
-    terms = {**terms, **epoch_measurements}
+    terms = _joined(terms, epoch_measurements)
     trained = state.replace(params=params, aux=aux, opt_state=opt_state, key=next_key,
                             epoch=state.epoch + 1)
     # A run whose loss, parameters or auxiliary state went non-finite keeps its last finite state,
@@ -290,6 +290,18 @@ class GroupOutcome:
   compactions: list[tuple[int, int]]   # (epoch, runs still training) after each
 
 
+
+
+def _joined(*named: dict) -> dict:
+  """One dict of the epoch's named scalars (loss terms, measurements, norms); a name twice is
+  a model's mistake that would hide one of them."""
+  out = {}
+  for part in named:
+    twice = set(out) & set(part)
+    if twice:
+      raise ValueError(f"the loss terms and aux measurements name {sorted(twice)} twice")
+    out.update(part)
+  return out
 
 
 def _float_leaves(tree) -> list[jax.Array]:

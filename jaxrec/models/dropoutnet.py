@@ -89,13 +89,9 @@ def make(spec: ModelSpec) -> Hooks:
   def init(key, hp):
     return init_params(key, spec)
 
-  def loss(state: State, batch: Batch, run: Run):
-    inputs, hp, ctx = run
-
-    def own():
-      t = dropoutnet_terms(state.params, batch, inputs, hp, ctx.key, spec)
-      return t["mse"], t
-    return pretrained.staged(ctx, hp, state.params, batch, own)
+  def own_loss(state: State, batch: Batch, run: Run):
+    t = dropoutnet_terms(state.params, batch, run.inputs, run.hp, run.ctx.key, spec)
+    return t["mse"], t
 
   def embed(state: State, run: Run):
     """Users f_U(U_u); warm items f_V([V_v, x_v]), new items f_V([0, x_v])."""
@@ -104,7 +100,8 @@ def make(spec: ModelSpec) -> Hooks:
     keep = inputs.warm_items(spec.n_items).astype(jnp.float32)
     return towers(state.params, spec, cf["users"],
                   item_tower_input(cf["items"], inputs.item_content(all_items), keep))
-  return Hooks(init=init, loss=loss, embed=embed, optimizer=pretrained.two_stage_optimizer)
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
+               optimizer=pretrained.two_stage_optimizer)
 
 
 # The paper's study of the dropout rate (its item cold start) around 0.5 [D: our values].

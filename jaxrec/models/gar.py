@@ -279,17 +279,17 @@ def make(spec: ModelSpec) -> Hooks:
     inputs, hp, ctx = run
     return players_steps(state.params, state.aux, batch, inputs, hp, ctx, spec), {}
 
-  def loss(state: State, batch: Batch, run: Run):
-    """MF-BPR in stage 1; in stage 2 the generator's loss of this step's
-    `aux_step`, reported (the MF tables are frozen, so it has no gradient)."""
+  def reported(state: State, batch: Batch, run: Run):
+    """Stage 2's loss: the generator's of this step's `aux_step`, reported (the MF
+    tables are frozen, so it has no gradient)."""
     last = jax.lax.stop_gradient(state.aux["last"])
-    return pretrained.staged(run.ctx, run.hp, state.params, batch,
-                             lambda: (last["generator_loss"], last))
+    return last["generator_loss"], last
 
   def embed(state: State, run: Run):
     return scores(state.params, state.aux, run.inputs, spec)
-  return Hooks(init=init, loss=loss, embed=embed, init_aux=init_aux, aux_step=aux_step,
-               embed_aux=embed_aux, optimizer=pretrained.two_stage_optimizer)
+  return Hooks(init=init, loss=pretrained.staged_loss(reported), embed=embed,
+               init_aux=init_aux, aux_step=aux_step, embed_aux=embed_aux,
+               optimizer=pretrained.two_stage_optimizer)
 
 
 # GAR's paper studies α; our grid spans the code's 0.05 to the 0.5 used before [D].

@@ -249,14 +249,11 @@ def make(spec: ModelSpec) -> Hooks:
       return {"stats": stats, "noise": ctx.key}
     return jax.lax.cond(ctx.in_first_stage, lambda aux: aux, step, state.aux), {}
 
-  def loss(state: State, batch: Batch, run: Run):
+  def own_loss(state: State, batch: Batch, run: Run):
     params, aux = state
-    inputs, hp, ctx = run
-
-    def own():
-      t, _ = cvae_pass(params, aux["stats"], batch, inputs, hp, aux["noise"], spec)
-      return t["rec"] + hp["kl_coeff"] * t["kl"] + hp["uni_coeff"] * t["uni"], t
-    return pretrained.staged(ctx, hp, params, batch, own)
+    hp = run.hp
+    t, _ = cvae_pass(params, aux["stats"], batch, run.inputs, hp, aux["noise"], spec)
+    return t["rec"] + hp["kl_coeff"] * t["kl"] + hp["uni_coeff"] * t["uni"], t
 
   def embed(state: State, run: Run):
     """Users: the pretrained rows; warm items theirs, new items generated."""
@@ -264,8 +261,9 @@ def make(spec: ModelSpec) -> Hooks:
     items = jnp.where(inputs.warm_items(spec.n_items)[:, None], params["mf"]["items"],
                       generated_items(params, state.aux, inputs, spec))
     return params["mf"]["users"], items
-  return Hooks(init=init, loss=loss, embed=embed, init_aux=init_aux, prepare=prepare,
-               aux_step=aux_step, embed_aux=embed_aux, optimizer=optimizer)
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
+               init_aux=init_aux, prepare=prepare, aux_step=aux_step, embed_aux=embed_aux,
+               optimizer=optimizer)
 
 
 # The authors' README values per data set (Baby 5 / 10, Clothing 1 / 5000,

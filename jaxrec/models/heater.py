@@ -125,13 +125,10 @@ def make(spec: ModelSpec) -> Hooks:
   def init(key, hp):
     return init_params(key, spec)
 
-  def loss(state: State, batch: Batch, run: Run):
-    inputs, hp, ctx = run
-
-    def own():
-      t = heater_terms(state.params, batch, inputs, hp, ctx.key, spec)
-      return t["mse"] + hp["align_weight"] * t["similarity"], t
-    return pretrained.staged(ctx, hp, state.params, batch, own)
+  def own_loss(state: State, batch: Batch, run: Run):
+    hp = run.hp
+    t = heater_terms(state.params, batch, run.inputs, hp, run.ctx.key, spec)
+    return t["mse"] + hp["align_weight"] * t["similarity"], t
 
   def embed(state: State, run: Run):
     """Users f_U(P_u); warm items f_V(Q_i), new items f_V(Ψ_i)."""
@@ -141,7 +138,8 @@ def make(spec: ModelSpec) -> Hooks:
     rep = jnp.where(inputs.warm_items(spec.n_items)[:, None], cf["items"], psi)
     return (tower_net.apply({"params": params["user_tower"]}, cf["users"]),
             tower_net.apply({"params": params["item_tower"]}, rep))
-  return Hooks(init=init, loss=loss, embed=embed, optimizer=pretrained.two_stage_optimizer)
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
+               optimizer=pretrained.two_stage_optimizer)
 
 
 # Heater's §5 studies α (similarity) and p (randomized training) per data set; the

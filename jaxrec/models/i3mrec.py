@@ -262,4 +262,5 @@ def make(spec: ModelSpec) -> Hooks:
 SEARCH_SPACE = {"lr": (1e-3, 1e-2), "reg": (1e-3, 1e-2), "penalty_weight": (1.0, 300.0),
                 "c_max": (1e-3, 1e-2), "c_min": (1e-6, 1e-5)}
 I3MREC = Model(name="i3mrec", hparams=HPARAMS, make=make,
-               config_defaults={"fill": "zero", "max_epochs": 200}, min_modalities=2, search_space=SEARCH_SPACE)
+               config_defaults={"fill": "zero", "max_epochs": 200}, min_modalities=2,
+               search_space=SEARCH_SPACE)

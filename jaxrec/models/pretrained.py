@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext, adam_at
+from jaxrec.models.base import Batch, HParam, ModelSpec, Run, State, StepContext, adam_at
 
 # A first stage of 20 epochs suits the small data of tests and examples [D].
 PRETRAIN_EPOCHS = HParam("pretrain_epochs", 20, "our choice for small data [D]", kind=int,
@@ -61,6 +61,13 @@ def staged(ctx: StepContext, hp, params, batch: Batch,
     return value, {**zeros(other_terms), **terms}
   return jax.lax.cond(ctx.in_first_stage, lambda: with_zeros(mf_part, own_terms),
                       lambda: with_zeros(own, mf_terms))
+
+
+def staged_loss(own: Callable[[State, Batch, Run], tuple[jax.Array, dict]]):
+  """The `loss` hook of a two-stage model: MF-BPR first, `own(state, batch, run)` after."""
+  def loss(state: State, batch: Batch, run: Run):
+    return staged(run.ctx, run.hp, state.params, batch, lambda: own(state, batch, run))
+  return loss
 
 
 def frozen_mf(params) -> dict:
