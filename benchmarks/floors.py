@@ -113,7 +113,7 @@ def n_params(model, spec) -> int:
   """The model's trainable parameter count (its `init`, shapes only)."""
   hp = {name: jnp.float32(model.hparam[name].default) if model.hparam[name].kind is not str
         else 0.0 for name in model.per_run_hparams}
-  shapes = jax.eval_shape(lambda key: model.init(key, spec, hp), jax.random.PRNGKey(0))
+  shapes = jax.eval_shape(lambda key: model.make(spec).init(key, hp), jax.random.PRNGKey(0))
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 
 

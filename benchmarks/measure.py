@@ -94,7 +94,7 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
   trainer = GroupTrainer(model, spec, settings, int(data.train_pairs.shape[0]), mesh)
   runs = trainer.prepare(runs, data)
   state = trainer.init(runs)
-  epoch = jnp.int32(settings.pretrain_epochs)
+  epoch = jnp.int32(settings.first_stage_epochs)
   t0 = time.perf_counter()
   compiled = trainer.epoch.lower(state, runs, data, epoch).compile()
   compile_s = time.perf_counter() - t0
@@ -105,7 +105,7 @@ def run_point(model_name: str, shape_name: str, shape: Shape, n_runs: int, epoch
     state, terms = compiled(state, runs, data, epoch)
   jax.block_until_ready(terms)
   epoch_s = (time.perf_counter() - t0) / epochs
-  args = (state.params, model.embed_aux(state.aux), runs, data, data.test)
+  args = (state.params, trainer.hooks.embed_aux(state.aux), runs, data, data.test)
   evaluate = trainer.evaluate.lower(
       *args, trainer.eval_chunk(n_runs, data.test.items.shape[0])).compile()
   jax.block_until_ready(evaluate(*args))                    # warm-up

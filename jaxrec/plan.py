@@ -76,7 +76,7 @@ class GroupPlan:
     """Epochs after which every run has stopped at the earliest: its first
     validation sets the best score, then `patience` validations without a gain."""
     s = self.settings
-    return min(s.max_epochs, s.pretrain_epochs + (1 + s.patience) * s.eval_every)
+    return min(s.max_epochs, s.first_stage_epochs + (1 + s.patience) * s.eval_every)
 
   def evaluations(self, epochs: int) -> int:
     """Validations in `epochs` epochs, and the final test."""
@@ -128,7 +128,7 @@ def time_chunk(inputs: GroupInputs, devices, timed_steps: int) -> dict:
   jax.block_until_ready(terms)
   step_s = (time.perf_counter() - t0) / steps
   trainer = loop.trainer
-  args = (state.params, inputs.model.embed_aux(state.aux), loop.layout.runs, data, data.val,
+  args = (state.params, trainer.hooks.embed_aux(state.aux), loop.layout.runs, data, data.val,
           trainer.eval_chunk(loop.n_runs, data.val.items.shape[0]))
   t0 = time.perf_counter()
   evaluate = trainer.evaluate.lower(*args).compile()

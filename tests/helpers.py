@@ -27,6 +27,7 @@ class OneRun:
     data: the group's `GroupData`; split: its protocol `Split`.
     hp: the run's per-run hyper-parameters (scalars).
     inputs: its training `ModelInputs` (masks, fills, graph; nothing prepared).
+    hooks: the model's `Hooks` for the group (`model.make(spec)`).
   """
   model: Any
   spec: Any
@@ -35,6 +36,7 @@ class OneRun:
   split: Any
   hp: dict
   inputs: Any
+  hooks: Any
 
 
 def one_run(cfg) -> OneRun:
@@ -55,7 +57,7 @@ def one_run(cfg) -> OneRun:
   inputs = ModelInputs(features=data.features, available=jnp.asarray(runs.train_available[0]),
                        fill=tuple(jnp.asarray(f[0]) for f in runs.fill), graph=data.graph)
   return OneRun(model=model, spec=spec, settings=settings, data=data, split=split, hp=hp,
-                inputs=inputs)
+                inputs=inputs, hooks=model.make(spec))
 
 
 def step_context(key, epoch: int = 0, first_stage_epochs: int = 0):
@@ -106,8 +108,8 @@ WARM_TINY = dict(protocol="warm", synthetic_users=150, synthetic_items=120,
                  eval_every=2, patience=5)
 
 
-def assert_item_graphs_follow_each_runs_mask(model_name: str, prepare, tiny: dict) -> None:
-  """`prepare`'s kNN graphs (`prepared[...]["neighbours"]`, `["weights"]`) follow
+def assert_item_graphs_follow_each_runs_mask(model_name: str, tiny: dict) -> None:
+  """The model's `prepare`'s kNN graphs (`prepared[...]["neighbours"]`, `["weights"]`) follow
   each run's own mask: ff has one graph for training and evaluation, mm's masked
   items change it, and a run's graphs in a vmapped group equal those built from
   its own inputs alone."""
@@ -124,10 +126,10 @@ def assert_item_graphs_follow_each_runs_mask(model_name: str, prepare, tiny: dic
   assert (train_nb[1] != train_nb[0]).any()                      # mm's masked items
   assert (eval_nb[1] != train_nb[1]).any()
   run = one_run(configs[1])
-  spec, hp, inputs = run.spec, run.hp, run.inputs
+  hp, inputs = run.hp, run.inputs
   for split, available in (("train", runs.train_available[1]),
                            ("eval", runs.eval_available[1])):
-    own = prepare(inputs.replace(available=jnp.asarray(available)), hp, spec)
+    own = run.hooks.prepare(inputs.replace(available=jnp.asarray(available)), hp)
     np.testing.assert_array_equal(np.asarray(runs.prepared[split]["neighbours"][1]),
                                   own["neighbours"])
     np.testing.assert_allclose(np.asarray(runs.prepared[split]["weights"][1]),

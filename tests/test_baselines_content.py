@@ -9,7 +9,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import clcrec, mtpr
-from jaxrec.models.base import Batch, ModelInputs
+from jaxrec.models.base import Batch, ModelInputs, Run, State
 from jaxrec.sweep import train_configs
 from tests.helpers import one_run, step_context
 
@@ -27,7 +27,8 @@ def _single_run(name):
   """(model, spec, hp, train inputs, params, split) of one fresh TINY run."""
   run = one_run(make_config(**TINY, model=name))
   model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
-  params = model.init(jax.random.PRNGKey(0), spec, hp)
+  hooks = model.make(spec)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   return model, spec, hp, inputs, params, split
 
 
@@ -43,35 +44,37 @@ def _copy_item(inputs: ModelInputs, src: int, dst: int) -> ModelInputs:
 
 def test_duif_items_are_a_function_of_content_only():
   model, spec, hp, inputs, params, split = _single_run("duif")
+  hooks = model.make(spec)
   # No per-item parameter: nothing in the model is indexed by item id.
   assert all(spec.n_items not in leaf.shape for leaf in jax.tree.leaves(params))
   new = np.flatnonzero(split.eval_items)
   warm = np.flatnonzero(split.train_items)
   # A new and a warm item with identical features get identical embeddings.
-  _, items = model.embed(params, {}, _copy_item(inputs, warm[0], new[0]), hp, spec)
+  _, items = hooks.embed(State(params, {}), Run(_copy_item(inputs, warm[0], new[0]), hp))
   np.testing.assert_array_equal(items[new[0]], items[warm[0]])
-  _, before = model.embed(params, {}, inputs, hp, spec)
+  _, before = hooks.embed(State(params, {}), Run(inputs, hp))
   assert not np.allclose(before[new[0]], before[warm[0]])
 
 
 def test_mtpr_counterfactual_has_an_exactly_zero_preference_part():
   model, spec, hp, inputs, params, split = _single_run("mtpr")
+  hooks = model.make(spec)
   half = spec.embed_dim // 2
   items = jnp.arange(spec.n_items)
-  normal, cf = mtpr.item_representations(params, inputs, items, spec)
+  normal, cf = mtpr.item_representations(mtpr.MTPRNet.for_spec(spec), params, inputs, items)
   assert np.all(np.asarray(cf[:, :half]) == 0.0)
   np.testing.assert_array_equal(cf[:, half:], normal[:, half:])
   assert np.all(np.abs(np.asarray(normal[:, :half])).sum(1) > 0)
   # New items (no training edges) are scored with the counterfactual.
-  _, emb = model.embed(params, {}, inputs, hp, spec)
+  _, emb = hooks.embed(State(params, {}), Run(inputs, hp))
   new, warm = split.eval_items, split.train_items
   np.testing.assert_array_equal(emb[new], cf[new])
   np.testing.assert_array_equal(emb[warm], normal[warm])
   # The counterfactual task never reaches the preference table; the normal one does.
   batch = _batch(split)
   ctx = step_context(jax.random.PRNGKey(1))
-  term_grad = lambda term: jax.grad(lambda p: model.loss(
-      p, {}, batch, inputs, hp, ctx, spec)[1][term])
+  term_grad = lambda term: jax.grad(
+      lambda p: hooks.loss(State(p, {}), batch, Run(inputs, hp, ctx))[1][term])
   grad_cc, grad_nn = jax.jit(lambda p: (term_grad("bpr_cc")(p), term_grad("bpr_nn")(p)))(
       params)
   assert np.all(np.asarray(grad_cc["pref_table"]["embedding"]) == 0.0)
@@ -80,12 +83,13 @@ def test_mtpr_counterfactual_has_an_exactly_zero_preference_part():
 
 def test_mtpr_loss_is_the_four_pairwise_terms():
   model, spec, hp, inputs, params, split = _single_run("mtpr")
+  hooks = model.make(spec)
   batch = _batch(split)
-  total, terms = model.loss(params, {}, batch, inputs, hp,
-                            step_context(jax.random.PRNGKey(1)), spec)
+  total, terms = hooks.loss(State(params, {}), batch,
+                            Run(inputs, hp, step_context(jax.random.PRNGKey(1))))
   u = np.asarray(params["user_table"]["embedding"], np.float64)[np.asarray(batch.users)]
   normal, cf = (np.asarray(x, np.float64) for x in mtpr.item_representations(
-      params, inputs, jnp.arange(spec.n_items), spec))
+      mtpr.MTPRNet.for_spec(spec), params, inputs, jnp.arange(spec.n_items)))
   pos, neg = np.asarray(batch.pos), np.asarray(batch.neg)
   bpr = lambda p, n: np.mean(np.log1p(np.exp(-np.sum(u * (p - n), 1))))
   ranking = (bpr(normal[pos], normal[neg]) + bpr(cf[pos], cf[neg])
@@ -96,17 +100,18 @@ def test_mtpr_loss_is_the_four_pairwise_terms():
 
 def test_clcrec_new_items_use_the_content_encoder():
   model, spec, hp, inputs, params, split = _single_run("clcrec")
-  content = np.asarray(clcrec.content_embeddings(params, inputs, jnp.arange(spec.n_items),
-                                                 spec))
+  hooks = model.make(spec)
+  content = np.asarray(clcrec.content_embeddings(clcrec.CLCRecNet.for_spec(spec), params,
+                                                 inputs, jnp.arange(spec.n_items)))
   ids = np.asarray(params["item_table"]["embedding"])
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-  _, emb = model.embed(params, {}, inputs, hp, spec)
+  _, emb = hooks.embed(State(params, {}), Run(inputs, hp))
   new, warm = split.eval_items, split.train_items
   np.testing.assert_allclose(emb[new], unit(content[new]), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(emb[warm], unit(ids[warm]), rtol=1e-5, atol=1e-6)
   # A new item's embedding moves with its features, not with its ID row.
   moved = params | {"item_table": {"embedding": params["item_table"]["embedding"] + 1.0}}
-  _, emb_moved = model.embed(moved, {}, inputs, hp, spec)
+  _, emb_moved = hooks.embed(State(moved, {}), Run(inputs, hp))
   np.testing.assert_array_equal(emb_moved[new], emb[new])
 
 

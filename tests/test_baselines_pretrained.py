@@ -9,7 +9,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import dropoutnet, gar, heater
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from jaxrec.sweep import train_configs
 from tests.helpers import one_run, step_context
 
@@ -23,10 +23,11 @@ def _single_run(name, **overrides):
   """(model, spec, hp, inputs, batch, params) of one TINY run."""
   run = one_run(make_config(**{**TINY, **overrides}, model=name))
   model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
+  hooks = model.make(spec)
   pairs = run.data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(128))
-  params = model.init(jax.random.PRNGKey(0), spec, hp)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   return model, spec, hp, inputs, batch, params
 
 
@@ -44,9 +45,10 @@ def _stage(key, first: bool):
 @pytest.mark.parametrize("name", MODELS)
 def test_first_stage_is_mf_bpr_and_second_freezes_mf(name):
   model, spec, hp, inputs, batch, params = _single_run(name)
-  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
-  grad = lambda first_stage: jax.grad(lambda p: model.loss(
-      p, aux, batch, inputs, hp, _stage(jax.random.PRNGKey(1), first_stage), spec)[0])(params)
+  hooks = model.make(spec)
+  aux = hooks.init_aux(jax.random.PRNGKey(2), hp, params)
+  grad = lambda first_stage: jax.grad(lambda p: hooks.loss(
+      State(p, aux), batch, Run(inputs, hp, _stage(jax.random.PRNGKey(1), first_stage)))[0])(params)
   first = grad(True)
   second = grad(False)
   # Stage 1 moves only the MF tables; stage 2 everything but them.
@@ -64,6 +66,7 @@ def test_first_stage_is_mf_bpr_and_second_freezes_mf(name):
 @pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
 def test_dropoutnet_drops_preference_inputs_at_the_configured_rate(rate):
   model, spec, hp, inputs, batch, params = _single_run("dropoutnet", dropout=rate)
+  hooks = model.make(spec)
   assert float(hp["dropout"]) == pytest.approx(rate)
   n = 20000
   keep = dropoutnet.preference_keep(jax.random.PRNGKey(3), n, hp["dropout"])
@@ -73,19 +76,20 @@ def test_dropoutnet_drops_preference_inputs_at_the_configured_rate(rate):
   assert float(jnp.mean(dropped)) == pytest.approx(rate, abs=0.015)
   assert bool(jnp.all(x[:, spec.embed_dim:] == 1))         # content is never dropped
   # The loss's own batch (2B samples) reports the same fraction.
-  _, terms = model.loss(params, {}, batch, inputs, hp, _stage(jax.random.PRNGKey(4), False),
-                        spec)
+  _, terms = hooks.loss(State(params, {}), batch,
+                        Run(inputs, hp, _stage(jax.random.PRNGKey(4), False)))
   assert float(terms["dropped"]) == pytest.approx(rate, abs=0.1)
 
 
 def test_dropoutnet_scores_new_items_from_content_alone():
   model, spec, hp, inputs, batch, params = _single_run("dropoutnet")
+  hooks = model.make(spec)
   warm = np.asarray(inputs.warm_items(spec.n_items))
   assert warm.any() and not warm.all()
   # Changing a new item's (untrained) MF row must not change its embedding.
   moved = {**params, "mf": {**params["mf"], "items": params["mf"]["items"] + 1.0}}
-  _, items = model.embed(params, {}, inputs, hp, spec)
-  _, items_moved = model.embed(moved, {}, inputs, hp, spec)
+  _, items = hooks.embed(State(params, {}), Run(inputs, hp))
+  _, items_moved = hooks.embed(State(moved, {}), Run(inputs, hp))
   np.testing.assert_array_equal(items[~warm], items_moved[~warm])
   assert float(jnp.abs(items[warm] - items_moved[warm]).max()) > 0
 
@@ -93,6 +97,7 @@ def test_dropoutnet_scores_new_items_from_content_alone():
 def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
   model, spec, hp, inputs, batch, params = _single_run(
       "heater", dropout=0.0, align_weight=10.0)
+  hooks = model.make(spec)
   content = inputs.item_content(jnp.arange(spec.n_items))
   gates = heater.gate_weights(params, content, spec)
   assert gates.shape == (spec.n_items, heater.N_EXPERTS)
@@ -108,7 +113,7 @@ def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
   tx = optax.adam(1e-2)
   opt = tx.init(params)
   ctx = _stage(jax.random.PRNGKey(0), False)
-  grad_fn = jax.jit(jax.grad(lambda p: model.loss(p, {}, batch, inputs, hp, ctx, spec)[0]))
+  grad_fn = jax.jit(jax.grad(lambda p: hooks.loss(State(p, {}), batch, Run(inputs, hp, ctx))[0]))
   trained = params
   for _ in range(30):
     updates, opt = tx.update(grad_fn(trained), opt, trained)
@@ -118,14 +123,16 @@ def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
 
 def _gar_step_inputs():
   model, spec, hp, inputs, batch, params = _single_run("gar")
-  aux = model.init_aux(jax.random.PRNGKey(2), spec, hp, params)
+  hooks = model.make(spec)
+  aux = hooks.init_aux(jax.random.PRNGKey(2), hp, params)
   return model, spec, hp, inputs, batch, params, aux, gar.players_batch(params, batch, inputs)
 
 
 def test_gar_generator_and_recommender_alternate():
   model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
+  hooks = model.make(spec)
   key = jax.random.PRNGKey(3)
-  stepped = model.aux_step(params, aux, batch, inputs, hp, _stage(key, False), spec)
+  stepped = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, _stage(key, False)))[0]
   assert _max_abs_diff(stepped["recommender"], aux["recommender"]) > 0
   assert _max_abs_diff(stepped["generator"], aux["generator"]) > 0
   # The order of the code (train_d, then train_g on the same batch): the
@@ -146,14 +153,15 @@ def test_gar_generator_and_recommender_alternate():
   # The main loss has no gradient in stage 2 (the MF tables are fixed; the
   # players move in aux_step only) and reports the generator's loss.
   ctx = _stage(jax.random.PRNGKey(4), False)
-  value, terms = model.loss(params, stepped, batch, inputs, hp, ctx, spec)
+  value, terms = hooks.loss(State(params, stepped), batch, Run(inputs, hp, ctx))
   assert float(value) == pytest.approx(float(stepped["last"]["generator_loss"]))
   assert float(terms["adversarial"]) > 0 and float(terms["recommender_loss"]) > 0
-  grads = jax.grad(lambda p: model.loss(p, stepped, batch, inputs, hp, ctx, spec)[0])(params)
+  grads = jax.grad(lambda p: hooks.loss(State(p, stepped), batch, Run(inputs, hp, ctx))[0])(params)
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
   # In the first stage the players wait for the MF tables.
   first = _stage(key, True)
-  assert _max_abs_diff(model.aux_step(params, aux, batch, inputs, hp, first, spec), aux) == 0.0
+  waited, _ = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, first))
+  assert _max_abs_diff(waited, aux) == 0.0
 
 
 def test_gar_players_batch_norm_train_on_batches_and_infer_with_running_averages():
@@ -190,9 +198,10 @@ def test_gar_players_batch_norm_train_on_batches_and_infer_with_running_averages
 
 def test_gar_scores_users_and_items_through_the_recommender():
   model, spec, hp, inputs, batch, params, aux, b = _gar_step_inputs()
-  aux = model.aux_step(params, aux, batch, inputs, hp, _stage(jax.random.PRNGKey(3), False),
-                       spec)
-  users, items = model.embed(params, model.embed_aux(aux), inputs, hp, spec)
+  hooks = model.make(spec)
+  aux, _ = hooks.aux_step(State(params, aux), batch,
+                          Run(inputs, hp, _stage(jax.random.PRNGKey(3), False)))
+  users, items = hooks.embed(State(params, hooks.embed_aux(aux)), Run(inputs, hp))
   # Warm items enter the recommender as e_i, new items as G(x_i): scores are
   # R(u, i) in inference mode.
   warm = inputs.warm_items(spec.n_items)

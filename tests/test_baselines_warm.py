@@ -7,7 +7,7 @@ import pytest
 
 from jaxrec.graph import Graph
 from jaxrec.models import lightgcn, vbpr
-from jaxrec.models.base import Batch, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, ModelInputs, ModelSpec, Run, State
 
 
 def _inputs(spec: ModelSpec, rng, graph=None) -> ModelInputs:
@@ -20,9 +20,10 @@ def _inputs(spec: ModelSpec, rng, graph=None) -> ModelInputs:
 
 def test_vbpr_visual_part_follows_only_the_items_features():
   spec = ModelSpec(n_users=5, n_items=7, feature_dims=(4, 3), embed_dim=6)
+  hooks = vbpr.make(spec)
   rng = np.random.default_rng(0)
   inputs = _inputs(spec, rng)
-  params = vbpr.init(jax.random.PRNGKey(0), spec, {})
+  params = hooks.init(jax.random.PRNGKey(0), {})
   params["visual_bias"] = jnp.asarray(rng.standard_normal(7), jnp.float32)
   params["item_bias"] = jnp.asarray(rng.standard_normal(7), jnp.float32)
   items = jnp.arange(spec.n_items)
@@ -30,7 +31,7 @@ def test_vbpr_visual_part_follows_only_the_items_features():
   gamma, visual, bias = item_parts(params, inputs, items)
 
   # The embeddings' inner product is the paper's x̂_ui.
-  users, item_emb = vbpr.embed(params, {}, inputs, {}, spec)
+  users, item_emb = hooks.embed(State(params, {}), Run(inputs, {}))
   f = np.concatenate([np.asarray(x) for x in inputs.features], axis=1)
   want = (np.asarray(params["mf"]["users"]) @ np.asarray(params["mf"]["items"]).T
           + np.asarray(params["theta"]) @ (f @ np.asarray(params["E"])).T
@@ -63,9 +64,10 @@ def test_lightgcn_embeddings_are_the_dense_layer_mean():
   rng = np.random.default_rng(1)
   pairs = np.stack([rng.integers(0, n_users, 25), rng.integers(0, n_items, 25)], 1)
   spec = ModelSpec(n_users=n_users, n_items=n_items, feature_dims=(3,), embed_dim=5)
+  hooks = lightgcn.make(spec)
   graph = Graph.from_pairs(pairs, n_users, n_items)
   inputs = _inputs(spec, rng, graph)
-  params = lightgcn.init(jax.random.PRNGKey(2), spec, {})
+  params = hooks.init(jax.random.PRNGKey(2), {})
 
   a = np.zeros((n_users + n_items,) * 2)
   for u, i in pairs:
@@ -78,7 +80,7 @@ def test_lightgcn_embeddings_are_the_dense_layer_mean():
   for _ in range(3):
     layers.append(norm @ layers[-1])
   want = np.mean(layers, axis=0)
-  users, items = lightgcn.embed(params, {}, inputs, {}, spec)
+  users, items = hooks.embed(State(params, {}), Run(inputs, {}))
   np.testing.assert_allclose(users, want[:n_users], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(items, want[n_users:], rtol=1e-5, atol=1e-6)
 

@@ -8,7 +8,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import bm3
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from tests.helpers import WARM_TINY, one_run, step_context
 
 TINY = WARM_TINY
@@ -18,7 +18,8 @@ def _setup(setting="mm", **kw):
   cfg = make_config(**{**TINY, **kw}, model="bm3", setting=setting)
   run = one_run(cfg)
   spec, hp, inputs = run.spec, run.hp, run.inputs
-  params = bm3.init(jax.random.PRNGKey(0), spec, hp)
+  hooks = bm3.make(spec)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   # Move the fine-tuned offsets off zero so their gradients are generic.
   params["content"]["delta"] = [0.05 * jax.random.normal(jax.random.PRNGKey(m), d.shape)
                                 for m, d in enumerate(params["content"]["delta"])]
@@ -35,10 +36,11 @@ def _batch(spec, key, size=32):
 
 def test_loss_never_reads_the_negative_items():
   spec, hp, inputs, params = _setup()
+  hooks = bm3.make(spec)
   batch = _batch(spec, jax.random.PRNGKey(1))
   ctx = step_context(jax.random.PRNGKey(2))
   value_and_grad = jax.jit(jax.value_and_grad(
-      lambda p, b: bm3.loss(p, {}, b, inputs, hp, ctx, spec)[0]))
+      lambda p, b: hooks.loss(State(p, {}), b, Run(inputs, hp, ctx))[0]))
   value, grads = value_and_grad(params, batch)
   for other in (batch.replace(neg=batch.neg[::-1]),
                 batch.replace(neg=(batch.neg + 17) % spec.n_items),
@@ -102,7 +104,8 @@ def test_targets_are_dropout_views_of_the_online_views():
 
 def test_scores_are_the_predictor_on_the_propagated_views():
   spec, hp, inputs, params = _setup()
-  users, items = bm3.embed(params, {}, inputs, hp, spec)
+  hooks = bm3.make(spec)
+  users, items = hooks.embed(State(params, {}), Run(inputs, hp))
   views = bm3.forward(params, inputs, spec)
   w, b = params["predictor"]["w"], params["predictor"]["b"]
   np.testing.assert_allclose(users, views["users"] @ w + b, rtol=1e-5, atol=1e-6)

@@ -11,7 +11,7 @@ import pytest
 from jaxrec.config import make_config
 from jaxrec.graph import Graph
 from jaxrec.models import ccfcrec
-from jaxrec.models.base import Batch, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, ModelInputs, ModelSpec, Run, State
 from tests.helpers import one_run, step_context
 
 TINY = dict(protocol="new_item", setting="ff", synthetic_users=150, synthetic_items=120,
@@ -30,12 +30,13 @@ def _tiny_index():
   pairs = np.array([(u, i) for u, items in HISTORY.items() for i in items])
   spec = ModelSpec(n_users=N_USERS, n_items=N_ITEMS, feature_dims=(3, 2), embed_dim=4,
                    options=(("n_pos", 6), ("n_neg", 7), ("n_self_neg", 5)))
+  hooks = ccfcrec.make(spec)
   features = tuple(jax.random.normal(jax.random.PRNGKey(m), (N_ITEMS, d))
                    for m, d in enumerate(spec.feature_dims))
   inputs = ModelInputs(features=features, available=jnp.ones((N_ITEMS, 2)),
                        fill=tuple(jnp.zeros(d) for d in spec.feature_dims),
                        graph=Graph.from_pairs(pairs, N_USERS, N_ITEMS))
-  index = ccfcrec.CCFCREC.prepare(inputs, {}, spec)
+  index = hooks.prepare(inputs, {})
   return spec, inputs.replace(prepared=index), index
 
 
@@ -77,13 +78,15 @@ def test_contrastive_pairs_come_from_co_occurrence():
 
 def test_loss_is_the_codes_contrast_and_ranking_on_those_pairs():
   spec, inputs, index = _tiny_index()
-  params = ccfcrec.init(jax.random.PRNGKey(1), spec, {})
+  hooks = ccfcrec.make(spec)
+  params = hooks.init(jax.random.PRNGKey(1), {})
   pairs = np.array([(u, i) for u, its in HISTORY.items() for i in its])
   batch = Batch(users=jnp.asarray(pairs[:, 0]), pos=jnp.asarray(pairs[:, 1]),
                 neg=jnp.zeros(len(pairs), jnp.int32), weights=jnp.ones(len(pairs)))
   hp = {"tau": jnp.float32(0.1), "lambda1": jnp.float32(0.6)}
   key = jax.random.PRNGKey(2)
-  total, terms = ccfcrec.CCFCREC.loss(params, {}, batch, inputs, hp, step_context(key), spec)
+  total, terms = hooks.loss(State(params, {}), batch,
+                                       Run(inputs, hp, step_context(key)))
   s = jax.tree.map(lambda x: np.asarray(x, np.float64),
                    ccfcrec.contrast_samples(index, batch.users, batch.pos, key, spec))
   q = np.asarray(ccfcrec.content_embeddings(params, inputs, batch.pos, spec), np.float64)
@@ -112,9 +115,10 @@ def test_loss_is_the_codes_contrast_and_ranking_on_those_pairs():
 def test_new_items_use_the_content_encoder():
   run = one_run(make_config(**TINY, model="ccfcrec"))
   model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
-  params = model.init(jax.random.PRNGKey(0), spec, hp)
+  hooks = model.make(spec)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   q = np.asarray(ccfcrec.content_embeddings(params, inputs, jnp.arange(spec.n_items), spec))
-  _, items = model.embed(params, {}, inputs, hp, spec)
+  _, items = hooks.embed(State(params, {}), Run(inputs, hp))
   new, warm = split.eval_items, split.train_items
   np.testing.assert_allclose(items[new], q[new], rtol=1e-6)
   np.testing.assert_array_equal(items[warm], params["item_table"]["embedding"][warm])

@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxrec.config import make_config
 from jaxrec.models import dgmrec
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from tests.helpers import WARM_TINY, one_run, step_context
 
 TINY = WARM_TINY
@@ -18,30 +18,33 @@ def _setup(**kw):
   cfg = make_config(**{**TINY, **kw}, model="dgmrec", setting="mm")
   run = one_run(cfg)
   spec, data, split, hp, inputs = run.spec, run.data, run.split, run.hp, run.inputs
-  inputs = inputs.replace(prepared=dgmrec.prepare(inputs, hp, spec))
-  params = dgmrec.init(jax.random.PRNGKey(0), spec, hp)
+  hooks = dgmrec.make(spec)
+  inputs = inputs.replace(prepared=hooks.prepare(inputs, hp))
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   # Fine-tuned offsets away from zero, so the tables' plumbing is seen.
   keys = jax.random.split(jax.random.PRNGKey(3), spec.n_modalities)
   params["delta"] = [0.05 * jax.random.normal(k, d.shape) for k, d in zip(keys, params["delta"])]
-  aux = dgmrec.init_aux(jax.random.PRNGKey(1), spec, hp, params)
+  aux = hooks.init_aux(jax.random.PRNGKey(1), hp, params)
   return spec, split, hp, inputs, params, aux
 
 
 def _hide_the_hidden(inputs, spec, seed=7):
   """The same inputs with every masked raw row replaced by noise, re-prepared."""
+  hooks = dgmrec.make(spec)
   feats = []
   for m, x in enumerate(inputs.features):
     noise = jax.random.normal(jax.random.PRNGKey(seed + m), x.shape, x.dtype)
     feats.append(jnp.where(inputs.available[:, m:m + 1] > 0, x, noise))
   changed = inputs.replace(features=tuple(feats), prepared=None)
-  return changed.replace(prepared=dgmrec.prepare(changed, None, spec))
+  return changed.replace(prepared=hooks.prepare(changed, None))
 
 
 def test_a_masked_modality_is_generated_from_the_available_ones_at_test():
   spec, split, hp, inputs, params, aux = _setup()
+  hooks = dgmrec.make(spec)
   fresh = np.asarray(dgmrec.eligible(inputs.available))
   assert fresh.any(axis=0).all()                        # every modality has generated items
-  tables, _ = jax.jit(lambda p, i: dgmrec.eval_tables(p, dgmrec.embed_aux(aux), i, hp,
+  tables, _ = jax.jit(lambda p, i: dgmrec.eval_tables(p, hooks.embed_aux(aux), i, hp,
                                                       spec))(params, inputs)
   # By hand, for every generated (item, modality): the decoder of [the
   # translator of the other modality's general part, the generator of the
@@ -70,8 +73,8 @@ def test_a_masked_modality_is_generated_from_the_available_ones_at_test():
   # Unmasking one generated item makes it read its own features instead.
   i = int(np.flatnonzero(fresh[:, 0])[0])
   shown = inputs.replace(available=inputs.available.at[i, 0].set(True), prepared=None)
-  shown = shown.replace(prepared=dgmrec.prepare(shown, hp, spec))
-  tables_shown, _ = dgmrec.eval_tables(params, dgmrec.embed_aux(aux), shown, hp, spec)
+  shown = shown.replace(prepared=hooks.prepare(shown, hp))
+  tables_shown, _ = dgmrec.eval_tables(params, hooks.embed_aux(aux), shown, hp, spec)
   own = np.asarray(shown.item_features(jnp.array([i]))[0][0], np.float64)
   np.testing.assert_allclose(tables_shown[0][i], own + p["delta"][0][i], rtol=1e-5, atol=1e-6)
   assert not np.allclose(tables_shown[0][i], tables[0][i])
@@ -79,6 +82,7 @@ def test_a_masked_modality_is_generated_from_the_available_ones_at_test():
 
 def test_the_hidden_raw_features_change_nothing_at_train_or_test():
   spec, _, hp, inputs, params, aux = _setup()
+  hooks = dgmrec.make(spec)
   changed = _hide_the_hidden(inputs, spec)
   assert not np.allclose(np.asarray(changed.features[0]), np.asarray(inputs.features[0]))
   batch = Batch(users=jnp.arange(32), pos=jnp.arange(32), neg=jnp.arange(32, 64) % spec.n_items,
@@ -87,10 +91,10 @@ def test_the_hidden_raw_features_change_nothing_at_train_or_test():
   @jax.jit
   def everything(inputs):
     ctx = step_context(jax.random.PRNGKey(2), epoch=4)          # a refresh epoch
-    after = dgmrec.pre_epoch(params, aux, inputs, hp, ctx, spec)
-    total, _ = dgmrec.loss(params, after, batch, inputs, hp, ctx, spec)
-    grads = jax.grad(lambda q: dgmrec.loss(q, after, batch, inputs, hp, ctx, spec)[0])(params)
-    return after, total, grads, dgmrec.embed(params, dgmrec.embed_aux(after), inputs, hp, spec)
+    after = hooks.pre_epoch(State(params, aux), Run(inputs, hp, ctx))[0]
+    total, _ = hooks.loss(State(params, after), batch, Run(inputs, hp, ctx))
+    grads = jax.grad(lambda q: hooks.loss(State(q, after), batch, Run(inputs, hp, ctx))[0])(params)
+    return after, total, grads, hooks.embed(State(params, dgmrec.embed_aux(after)), Run(inputs, hp))
 
   for got, want in zip(jax.tree.leaves(everything(changed)), jax.tree.leaves(everything(inputs))):
     np.testing.assert_array_equal(got, want)
@@ -98,8 +102,9 @@ def test_the_hidden_raw_features_change_nothing_at_train_or_test():
 
 def test_training_writes_the_generated_rows_into_the_tables():
   spec, _, hp, inputs, params, aux = _setup()
+  hooks = dgmrec.make(spec)
   ctx = step_context(jax.random.PRNGKey(2), epoch=0)
-  after = dgmrec.pre_epoch(params, aux, inputs, hp, ctx, spec)
+  after = hooks.pre_epoch(State(params, aux), Run(inputs, hp, ctx))[0]
   before = dgmrec.train_tables(params, aux, inputs, spec)
   _, k_gen = jax.random.split(ctx.key)
   recon = dgmrec.generate(params, before, dgmrec.train_graphs(aux, inputs, hp, spec), inputs,
@@ -125,10 +130,10 @@ def _dense(nb, w, n):
 
 def test_the_missing_rows_are_refreshed_as_the_authors_blend():
   spec, _, hp, inputs, params, aux = _setup()
+  hooks = dgmrec.make(spec)
   n, k, alpha = spec.n_items, spec.option(dgmrec.KNN_K), float(hp["alpha"])
-  step = jax.jit(lambda a, epoch: dgmrec.pre_epoch(params, a, inputs, hp,
-                                                   step_context(jax.random.PRNGKey(epoch),
-                                                                epoch=epoch), spec))
+  step = jax.jit(lambda a, epoch: hooks.pre_epoch(
+      State(params, a), Run(inputs, hp, step_context(jax.random.PRNGKey(epoch), epoch=epoch)))[0])
   graphs = [_dense(*g, n) for g in dgmrec.train_graphs(aux, inputs, hp, spec)]
   for epoch in range(10):                                       # refreshes after 4 and 9
     aux = step(aux, epoch)

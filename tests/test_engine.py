@@ -154,12 +154,15 @@ def test_a_run_whose_auxiliary_state_goes_non_finite_is_frozen_too():
 
   mf = get_model("mf")
 
-  def aux_step(params, aux, batch, inputs, hp, ctx, spec):
-    del params, batch, inputs, ctx, spec
-    return {"x": aux["x"] * jnp.where(hp["lr"] > 5e-3, jnp.nan, 1.0)}   # NaN in run 1 only
+  def aux_step(state, batch, run):
+    nan_in_run_1 = jnp.where(run.hp["lr"] > 5e-3, jnp.nan, 1.0)
+    return {"x": state.aux["x"] * nan_in_run_1}, {}
 
-  model = dataclasses.replace(mf, name="mf_with_aux", aux_step=aux_step,
-                              init_aux=lambda key, spec, hp, params: {"x": jnp.ones(3)})
+  def make(spec):
+    return dataclasses.replace(mf.make(spec), aux_step=aux_step,
+                               init_aux=lambda key, hp, params: {"x": jnp.ones(3)})
+
+  model = dataclasses.replace(mf, name="mf_with_aux", make=make)
   register_model(model)
   try:
     small = {**TINY, "max_epochs": 2, "eval_every": 1}

@@ -14,7 +14,7 @@ from jaxrec.engine.inputs import dataset_for, split_for
 from jaxrec.eval import evaluate
 from jaxrec.graph import Graph
 from jaxrec.models import freedom, item_graph
-from jaxrec.models.base import ModelSpec
+from jaxrec.models.base import ModelSpec, Run, State
 from jaxrec.sweep import train_configs
 from tests.helpers import (SHARED, WARM_TINY, assert_item_graphs_follow_each_runs_mask, one_run,
                            step_context)
@@ -37,7 +37,8 @@ def test_item_graph_is_the_authors_normalised_sum_of_modalities():
   cfg = make_config(model="freedom", **TINY)
   run = one_run(cfg)
   spec, hp, inputs = run.spec, run.hp, run.inputs
-  prepared = freedom.prepare(inputs, hp, spec)
+  hooks = freedom.make(spec)
+  prepared = hooks.prepare(inputs, hp)
   k, n = spec.option(freedom.KNN_K), spec.n_items
   # Dense reference: per modality 0/1 kNN rows of the cosine matrix, D^-1/2 A D^-1/2
   # with row sums + 1e-7, weighted 0.1 (image, modality 0) and 0.9.
@@ -81,19 +82,21 @@ def test_the_item_graph_weights_the_modality_named_image_wherever_it_stands():
   cfg = make_config(model="freedom", **TINY)
   run = one_run(cfg)
   spec, hp, inputs = run.spec, run.hp, run.inputs
+  hooks = freedom.make(spec)
   assert spec.modality_names == ("image", "text")
   flip = lambda t: tuple(reversed(t))
   flipped_spec = dataclasses.replace(spec, feature_dims=flip(spec.feature_dims),
                                      modality_names=flip(spec.modality_names))
   flipped = inputs.replace(features=flip(inputs.features), fill=flip(inputs.fill),
                            available=inputs.available[:, ::-1])
-  s = _dense_item_graph(freedom.prepare(inputs, hp, spec), spec.n_items)
+  s = _dense_item_graph(hooks.prepare(inputs, hp), spec.n_items)
   np.testing.assert_allclose(
-      _dense_item_graph(freedom.prepare(flipped, hp, flipped_spec), spec.n_items), s,
+      _dense_item_graph(freedom.make(flipped_spec).prepare(flipped, hp), spec.n_items), s,
       rtol=1e-6, atol=1e-7)
   # The weight is the image's: naming the text instead moves it.
   text = dataclasses.replace(spec, options=spec.options + (("image_modality", "text"),))
-  assert np.abs(_dense_item_graph(freedom.prepare(inputs, hp, text), spec.n_items) - s).max() > 0.05
+  text_graph = _dense_item_graph(freedom.make(text).prepare(inputs, hp), spec.n_items)
+  assert np.abs(text_graph - s).max() > 0.05
 
 
 @pytest.mark.skipif(not os.path.isdir(TIKTOK), reason="TikTok data not in ../shared/data")
@@ -114,7 +117,7 @@ def test_on_tiktok_the_order_of_the_modalities_changes_nothing():
 
 
 def test_the_knn_graph_of_a_run_follows_its_own_mask():
-  assert_item_graphs_follow_each_runs_mask("freedom", freedom.prepare, TINY)
+  assert_item_graphs_follow_each_runs_mask("freedom", TINY)
 
 
 def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():
@@ -122,6 +125,7 @@ def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():
   out = train_configs([cfg])
   run = one_run(cfg)
   spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
+  hooks = freedom.make(spec)
   params = jax.tree.map(lambda x: jnp.asarray(x[0]), out.best_params)
   # The features moved (the authors fine-tune them) ...
   assert max(float(jnp.abs(d).max()) for d in params["content"]["delta"]) > 1e-4
@@ -132,8 +136,8 @@ def test_the_item_graph_stays_frozen_while_the_features_are_fine_tuned():
   from jaxrec.engine.inputs import run_inputs
   runs = run_inputs(freedom.FREEDOM, [cfg], dataset_for(cfg), split_for(cfg))
   eval_inputs = inputs.replace(available=jnp.asarray(runs.eval_available[0]))
-  eval_inputs = eval_inputs.replace(prepared=freedom.prepare(eval_inputs, hp, spec))
-  users, items = freedom.embed(params, {}, eval_inputs, hp, spec)
+  eval_inputs = eval_inputs.replace(prepared=hooks.prepare(eval_inputs, hp))
+  users, items = hooks.embed(State(params, {}), Run(eval_inputs, hp))
   got = evaluate(users, items, data.test)
   for name in ("recall@20", "ndcg@20"):
     assert float(got[name]) == pytest.approx(float(out.test[name][0]), abs=1e-5)

@@ -8,7 +8,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import gar, gar_scaled
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from tests.helpers import one_run, step_context
 
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
@@ -19,7 +19,7 @@ TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
 def test_players_and_scoring_see_the_tables_at_unit_rms():
   run = one_run(make_config(**TINY, model="gar_scaled"))
   model, spec, data, hp, inputs = run.model, run.spec, run.data, run.hp, run.inputs
-  params = model.init(jax.random.PRNGKey(0), spec, hp)
+  params = model.make(spec).init(jax.random.PRNGKey(0), hp)
   # Tables far from unit scale, new items' rows different from the warm ones'.
   warm = inputs.warm_items(spec.n_items)
   params = {"mf": {"users": params["mf"]["users"] * 0.05,
@@ -31,18 +31,19 @@ def test_players_and_scoring_see_the_tables_at_unit_rms():
   assert c > 1.0
   np.testing.assert_allclose(scaled["mf"]["users"], c * params["mf"]["users"], rtol=1e-5)
   # The players' step and the scoring are gar's on the scaled tables.
-  aux = model.init_aux(jax.random.PRNGKey(1), spec, hp, params)
+  aux = model.make(spec).init_aux(jax.random.PRNGKey(1), hp, params)
   pairs = data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1], weights=jnp.ones(128))
   ctx = step_context(jax.random.PRNGKey(2), TINY["pretrain_epochs"], TINY["pretrain_epochs"])
-  got = model.aux_step(params, aux, batch, inputs, hp, ctx, spec)
-  want = gar.aux_step(scaled, aux, batch, inputs, hp, ctx, spec)
-  plain = gar.aux_step(params, aux, batch, inputs, hp, ctx, spec)
+  got = model.make(spec).aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
+  want = gar.make(spec).aux_step(State(scaled, aux), batch, Run(inputs, hp, ctx))[0]
+  plain = gar.make(spec).aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
   for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
   assert max(float(jnp.abs(x - y).max()) for x, y in
              zip(jax.tree.leaves(got["generator"]), jax.tree.leaves(plain["generator"]))) > 1e-4
-  users, items = model.embed(params, model.embed_aux(got), inputs, hp, spec)
-  want_users, want_items = gar.embed(scaled, model.embed_aux(got), inputs, hp, spec)
+  shown = gar.embed_aux(got)
+  users, items = model.make(spec).embed(State(params, shown), Run(inputs, hp))
+  want_users, want_items = gar.make(spec).embed(State(scaled, shown), Run(inputs, hp))
   np.testing.assert_allclose(users, want_users, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(items, want_items, rtol=1e-5, atol=1e-5)

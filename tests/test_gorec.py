@@ -11,7 +11,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import gorec
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from tests.helpers import one_run, step_context
 
 # 20 clusters: the default (the authors' 2000) would put each of 120 items alone.
@@ -25,13 +25,14 @@ def _single_run():
   """(model, spec, hp, prepared train inputs, batch, params, aux, split) of one TINY run."""
   run = one_run(make_config(**TINY, model="gorec"))
   model, spec, data, split = run.model, run.spec, run.data, run.split
+  hooks = model.make(spec)
   hp, inputs = run.hp, run.inputs
-  inputs = inputs.replace(prepared=model.prepare(inputs, hp, spec))
+  inputs = inputs.replace(prepared=hooks.prepare(inputs, hp))
   pairs = data.train_pairs[:128]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(128))
-  params = model.init(jax.random.PRNGKey(0), spec, hp)
-  aux = model.init_aux(jax.random.PRNGKey(1), spec, hp, params)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
+  aux = hooks.init_aux(jax.random.PRNGKey(1), hp, params)
   return model, spec, hp, inputs, batch, params, aux, split
 
 
@@ -41,6 +42,7 @@ def _same(a, b) -> bool:
 
 def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
   model, spec, hp, inputs, batch, params, aux, _ = _single_run()
+  hooks = model.make(spec)
   stage1 = TINY["pretrain_epochs"]
 
   @jax.jit
@@ -48,15 +50,15 @@ def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
     # The engine's step: aux_step, then the model's optimiser on the loss's gradient.
     params, opt, aux = state
     k_aux, k_loss = jax.random.split(key)
-    aux = model.aux_step(params, aux, batch, inputs, hp,
-                         step_context(k_aux, epoch, stage1), spec)
+    aux, _ = hooks.aux_step(State(params, aux), batch,
+                            Run(inputs, hp, step_context(k_aux, epoch, stage1)))
     ctx = step_context(k_loss, epoch, stage1)
-    (_, terms), grads = jax.value_and_grad(model.loss, has_aux=True)(
-        params, aux, batch, inputs, hp, ctx, spec)
-    updates, opt = model.optimizer(hp, ctx).update(grads, opt, params)
+    (_, terms), grads = jax.value_and_grad(
+        lambda p: hooks.loss(State(p, aux), batch, Run(inputs, hp, ctx)), has_aux=True)(params)
+    updates, opt = hooks.optimizer(hp, ctx).update(grads, opt, params)
     return (optax.apply_updates(params, updates), opt, aux), terms
 
-  state = (params, model.optimizer(hp, step_context(jax.random.PRNGKey(0))).init(params), aux)
+  state = (params, hooks.optimizer(hp, step_context(jax.random.PRNGKey(0))).init(params), aux)
   for s in range(5):
     state, _ = step(state, jnp.int32(stage1 - 1), jax.random.PRNGKey(10 + s))
   after_mf = state
@@ -80,13 +82,14 @@ def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
 
 def test_running_statistics_come_from_the_pass_the_loss_differentiates():
   model, spec, hp, inputs, batch, params, aux, _ = _single_run()
+  hooks = model.make(spec)
   ctx = step_context(jax.random.PRNGKey(3), TINY["pretrain_epochs"], TINY["pretrain_epochs"])
-  stepped = model.aux_step(params, aux, batch, inputs, hp, ctx, spec)
+  stepped = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
   terms, stats = gorec.cvae_pass(params, aux["stats"], batch, inputs, hp, ctx.key, spec)
   np.testing.assert_array_equal(stepped["noise"], ctx.key)
   for x, y in zip(jax.tree.leaves(stepped["stats"]), jax.tree.leaves(stats)):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
-  _, loss_terms = model.loss(params, stepped, batch, inputs, hp, ctx, spec)
+  _, loss_terms = hooks.loss(State(params, stepped), batch, Run(inputs, hp, ctx))
   assert float(loss_terms["rec"]) == pytest.approx(float(terms["rec"]), rel=1e-5)
   # torch's momentum 0.1 on the encoder's batch mean over the distinct items.
   w = np.asarray(gorec.first_occurrence(batch.pos, batch.weights)) > 0
@@ -97,16 +100,17 @@ def test_running_statistics_come_from_the_pass_the_loss_differentiates():
                              rtol=1e-4, atol=1e-6)
   # In the first stage the statistics wait for the MF tables.
   first = step_context(jax.random.PRNGKey(3), 0, TINY["pretrain_epochs"])
-  assert _same(model.aux_step(params, aux, batch, inputs, hp, first, spec), aux)
+  assert _same(hooks.aux_step(State(params, aux), batch, Run(inputs, hp, first))[0], aux)
 
 
 def test_new_items_are_generated_from_their_content_and_cluster():
   model, spec, hp, inputs, batch, params, aux, split = _single_run()
+  hooks = model.make(spec)
   new = np.flatnonzero(split.eval_items)
   warm = inputs.warm_items(spec.n_items)
   assert not bool(warm[new].any())
-  stats = model.embed_aux(aux)
-  _, items = model.embed(params, stats, inputs, hp, spec)
+  stats = hooks.embed_aux(aux)
+  _, items = hooks.embed(State(params, stats), Run(inputs, hp))
   # The condition is the mean pretrained row of the item's cluster, new items'
   # rows counted as zeros (the authors' table has zero rows for cold items).
   labels = np.asarray(inputs.prepared["cluster"])
@@ -125,25 +129,26 @@ def test_new_items_are_generated_from_their_content_and_cluster():
   np.testing.assert_array_equal(lonely[new], 0.0)
   # Changing a new item's content changes its generated embedding (and no other's).
   moved = inputs.replace(features=tuple(f.at[item].set(f[item][::-1]) for f in inputs.features))
-  _, items_moved = model.embed(params, stats, moved, hp, spec)
+  _, items_moved = hooks.embed(State(params, stats), Run(moved, hp))
   assert float(jnp.abs(items_moved[item] - items[item]).max()) > 1e-4
   others = np.setdiff1d(np.arange(spec.n_items), [item])
   np.testing.assert_allclose(items_moved[others], items[others], rtol=1e-5, atol=1e-6)
   # Its own (untrained) MF row plays no part; warm items keep their pretrained rows.
   shifted = {**params, "mf": {**params["mf"], "items": params["mf"]["items"].at[new].add(1.0)}}
-  _, items_shifted = model.embed(shifted, stats, inputs, hp, spec)
+  _, items_shifted = hooks.embed(State(shifted, stats), Run(inputs, hp))
   np.testing.assert_array_equal(items_shifted[new], items[new])
   np.testing.assert_array_equal(items[np.asarray(warm)], table[np.asarray(warm)])
 
 
 def test_clusters_follow_content():
   model, spec, hp, inputs, *_ = _single_run()
+  hooks = model.make(spec)
   labels = np.asarray(inputs.prepared["cluster"])
   assert labels.min() >= 0 and labels.max() < spec.option(gorec.N_CLUSTERS)
   assert len(np.unique(labels)) > 10
   # Two items with the same content share a cluster.
   copied = inputs.replace(features=tuple(f.at[1].set(f[0]) for f in inputs.features))
-  relabelled = np.asarray(model.prepare(copied, hp, spec)["cluster"])
+  relabelled = np.asarray(hooks.prepare(copied, hp)["cluster"])
   assert relabelled[0] == relabelled[1]
 
 

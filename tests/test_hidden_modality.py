@@ -21,6 +21,7 @@ from jaxrec.engine import sharding
 from jaxrec.engine.inputs import build_group
 from jaxrec.engine.train import GroupTrainer
 from jaxrec.models import REGISTRY
+from jaxrec.models.base import Run, State
 
 # Feature widths 11 and 7: unlike the embedding (8), the users (150), the items
 # (120) and the kNN widths (multiples of knn_k = 10).
@@ -67,8 +68,8 @@ def _scorer(trainer):
   """f(params, embed_aux, runs, data) -> (U, I) every evaluation score of run 0,
   its evaluation inputs prepared from `data` (one compile for both calls)."""
   def one(params, embed_aux, run, data):
-    users, items = trainer.model.embed(params, embed_aux, trainer.inputs(run, data, "eval"),
-                                       run.hp, trainer.spec)
+    users, items = trainer.hooks.embed(State(params, embed_aux),
+                                       Run(trainer.inputs(run, data, "eval"), run.hp))
     return users @ items.T
   scores = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None)))
   return lambda params, embed_aux, runs, data: np.asarray(
@@ -83,7 +84,7 @@ def test_scores_ignore_what_evaluation_hides(name):
   assert (hidden & train_seen).any(), "no pair that training sees and evaluation hides"
   dims = trainer.spec.feature_dims
   assert len(set(dims)) == len(dims)
-  embed_aux = trainer.model.embed_aux(state.aux)
+  embed_aux = trainer.hooks.embed_aux(state.aux)
   scores = _scorer(trainer)
   before = scores(state.params, embed_aux, runs, data)
   assert np.isfinite(before).all()

@@ -10,6 +10,7 @@ import pytest
 from jaxrec import losses
 from jaxrec.config import make_config
 from jaxrec.models import i3mrec
+from jaxrec.models.base import Run, State
 from tests.helpers import one_run, step_context
 
 TINY = dict(model="i3mrec", protocol="warm", synthetic_users=150, synthetic_items=120,
@@ -43,25 +44,27 @@ def _single_run(cfg):
   from jaxrec.models.base import Batch
   run = one_run(cfg)
   model, spec, data, hp, inputs = run.model, run.spec, run.data, run.hp, run.inputs
+  hooks = model.make(spec)
   pairs = data.train_pairs[:64]
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1],
                 weights=jnp.ones(64))
   key = jax.random.PRNGKey(0)
-  params = model.init(key, spec, hp)
-  aux = model.init_aux(key, spec, hp, params)
+  params = hooks.init(key, hp)
+  aux = hooks.init_aux(key, hp, params)
   return model, spec, hp, inputs, batch, params, aux
 
 
 def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
   cfg = make_config(**TINY)
   model, spec, hp, inputs, batch, params, aux = _single_run(cfg)
+  hooks = model.make(spec)
   ctx = step_context(jax.random.PRNGKey(1))
-  grads = jax.grad(lambda p: model.loss(p, aux, batch, inputs, hp, ctx, spec)[0])(params)
+  grads = jax.grad(lambda p: hooks.loss(State(p, aux), batch, Run(inputs, hp, ctx))[0])(params)
   assert set(grads) == set(params) and "club" not in str(jax.tree_util.tree_structure(grads))
   # The main loss does depend on the CLUB nets' outputs, but only through the bound:
   # their gradient w.r.t. the aux state is blocked.
-  club_grads = jax.grad(lambda nets: model.loss(
-      params, {**aux, "club": nets}, batch, inputs, hp, ctx, spec)[0])(aux["club"])
+  club_grads = jax.grad(lambda nets: hooks.loss(
+      State(params, {**aux, "club": nets}), batch, Run(inputs, hp, ctx))[0])(aux["club"])
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(club_grads))
 
   def nll(nets):
@@ -76,18 +79,19 @@ def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
 
   fitted = aux
   for k in range(5):
-    fitted = model.pre_epoch(params, fitted, inputs, hp, step_context(jax.random.PRNGKey(k)),
-                             spec)
+    fitted, _ = hooks.pre_epoch(State(params, fitted),
+                                Run(inputs, hp, step_context(jax.random.PRNGKey(k))))
   assert float(nll(fitted["club"])) < float(nll(aux["club"]))
 
 
 def test_club_is_fitted_on_the_dropout_fused_embedding_it_is_applied_to():
   cfg = make_config(**TINY)
   model, spec, hp, inputs, batch, params, aux = _single_run(cfg)
+  hooks = model.make(spec)
   ctx = step_context(jax.random.PRNGKey(3))
-  with_dropout = model.pre_epoch(params, aux, inputs, hp, ctx, spec)
-  without = model.pre_epoch(params, aux, inputs, {**hp, "dropout": jnp.float32(0.0)}, ctx,
-                            spec)
+  with_dropout = hooks.pre_epoch(State(params, aux), Run(inputs, hp, ctx))[0]
+  without, _ = hooks.pre_epoch(State(params, aux),
+                               Run(inputs, {**hp, "dropout": jnp.float32(0.0)}, ctx))
   gaps = [float(jnp.abs(a - b).max()) for a, b in
           zip(jax.tree.leaves(with_dropout["club"]), jax.tree.leaves(without["club"]))]
   assert max(gaps) > 0.0
@@ -112,10 +116,11 @@ def test_i3mrec_stops_at_the_authors_200_epochs_unless_told():
 def test_fusion_starts_as_identity_and_dropout_only_in_training():
   cfg = make_config(**TINY)
   model, spec, hp, inputs, batch, params, aux = _single_run(cfg)
+  hooks = model.make(spec)
   x = jnp.linspace(-1, 1, 8)[None]
   np.testing.assert_allclose(i3mrec.fuse(params, x, spec), jnp.tanh(x), rtol=1e-6)
   dropped = i3mrec.fuse(params, jnp.ones((100, 8)), spec, jax.random.PRNGKey(0), 0.5)
   assert 0.3 < float(jnp.mean(dropped == 0)) < 0.7
-  users, items = model.embed(params, aux, inputs, hp, spec)
-  users2, items2 = model.embed(params, aux, inputs, hp, spec)
+  users, items = hooks.embed(State(params, aux), Run(inputs, hp))
+  users2, items2 = hooks.embed(State(params, aux), Run(inputs, hp))
   np.testing.assert_array_equal(items, items2)

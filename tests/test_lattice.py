@@ -9,7 +9,7 @@ import pytest
 from jaxrec.config import make_config
 from jaxrec.engine.inputs import dataset_for, run_inputs, split_for
 from jaxrec.models import lattice
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from jaxrec.sweep import train_configs
 from tests.helpers import WARM_TINY, one_run, step_context
 
@@ -36,7 +36,8 @@ def _setup(setting="mm", **kw):
   cfg = make_config(**{**TINY, **kw}, model="lattice", setting=setting)
   run = one_run(cfg)
   spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
-  inputs = inputs.replace(prepared=lattice.prepare(inputs, hp, spec))
+  hooks = lattice.make(spec)
+  inputs = inputs.replace(prepared=hooks.prepare(inputs, hp))
   return cfg, spec, data, hp, inputs
 
 
@@ -62,7 +63,8 @@ def _as_dense(neighbours, weights, n):
 def test_item_graph_equals_the_authors_dense_construction():
   # ff: no two items share a filled row, so no ties in the top-k.
   cfg, spec, _, hp, inputs = _setup(setting="ff")
-  params = lattice.init(jax.random.PRNGKey(0), spec, hp)
+  hooks = lattice.make(spec)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   params["modal_weight"] = jnp.array([0.3, -0.4])
   learned_nb = lattice.learned_neighbours(params, inputs, spec)
   nb, w = lattice.adjacency(params, learned_nb, inputs, hp, spec)
@@ -77,9 +79,10 @@ def test_item_graph_equals_the_authors_dense_construction():
 
 def test_the_learned_graph_moves_and_stays_anchored_on_the_knn_graph():
   cfg, spec, data, hp, inputs = _setup(max_epochs=6, eval_every=6)
+  hooks = lattice.make(spec)
   # The engine's initial parameters of this run (its init key, as `_init_one`).
   run = run_inputs(lattice.LATTICE, [cfg], dataset_for(cfg), split_for(cfg))
-  start = lattice.init(jax.random.split(jnp.asarray(run.key[0]), 3)[0], spec, hp)
+  start = hooks.init(jax.random.split(jnp.asarray(run.key[0]), 3)[0], hp)
   out = train_configs([cfg])
   trained = jax.tree.map(lambda x: jnp.asarray(x[0]), out.best_params)
   width = spec.n_modalities * spec.option(lattice.KNN_K)
@@ -108,17 +111,17 @@ def test_the_learned_graph_moves_and_stays_anchored_on_the_knn_graph():
 
 def test_the_graph_learns_only_at_an_epochs_first_step():
   cfg, spec, _, hp, inputs = _setup()
-  params = lattice.init(jax.random.PRNGKey(1), spec, hp)
+  hooks = lattice.make(spec)
+  params = hooks.init(jax.random.PRNGKey(1), hp)
   ctx = step_context(jax.random.PRNGKey(2))
-  aux = lattice.pre_epoch(params, lattice.init_aux(None, spec, hp, params), inputs, hp, ctx,
-                          spec)
+  hooks = lattice.make(spec)
+  aux, _ = hooks.pre_epoch(State(params, hooks.init_aux(None, hp, params)), Run(inputs, hp, ctx))
   batch = Batch(users=jnp.arange(8), pos=jnp.arange(8), neg=jnp.arange(8, 16),
                 weights=jnp.ones(8))
-  grad = jax.jit(jax.grad(lambda p, aux: lattice.loss(p, aux, batch, inputs, hp, ctx,
-                                                      spec)[0]))
+  grad = jax.jit(jax.grad(lambda p, aux: hooks.loss(State(p, aux), batch, Run(inputs, hp, ctx))[0]))
   grads = {}
   for step in range(2):
-    aux = lattice.aux_step(params, aux, batch, inputs, hp, ctx, spec)
+    aux = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
     assert int(aux["step"]) == step
     grads[step] = grad(params, aux)
   graph_only = lambda g: max(float(jnp.abs(x).max()) for x in jax.tree.leaves(
@@ -133,8 +136,9 @@ def test_the_graph_learns_only_at_an_epochs_first_step():
 
 def test_the_knn_anchor_of_a_run_follows_its_own_mask():
   _, spec, _, hp, full = _setup(setting="ff")
+  hooks = lattice.make(spec)
   masked = full.replace(available=full.available.at[:40, 0].set(False))
-  before = lattice.prepare(full, hp, spec)["neighbours"]
-  after = lattice.prepare(masked, hp, spec)["neighbours"]
+  before = hooks.prepare(full, hp)["neighbours"]
+  after = hooks.prepare(masked, hp)["neighbours"]
   assert (np.asarray(before[0]) != np.asarray(after[0])).any()
   np.testing.assert_array_equal(before[1], after[1])               # the other modality stays

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxrec.config import make_config
 from jaxrec.models import lgmrec
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from jaxrec.graph import Graph
 from tests.helpers import WARM_TINY, one_run, step_context
 
@@ -18,7 +18,8 @@ def _setup(**kw):
   cfg = make_config(model="lgmrec", **{**TINY, **kw})
   run = one_run(cfg)
   model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
-  return model.init(jax.random.PRNGKey(1), spec, hp), spec, hp, inputs
+  hooks = model.make(spec)
+  return hooks.init(jax.random.PRNGKey(1), hp), spec, hp, inputs
 
 
 def _softmax(z):
@@ -117,6 +118,7 @@ def test_hypergraph_contrastive_loss_is_between_the_modality_views():
 def test_an_item_without_training_edges_keeps_the_gradient_finite():
   # Its modality local embedding is an all-zero row, normalised as F.normalize.
   params, spec, hp, inputs = _setup()
+  hooks = lgmrec.make(spec)
   n = inputs.graph.src.shape[0] // 2
   users = np.asarray(inputs.graph.src[:n])
   items = np.asarray(inputs.graph.dst[:n]) - spec.n_users
@@ -127,5 +129,6 @@ def test_an_item_without_training_edges_keeps_the_gradient_finite():
   batch = Batch(users=jnp.array([0, 1, 2]), pos=jnp.array([0, 3, 4]), neg=jnp.array([5, 6, 0]),
                 weights=jnp.ones(3))
   ctx = step_context(jax.random.PRNGKey(0))
-  grads = jax.jit(jax.grad(lambda p: lgmrec.loss(p, {}, batch, inputs, hp, ctx, spec)[0]))(params)
+  loss = lambda p: hooks.loss(State(p, {}), batch, Run(inputs, hp, ctx))[0]
+  grads = jax.jit(jax.grad(loss))(params)
   assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))

@@ -31,11 +31,8 @@ def test_milk_minibatch_matches_reference_code():
             reg=inp["reg_coeff"], use_envs=1.0, use_align=1.0)
 
   def total(params):
-    net = milk._net(spec)
-    variables = {"params": params}
-    users = net.apply(variables, batch.users, method=milk.MILKNet.users)
-    c_pos, c_neg = milk.batch_modality_embeddings(net, variables, inputs, batch,
-                                                  spec.n_items)
+    users, c_pos, c_neg = milk.batch_embeddings(milk.network(spec), params, batch, inputs,
+                                                spec.n_items)
     terms = milk.milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
                             pos_available=inputs.available[batch.pos], batch=batch,
                             env_weights=jnp.array(inp["env_weights"]),

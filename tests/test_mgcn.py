@@ -13,14 +13,15 @@ TINY = WARM_TINY
 
 
 def test_the_knn_graphs_of_a_run_follow_its_own_mask():
-  assert_item_graphs_follow_each_runs_mask("mgcn", mgcn.prepare, TINY)
+  assert_item_graphs_follow_each_runs_mask("mgcn", TINY)
 
 
 def test_item_graphs_are_the_authors_cosine_weighted_knn_laplacians():
   cfg = make_config(model="mgcn", **TINY)
   run = one_run(cfg)
   spec, hp, inputs = run.spec, run.hp, run.inputs
-  prepared = mgcn.prepare(inputs, hp, spec)
+  hooks = mgcn.make(spec)
+  prepared = hooks.prepare(inputs, hp)
   k, n = spec.option(mgcn.KNN_K), spec.n_items
   h = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (n, 3)))
   for m, x in enumerate(inputs.item_features(jnp.arange(n))):
@@ -43,8 +44,8 @@ def _params_and_inputs():
   cfg = make_config(model="mgcn", **TINY)
   run = one_run(cfg)
   model, spec, hp, inputs = run.model, run.spec, run.hp, run.inputs
-  params = model.init(jax.random.PRNGKey(1), spec, hp)
-  inputs = inputs.replace(prepared=mgcn.prepare(inputs, hp, spec))
+  params = model.make(spec).init(jax.random.PRNGKey(1), hp)
+  inputs = inputs.replace(prepared=mgcn.make(spec).prepare(inputs, hp))
   return params, spec, inputs
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import micro
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from tests.helpers import one_run, prepared_runs, step_context
 
 TINY = dict(protocol="new_item", setting="fm", synthetic_users=150, synthetic_items=120,
@@ -55,18 +55,19 @@ def _one(setting="ff"):
   run = one_run(make_config(**{**TINY, "setting": setting},
                             model="micro"))
   model, spec, split, hp, inputs = run.model, run.spec, run.split, run.hp, run.inputs
-  inputs = inputs.replace(prepared=micro.prepare(inputs, hp, spec))
-  params = model.init(jax.random.PRNGKey(0), spec, hp)
+  inputs = inputs.replace(prepared=micro.make(spec).prepare(inputs, hp))
+  params = model.make(spec).init(jax.random.PRNGKey(0), hp)
   return model, spec, split, hp, inputs, params
 
 
 def test_new_items_are_represented_by_their_content_neighbours_only():
   model, spec, split, hp, inputs, params = _one()
+  hooks = model.make(spec)
   new, warm = split.eval_items, split.train_items
-  users, items = model.embed(params, {}, inputs, hp, spec)
+  users, items = hooks.embed(State(params, {}), Run(inputs, hp))
   # A new item's id row is never read: moving it changes no score.
   moved = {**params, "items": params["items"].at[new].add(1.0)}
-  _, items_moved = model.embed(moved, {}, inputs, hp, spec)
+  _, items_moved = hooks.embed(State(moved, {}), Run(inputs, hp))
   np.testing.assert_array_equal(items_moved, items)
   # A new item is h / ||h||: unit norm, the fusion of its neighbours' id rows.
   learned = micro.lattice.learned_neighbours(params, inputs, spec)
@@ -81,8 +82,8 @@ def test_new_items_are_represented_by_their_content_neighbours_only():
   # Moving a warm neighbour's id row moves the new items that have it as a neighbour.
   i = int(np.flatnonzero(new)[0])
   j = int(next(j for j in np.asarray(nb[0, i]) if warm[j]))
-  _, items_j = model.embed({**params, "items": params["items"].at[j].add(1.0)}, {}, inputs,
-                           hp, spec)
+  moved_j = {**params, "items": params["items"].at[j].add(1.0)}
+  _, items_j = hooks.embed(State(moved_j, {}), Run(inputs, hp))
   assert np.abs(np.asarray(items_j[i] - items[i])).max() > 1e-4
   # Warm items add the user-item part: not unit norm.
   assert not np.allclose(np.linalg.norm(np.asarray(items)[warm], axis=1), 1.0)
@@ -106,14 +107,16 @@ def test_contrastive_term_is_the_authors_formula():
 
 def test_the_loss_has_the_contrastive_term_and_the_graph_learns_at_step_zero():
   model, spec, split, hp, inputs, params = _one(setting="fm")
+  hooks = model.make(spec)
   ctx = step_context(jax.random.PRNGKey(2))
-  aux = model.pre_epoch(params, model.init_aux(None, spec, hp, params), inputs, hp, ctx, spec)
+  hooks = model.make(spec)
+  aux, _ = hooks.pre_epoch(State(params, hooks.init_aux(None, hp, params)), Run(inputs, hp, ctx))
   pairs = jnp.asarray(split.train_pairs[:32])
   batch = Batch(users=pairs[:, 0], pos=pairs[:, 1], neg=pairs[::-1, 1], weights=jnp.ones(32))
-  grad = jax.jit(jax.grad(lambda p, aux: model.loss(p, aux, batch, inputs, hp, ctx, spec)[0]))
+  grad = jax.jit(jax.grad(lambda p, aux: hooks.loss(State(p, aux), batch, Run(inputs, hp, ctx))[0]))
   grads = []
   for step in range(2):
-    aux = model.aux_step(params, aux, batch, inputs, hp, ctx, spec)
+    aux = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
     grads.append(grad(params, aux))
   content = lambda g: max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g["content"]))
   assert content(grads[0]) > 0 and content(grads[1]) == 0.0
@@ -121,7 +124,7 @@ def test_the_loss_has_the_contrastive_term_and_the_graph_learns_at_step_zero():
   new = split.eval_items
   assert float(jnp.abs(grads[1]["items"][new]).max()) == 0.0
   assert float(jnp.abs(grads[1]["query"]["out"]).max()) > 0
-  total, terms = model.loss(params, aux, batch, inputs, hp, ctx, spec)
+  total, terms = hooks.loss(State(params, aux), batch, Run(inputs, hp, ctx))
   assert float(terms["contrast"]) > 0
   assert float(total) == pytest.approx(float(terms["bpr"] + hp["reg_weight"] * terms["l2"]
                                              + hp["loss_ratio"] * terms["contrast"]), rel=1e-6)

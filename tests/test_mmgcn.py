@@ -12,7 +12,7 @@ import pytest
 from jaxrec.config import make_config
 from jaxrec.graph import Graph
 from jaxrec.models import mmgcn
-from jaxrec.models.base import Batch
+from jaxrec.models.base import Batch, Run, State
 from tests.helpers import WARM_TINY, one_run, step_context
 
 TINY = WARM_TINY
@@ -22,7 +22,8 @@ def _setup(setting="ff", **kw):
   cfg = make_config(**{**TINY, **kw}, model="mmgcn", setting=setting)
   run = one_run(cfg)
   spec, data, hp, inputs = run.spec, run.data, run.hp, run.inputs
-  params = mmgcn.init(jax.random.PRNGKey(0), spec, hp)
+  hooks = mmgcn.make(spec)
+  params = hooks.init(jax.random.PRNGKey(0), hp)
   return spec, hp, inputs, params, data
 
 
@@ -62,13 +63,14 @@ def _dense_branch(p, x, e, mean_adj):
 
 def test_one_gcn_per_modality_on_its_own_features_averaged():
   spec, hp, inputs, params, _ = _setup()
+  hooks = mmgcn.make(spec)
   feats = inputs.item_features(jnp.arange(spec.n_items))
   outs = mmgcn.branches(params, inputs, spec)
   mean_adj = _dense_mean_adjacency(inputs.graph)
   for p, x, out in zip(params["branches"], feats, outs):
     np.testing.assert_allclose(out, _dense_branch(p, x, params["id_embedding"], mean_adj),
                                rtol=1e-4, atol=1e-5)
-  users, items = mmgcn.embed(params, {}, inputs, hp, spec)
+  users, items = hooks.embed(State(params, {}), Run(inputs, hp))
   np.testing.assert_allclose(np.concatenate([users, items]), (outs[0] + outs[1]) / 2,
                              rtol=1e-5, atol=1e-6)
   # Only the image modality (0) has the 256-wide latent map.
@@ -87,7 +89,7 @@ def test_the_latent_map_and_its_regulariser_follow_the_modality_named_image():
   # The same two feature tables, named (audio, image): the image is now second.
   audio_first = dataclasses.replace(spec, modality_names=("audio", "image"))
   assert mmgcn.widths(audio_first) == (spec.feature_dims[0], 256)
-  params = mmgcn.init(jax.random.PRNGKey(0), audio_first, {})
+  params = mmgcn.make(audio_first).init(jax.random.PRNGKey(0), {})
   assert "latent" not in params["branches"][0]
   assert params["branches"][1]["latent"]["w"].shape == (spec.feature_dims[1], 256)
   # The preference regulariser reads the image branch's preferences only.
@@ -115,10 +117,11 @@ def test_a_run_reads_its_own_filled_features():
 @pytest.mark.parametrize("trained", [False, True])
 def test_preferences_and_ids_are_trained_only_when_asked(trained):
   spec, hp, inputs, params, _ = _setup(setting="mm", train_free_vectors=trained)
+  hooks = mmgcn.make(spec)
   batch = Batch(users=jnp.arange(16), pos=jnp.arange(16), neg=jnp.arange(16, 32),
                 weights=jnp.ones(16))
-  grads = jax.grad(lambda p: mmgcn.loss(p, {}, batch, inputs, hp,
-                                        step_context(jax.random.PRNGKey(1)), spec)[0])(params)
+  ctx = step_context(jax.random.PRNGKey(1))
+  grads = jax.grad(lambda p: hooks.loss(State(p, {}), batch, Run(inputs, hp, ctx))[0])(params)
   free = [grads["id_embedding"]] + [b["preference"] for b in grads["branches"]]
   assert all((float(jnp.abs(g).max()) > 0) == trained for g in free)
   assert float(jnp.abs(grads["branches"][1]["conv"][0]).max()) > 0   # the networks learn

@@ -1,5 +1,6 @@
 """The model interface: one shape for every model, declared hyper-parameters, an
 engine without special cases, and results kept through the redesign."""
+import dataclasses
 import json
 import os
 
@@ -14,7 +15,7 @@ from jaxrec.config import make_config
 from jaxrec.engine.inputs import build_group
 from jaxrec.grid import Grid, apply_overrides
 from jaxrec.models import REGISTRY, register_model
-from jaxrec.models.base import HParam, Model, ModelSpec
+from jaxrec.models.base import HParam, Hooks, Model, ModelSpec, Run, State
 from jaxrec.sweep import run_sweep, train_configs
 from tests.helpers import SHARED, prepared_runs
 
@@ -28,48 +29,40 @@ TIKTOK = os.path.join(SHARED, "data", "tiktok-diffmm")
 K_NEIGHBOURS = 4
 
 
-def _prepare(inputs, hp, spec):
+def _knn(inputs, n_items):
   """Per run: each item's K nearest items by its *masked, filled* content."""
-  del hp
-  content = inputs.item_content(jnp.arange(spec.n_items))
-  sim = content @ content.T - 1e9 * jnp.eye(spec.n_items)
+  content = inputs.item_content(jnp.arange(n_items))
+  sim = content @ content.T - 1e9 * jnp.eye(n_items)
   return {"neighbours": jax.lax.top_k(sim, K_NEIGHBOURS)[1]}
 
 
-def _init(key, spec, hp):
-  del hp
-  k_u, k_w = jax.random.split(key)
-  return {"users": 0.1 * jax.random.normal(k_u, (spec.n_users, spec.embed_dim)),
-          "w": 0.1 * jax.random.normal(k_w, (sum(spec.feature_dims), spec.embed_dim))}
+def _make(spec):
+  def init(key, hp):
+    k_u, k_w = jax.random.split(key)
+    return {"users": 0.1 * jax.random.normal(k_u, (spec.n_users, spec.embed_dim)),
+            "w": 0.1 * jax.random.normal(k_w, (sum(spec.feature_dims), spec.embed_dim))}
 
+  def items(params, inputs):
+    """Items: their content map, smoothed over the run's content kNN graph."""
+    own = inputs.item_content(jnp.arange(spec.n_items)) @ params["w"]
+    return 0.5 * own + 0.5 * own[inputs.prepared["neighbours"]].mean(1)
 
-def _items(params, inputs, spec):
-  """Items: their content map, smoothed over the run's content kNN graph."""
-  own = inputs.item_content(jnp.arange(spec.n_items)) @ params["w"]
-  return 0.5 * own + 0.5 * own[inputs.prepared["neighbours"]].mean(1)
+  def loss(state, batch, run):
+    params = state.params
+    v, u = items(params, run.inputs), params["users"][batch.users]
+    bpr = losses.bpr_risk(score_diff=jnp.sum(u * (v[batch.pos] - v[batch.neg]), -1),
+                          weights=batch.weights)
+    return bpr + run.hp["smooth_reg"] * jnp.sum(params["w"] ** 2), {"bpr": bpr}
 
-
-def _loss(params, aux, batch, inputs, hp, ctx, spec):
-  del aux, ctx
-  items = _items(params, inputs, spec)
-  u = params["users"][batch.users]
-  bpr = losses.bpr_risk(score_diff=jnp.sum(u * (items[batch.pos] - items[batch.neg]), -1),
-                        weights=batch.weights)
-  return bpr + hp["smooth_reg"] * jnp.sum(params["w"] ** 2), {"bpr": bpr}
-
-
-def _embed(params, aux, inputs, hp, spec):
-  del aux, hp
-  return params["users"], _items(params, inputs, spec)
-
-
-def _sgd(hp, ctx):
-  del ctx
-  return optax.sgd(hp["lr"], momentum=0.9)
+  def embed(state, run):
+    return state.params["users"], items(state.params, run.inputs)
+  return Hooks(init=init, loss=loss, embed=embed,
+               prepare=lambda inputs, hp: _knn(inputs, spec.n_items),
+               optimizer=lambda hp, ctx: optax.sgd(hp["lr"], momentum=0.9))
 
 
 TOY = Model(
-    name="toy_knn", init=_init, loss=_loss, embed=_embed, prepare=_prepare, optimizer=_sgd,
+    name="toy_knn", make=_make,
     hparams=(HParam("lr", 0.5, "this test", low=0.0, low_open=True),
              HParam("smooth_reg", 1e-4, "this test", low=0.0)))
 
@@ -113,24 +106,76 @@ def test_prepare_runs_once_per_run_on_its_own_masked_features(toy_model):
   # Each run's graph is exactly the one built from its own inputs alone.
   from tests.helpers import one_run
   run = one_run(configs[1])
-  spec, hp, inputs = run.spec, run.hp, run.inputs
-  own_eval = inputs.replace(available=jnp.asarray(group.runs.eval_available[1]))
-  np.testing.assert_array_equal(eval_nb[1], _prepare(own_eval, hp, spec)["neighbours"])
+  own_eval = run.inputs.replace(available=jnp.asarray(group.runs.eval_available[1]))
+  np.testing.assert_array_equal(eval_nb[1], run.hooks.prepare(own_eval, run.hp)["neighbours"])
 
 
 def test_every_hook_has_a_default_and_the_engine_asks_nothing():
-  bare = Model(name="bare", init=_init, loss=_loss, embed=_embed,
-               hparams=(HParam("lr", 0.1, "test"),))
   spec = ModelSpec(n_users=3, n_items=4, feature_dims=(2,), embed_dim=2)
-  assert bare.init_aux(None, spec, {}, {}) == {}
-  assert bare.prepare(None, {}, spec) == {}
-  assert bare.pre_epoch(None, {"a": 1}, None, {}, None, spec) == {"a": 1}
-  assert bare.aux_step(None, {"a": 1}, None, None, {}, None, spec) == {"a": 1}
+  full = _make(spec)
+  bare = Hooks(init=full.init, loss=full.loss, embed=full.embed)
+  state = State(params={}, aux={"a": 1})
+  assert bare.init_aux(None, {}, {}) == {}
+  assert bare.prepare(None, {}) == {}
+  assert bare.pre_epoch(state, Run(None, {})) == ({"a": 1}, {})
+  assert bare.aux_step(state, None, Run(None, {})) == ({"a": 1}, {})
   assert bare.embed_aux({"a": 1}) == {}
   assert isinstance(bare.optimizer({"lr": 0.1}, None), optax.GradientTransformation)
   with pytest.raises(ValueError, match="twice"):
-    Model(name="dup", init=_init, loss=_loss, embed=_embed,
-          hparams=(HParam("lr", 0.1, "a"), HParam("lr", 0.2, "b")))
+    Model(name="dup", make=_make, hparams=(HParam("lr", 0.1, "a"), HParam("lr", 0.2, "b")))
+
+
+def _measuring_make(spec):
+  """TOY's hooks with an aux that counts steps and reports what it saw."""
+  def aux_step(state, batch, run):
+    aux = {"steps": state.aux["steps"] + 1.0}
+    return aux, {"batch_weight": jnp.sum(batch.weights), "steps_seen": aux["steps"]}
+
+  def pre_epoch(state, run):
+    return {"steps": jnp.float32(0.0)}, {"epoch_seen": run.ctx.epoch.astype(jnp.float32)}
+  return dataclasses.replace(_make(spec), init_aux=lambda key, hp, params: {"steps": 0.0},
+                             aux_step=aux_step, pre_epoch=pre_epoch)
+
+
+def test_aux_measurements_reach_the_curves_like_loss_terms():
+  model = dataclasses.replace(TOY, name="toy_measuring", make=_measuring_make)
+  register_model(model)
+  try:
+    cfg = make_config(**dict(TINY, max_epochs=3), model="toy_measuring")
+    curves = []
+    outcome = train_configs([cfg], on_epoch=lambda epoch, terms: curves.append(terms))
+    n_train = int(build_group([cfg]).data.train_pairs.shape[0])
+  finally:
+    REGISTRY.pop(model.name)
+  steps = -(-n_train // 128)
+  assert len(curves) == outcome.epochs_trained[0] == 3
+  for epoch, terms in enumerate(curves):
+    assert {"loss", "bpr", "grad_norm", "aux_norm"} <= set(terms)
+    # A pre_epoch measurement is the epoch's own; an aux_step's, the mean over its steps.
+    assert float(terms["epoch_seen"][0]) == epoch
+    assert float(terms["batch_weight"][0]) == pytest.approx(n_train / steps, rel=1e-6)
+    assert float(terms["steps_seen"][0]) == pytest.approx((steps + 1) / 2, rel=1e-6)
+
+
+def test_a_two_stage_model_declares_its_first_stage():
+  from jaxrec.engine.inputs import group_settings
+  first = HParam("warmup", 2, "test", kind=int, per_run=False)
+  with pytest.raises(ValueError, match="first_stage_epochs"):
+    Model(name="staged", make=_make, hparams=(HParam("lr", 0.1, "a"),), first_stage_epochs=first)
+  assert REGISTRY["gar"].first_stage_epochs.name == "pretrain_epochs"
+  _, settings = group_settings(make_config(**TINY, model="gar", pretrain_epochs=3))
+  assert settings.first_stage_epochs == 3
+  _, settings = group_settings(make_config(**TINY, model="milk"))
+  assert settings.first_stage_epochs == 0
+
+
+def test_no_model_discards_hook_arguments_or_imports_the_engine():
+  models = os.path.join(os.path.dirname(os.path.dirname(__file__)), "jaxrec", "models")
+  for name in sorted(os.listdir(models)):
+    if name.endswith(".py"):
+      text = open(os.path.join(models, name)).read()
+      assert "\n  del " not in text and "\n    del " not in text, name
+      assert "jaxrec.engine" not in text, name
 
 
 # --- hyper-parameters declared by each model ---------------------------------

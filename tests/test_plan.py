@@ -67,7 +67,7 @@ def test_plan_estimate_is_within_2x_of_the_measured_wall_and_writes_nothing(
 
 
 def test_plan_counts_evaluations_and_the_earliest_stop():
-  settings = TrainSettings(max_epochs=50, eval_every=5, patience=3, pretrain_epochs=10)
+  settings = TrainSettings(max_epochs=50, eval_every=5, patience=3, first_stage_epochs=10)
   group = GroupPlan(name="g", runs=2, chunks=(2,), settings=settings, steps_per_epoch=10,
                     memory_bytes=0, planner_programs=0, build_s=1.0, planner_s=0.0,
                     setup_s=2.0, compile_s=3.0, step_s=0.1, eval_compile_s=0.5, eval_s=0.2)

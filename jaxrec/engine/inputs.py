@@ -99,7 +99,7 @@ def group_settings(cfg: RunConfig) -> tuple[ModelSpec, TrainSettings]:
   settings = TrainSettings(batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
                            eval_every=cfg.eval_every, patience=cfg.patience,
                            eval_chunk=cfg.eval_chunk or None,
-                           pretrain_epochs=int(cfg.hp.get("pretrain_epochs", 0)))
+                           first_stage_epochs=model.first_stage_length(cfg.hp))
   return spec, settings
 
 

@@ -85,7 +85,7 @@ def estimate(model, spec, settings, data: GroupData, one_run: RunInputs) -> Memo
     state = jax.eval_shape(trainer.init, runs)
     epoch = trainer.epoch.lower(state, runs, data_abs, EPOCH).compile()
     chunk = trainer.eval_chunk(n_runs, data.test.items.shape[0])
-    evaluate = trainer.evaluate.lower(state.params, model.embed_aux(state.aux), runs,
+    evaluate = trainer.evaluate.lower(state.params, trainer.hooks.embed_aux(state.aux), runs,
                                       data_abs, data_abs.test, chunk).compile()
     points.append(max(_program_bytes(epoch), _program_bytes(evaluate)))
   per_run = max(points[1] - points[0], 1)

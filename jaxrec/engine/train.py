@@ -34,7 +34,7 @@ from jaxrec.engine import checkpoint, sampler, sharding
 from jaxrec.engine.checkpoint import GroupCheckpointer
 from jaxrec.engine.layout import RunsLayout
 from jaxrec.graph import Graph
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, StepContext
+from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, Run, State, StepContext
 
 EVAL_BUDGET_ELEMENTS = 1 << 25   # scores held per device during evaluation
 NOT_TRAINED = float("nan")        # loss terms of a run that has stopped
@@ -50,7 +50,7 @@ class TrainSettings:
   ks: tuple[int, ...] = (10, 20, 50)
   select_metric: str = "ndcg@10"
   eval_chunk: int | None = None
-  pretrain_epochs: int = 0       # first stage: no evaluation or selection before its end
+  first_stage_epochs: int = 0    # no evaluation or selection before its end
   # Compact the runs axis when the runs still training fit in this fraction of
   # its rows (one recompilation each time; 0 = never). 0.75 bounds the
   # recompilations to log(R)/log(4/3) and kept 75-95% of the ideal saving on the
@@ -100,7 +100,7 @@ class TrainState:
   key: jax.Array
   epoch: jax.Array
   best_params: dict
-  best_aux: Any          # the selected epoch's `model.embed_aux(aux)`
+  best_aux: Any          # the selected epoch's `hooks.embed_aux(aux)`
   best_score: jax.Array
   best_epoch: jax.Array
   best_val: dict
@@ -119,6 +119,8 @@ class GroupTrainer:
   def __init__(self, model: Model, spec: ModelSpec, settings: TrainSettings,
                n_train: int, mesh: jax.sharding.Mesh):
     self.model, self.spec, self.settings, self.mesh = model, spec, settings, mesh
+    # The model's networks and static options, built once for the group.
+    self.hooks = model.make(spec)
     self.n_train = n_train
     self.n_batches = max(1, -(-n_train // settings.batch_size))
     runs = sharding.runs_sharding(mesh)
@@ -146,24 +148,23 @@ class GroupTrainer:
 
   def context(self, key, run: RunInputs, epoch) -> StepContext:
     return StepContext(key=key, run_key=run.run_key, epoch=epoch,
-                       first_stage_epochs=self.settings.pretrain_epochs)
+                       first_stage_epochs=self.settings.first_stage_epochs)
 
   def _prepare_one(self, run: RunInputs, data: GroupData) -> RunInputs:
     unprepared = run.replace(prepared={"train": None, "eval": None})
-    prepare = lambda split: self.model.prepare(self.inputs(unprepared, data, split), run.hp,
-                                               self.spec)
+    prepare = lambda split: self.hooks.prepare(self.inputs(unprepared, data, split), run.hp)
     return run.replace(prepared={"train": prepare("train"), "eval": prepare("eval")})
 
   def _init_one(self, run: RunInputs) -> TrainState:
     init_key, train_key, aux_key = jax.random.split(run.key, 3)
-    params = self.model.init(init_key, self.spec, run.hp)
-    aux = self.model.init_aux(aux_key, self.spec, run.hp, params)
-    tx = self.model.optimizer(run.hp, self.context(train_key, run, jnp.int32(0)))
+    params = self.hooks.init(init_key, run.hp)
+    aux = self.hooks.init_aux(aux_key, run.hp, params)
+    tx = self.hooks.optimizer(run.hp, self.context(train_key, run, jnp.int32(0)))
     names = _metric_names(self.settings.ks)
     return TrainState(
         params=params, aux=aux, opt_state=tx.init(params),
         key=train_key, epoch=jnp.int32(0), best_params=params,
-        best_aux=self.model.embed_aux(aux),
+        best_aux=self.hooks.embed_aux(aux),
         best_score=jnp.float32(-jnp.inf), best_epoch=jnp.int32(0),
         best_val={n: jnp.float32(0.0) for n in names},
         bad_evals=jnp.int32(0), stopped=jnp.bool_(False),
@@ -175,11 +176,11 @@ class GroupTrainer:
     order = jnp.pad(jax.random.permutation(perm_key, n), (0, n_batches * b - n))
     valid = (jnp.arange(n_batches * b) < n).astype(jnp.float32)
     inputs = self.inputs(run, data, "train")
-    n_items, model, spec, hp = self.spec.n_items, self.model, self.spec, run.hp
+    n_items, hooks, hp = self.spec.n_items, self.hooks, run.hp
     # The group's epoch equals every training run's own (a stopped run's
     # epoch is discarded below).
-    aux = model.pre_epoch(state.params, state.aux, inputs, hp,
-                          self.context(aux_key, run, epoch), spec)
+    aux, epoch_measurements = hooks.pre_epoch(
+        State(state.params, state.aux), Run(inputs, hp, self.context(aux_key, run, epoch)))
 
     def step(carry, index):
       params, opt_state, aux, key = carry
@@ -190,13 +191,15 @@ class GroupTrainer:
                     neg=sampler.sample_negatives(neg_key, pairs[:, 0],
                                                  data.positives, n_items),
                     weights=jax.lax.dynamic_slice(valid, (index * b,), (b,)))
-      aux = model.aux_step(params, aux, batch, inputs, hp,
-                           self.context(aux_step_key, run, epoch), spec)
+      aux, step_measurements = hooks.aux_step(
+          State(params, aux), batch, Run(inputs, hp, self.context(aux_step_key, run, epoch)))
       ctx = self.context(loss_key, run, epoch)
-      (loss, terms), grads = jax.value_and_grad(model.loss, has_aux=True)(
-          params, aux, batch, inputs, hp, ctx, spec)
-      chex.assert_rank([loss, *terms.values()], 0)      # one run's loss and terms are scalars
-      updates, opt_state = model.optimizer(hp, ctx).update(grads, opt_state, params)
+      (loss, terms), grads = jax.value_and_grad(
+          lambda params: hooks.loss(State(params, aux), batch, Run(inputs, hp, ctx)),
+          has_aux=True)(params)
+      # One run's loss, terms and measurements are scalars.
+      chex.assert_rank([loss, *terms.values(), *step_measurements.values()], 0)
+      updates, opt_state = hooks.optimizer(hp, ctx).update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
       # big_vision's measurements: a divergence shows in the norms first.
       norms = {"grad_norm": optax.tree_utils.tree_norm(grads),
@@ -205,10 +208,13 @@ class GroupTrainer:
         # The auxiliary state (CLUB nets, GAR's players, generated rows) is
         # trained by the model's own rule: its norm shows a divergence too.
         norms["aux_norm"] = optax.tree_utils.tree_norm(_float_leaves(aux))
-      return (params, opt_state, aux, key), dict(loss=loss, **terms, **norms)
+      return (params, opt_state, aux, key), _joined({"loss": loss}, terms, step_measurements,
+                                                    norms)
 
     (params, opt_state, aux, _), terms = jax.lax.scan(
         step, (state.params, state.opt_state, aux, key), jnp.arange(n_batches))
+    chex.assert_rank(list(epoch_measurements.values()), 0)
+    terms = _joined(terms, epoch_measurements)
     trained = state.replace(params=params, aux=aux, opt_state=opt_state, key=next_key,
                             epoch=state.epoch + 1)
     # A run whose loss, parameters or auxiliary state went non-finite keeps its last finite state,
@@ -233,7 +239,7 @@ class GroupTrainer:
     bad = jnp.where(improved, 0, state.bad_evals + jnp.where(state.stopped, 0, 1))
     return state.replace(
         best_params=keep(state.params, state.best_params),
-        best_aux=keep(self.model.embed_aux(state.aux), state.best_aux),
+        best_aux=keep(self.hooks.embed_aux(state.aux), state.best_aux),
         best_score=jnp.where(improved, score, state.best_score),
         best_epoch=jnp.where(improved, state.epoch, state.best_epoch),
         best_val=keep(val, state.best_val), bad_evals=bad,
@@ -242,8 +248,8 @@ class GroupTrainer:
   def _evaluate_all(self, params, embed_aux, run: RunInputs, data: GroupData, split,
                     chunk: int):
     def one(params, embed_aux, run):
-      users, items = self.model.embed(params, embed_aux, self.inputs(run, data, "eval"),
-                                      run.hp, self.spec)
+      users, items = self.hooks.embed(State(params, embed_aux),
+                                      Run(self.inputs(run, data, "eval"), run.hp))
       # The model boundary: one run's (U, D) users and (I, D) items, same D.
       chex.assert_shape(users, (self.spec.n_users, None))
       chex.assert_shape(items, (self.spec.n_items, users.shape[1]))
@@ -278,12 +284,24 @@ class GroupOutcome:
   first_epoch_seconds: float      # epochs that compiled: the first, and the first
                                   # after each compaction of the runs axis
   best_params: dict
-  best_aux: Any                   # the selected `model.embed_aux(aux)`
+  best_aux: Any                   # the selected `hooks.embed_aux(aux)`
   diverged_epoch: np.ndarray
   resumed_from_epoch: int
   compactions: list[tuple[int, int]]   # (epoch, runs still training) after each
 
 
+
+
+def _joined(*named: dict) -> dict:
+  """One dict of the epoch's named scalars (loss terms, measurements, norms); a name twice is
+  a model's mistake that would hide one of them."""
+  out = {}
+  for part in named:
+    twice = set(out) & set(part)
+    if twice:
+      raise ValueError(f"the loss terms and aux measurements name {sorted(twice)} twice")
+    out.update(part)
+  return out
 
 
 def _float_leaves(tree) -> list[jax.Array]:
@@ -294,8 +312,8 @@ def _float_leaves(tree) -> list[jax.Array]:
 def evaluation_due(settings: TrainSettings, epoch: int) -> bool:
   """Whether the group validates after `epoch` epochs: after the first stage,
   every `eval_every` epochs, and at the last epoch."""
-  due = (epoch - settings.pretrain_epochs) % settings.eval_every == 0
-  return epoch > settings.pretrain_epochs and due or epoch == settings.max_epochs
+  due = (epoch - settings.first_stage_epochs) % settings.eval_every == 0
+  return epoch > settings.first_stage_epochs and due or epoch == settings.max_epochs
 
 
 class GroupLoop:
@@ -360,7 +378,7 @@ class GroupLoop:
 
   def evaluate_and_select(self) -> None:
     t0 = time.perf_counter()
-    val = self.trainer.run_eval(self.state.params, self.trainer.model.embed_aux(self.state.aux),
+    val = self.trainer.run_eval(self.state.params, self.trainer.hooks.embed_aux(self.state.aux),
                                 self.layout.runs, self.data, self.data.val)
     self.state = self.trainer.select(self.state, val)
     # A parked run's parameters are frozen, so its last evaluation still holds.

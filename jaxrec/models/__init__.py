@@ -7,12 +7,13 @@ import importlib
 import pkgutil
 
 from jaxrec.errors import InputError
-from jaxrec.models.base import Batch, HParam, Model, ModelInputs, ModelSpec, StepContext
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext)
 from jaxrec.models.i3mrec import I3MREC
 from jaxrec.models.milk import MILK
 
-__all__ = ["Batch", "HParam", "Model", "ModelInputs", "ModelSpec", "StepContext", "MILK",
-           "I3MREC", "REGISTRY",
+__all__ = ["Batch", "HParam", "Hooks", "Model", "ModelInputs", "ModelSpec", "Run", "State",
+           "StepContext", "MILK", "I3MREC", "REGISTRY",
            "register_model", "get_model"]
 
 REGISTRY: dict[str, Model] = {}

@@ -1,23 +1,36 @@
 """The one interface between models and the engine.
 
-Every model has the same shape, so the engine never asks what a model has:
+A `Model` is its declared hyper-parameters and `make(spec)`: called once per
+group with the group's static `ModelSpec`, it builds what depends only on the
+group (networks, static options, shapes) and returns the group's `Hooks`,
+pure functions with `spec` and those static pieces captured. The engine never
+asks what a model has; a hook a model leaves out has the no-op default.
 
-  init(key, spec, hp)                                  -> params
-  init_aux(key, spec, hp, params)                      -> aux        ({} by default)
-  prepare(inputs, hp, spec)                            -> prepared   ({} by default)
-  pre_epoch(params, aux, inputs, hp, ctx, spec)        -> aux        (identity)
-  aux_step(params, aux, batch, inputs, hp, ctx, spec)  -> aux        (identity)
-  loss(params, aux, batch, inputs, hp, ctx, spec)      -> (scalar, {term: scalar})
-  embed(params, aux, inputs, hp, spec)                 -> (users (U, D), items (I, D))
-  embed_aux(aux)                                       -> the part of aux `embed` reads ({})
-  optimizer(hp, ctx)                                   -> optax transform (Adam at hp["lr"])
+Hooks come in two families, each with one argument order:
 
-A run's state is always `(params, aux)`. `params` move only by the model's own
-optimiser on the gradient of `loss`; `aux` (I3-MRec's CLUB networks, GAR's two
-players) moves only in `pre_epoch` (once per epoch) and `aux_step` (every step,
-before the main update), by whatever rule the model writes there. `embed` is
-called with `embed_aux(aux)` of the same epoch, and the engine keeps that tree
-of the selected epoch beside the selected params.
+  setup, (key, hp, what it builds on):
+    init(key, hp)                    -> params
+    init_aux(key, hp, params)        -> aux        ({} by default)
+    prepare(inputs, hp)              -> prepared   ({} by default)
+    optimizer(hp, ctx)               -> optax transform (Adam at hp["lr"])
+  steps, (state, [batch], run):
+    pre_epoch(state, run)            -> (aux, measurements)   ((state.aux, {}))
+    aux_step(state, batch, run)      -> (aux, measurements)   ((state.aux, {}))
+    loss(state, batch, run)          -> (scalar, {term: scalar})
+    embed(state, run)                -> (users (U, D), items (I, D))
+  embed_aux(aux)                     -> the part of aux `embed` reads ({})
+
+`state` is a `State(params, aux)`; `run` is a `Run(inputs, hp, ctx)`. In
+`embed`, `state.aux` is `embed_aux(aux)` of the same epoch (the engine keeps
+that tree of the selected epoch beside the selected params) and `run.ctx` is
+None: evaluation draws nothing.
+
+`params` move only by the model's own optimiser on the gradient of `loss`;
+`aux` (I3-MRec's CLUB networks, GAR's two players) moves only in `pre_epoch`
+(once per epoch) and `aux_step` (every step, before the main update), by
+whatever rule the model writes there. Their `measurements` ({name: scalar})
+join the epoch's curves beside the loss terms (an `aux_step`'s averaged over
+the epoch's steps like them).
 
 `prepare` runs once per run on the device before training, vmapped over the
 group, on the run's training inputs and again on its evaluation inputs; its
@@ -27,16 +40,17 @@ Python loop over runs on the host.
 
 `hp` is a dict of this run's per-run hyper-parameters (scalars; traced, one per
 run), exactly those the model declares with `per_run=True`. Hyper-parameters
-that change shapes or control flow (`per_run=False`) are static and read from
-the group's `spec` with `spec.option(HPARAM)`; an option that names a modality
+that change shapes or control flow (`per_run=False`) are static: `make` reads
+them from `spec` with `spec.option(HPARAM)`; an option that names a modality
 (`modality_option`) gives its position with `spec.modality(HPARAM)`. `ctx` is
-the `StepContext`: keys, and the group's epoch and training stage. `spec` is
-the group's static `ModelSpec`.
+the `StepContext`: keys, and the group's epoch and training stage. A two-stage
+model names the hyper-parameter that sets its first stage's length
+(`Model.first_stage_epochs`); the engine reads it from there, never by name.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.struct
 import jax
@@ -208,7 +222,7 @@ class StepContext:
     run_key: a per-run key that stays fixed over training (MILK's `w/o random`).
     epoch: epochs the group has completed (a scalar shared by every run of the
       group, not batched, so a branch on it is a real `lax.cond` under vmap).
-    first_stage_epochs: the model's first training stage (`pretrain_epochs`);
+    first_stage_epochs: the epochs of the model's first training stage (0: one stage);
       static; evaluation and selection start after it.
   """
   key: jax.Array
@@ -285,41 +299,61 @@ def adam_at(learning_rate) -> optax.GradientTransformation:
 
 
 def adam(hp, ctx) -> optax.GradientTransformation:
-  """The default optimiser: Adam at the run's `lr`."""
-  del ctx
+  """The default optimiser: Adam at the run's `lr` (`ctx` unused)."""
   return adam_at(hp["lr"])
 
 
-def _no_aux(key, spec, hp, params):
-  del key, spec, hp, params
+class State(NamedTuple):
+  """A run's trained state: `params` (moved by the optimiser) and `aux`."""
+  params: Any
+  aux: Any
+
+
+class Run(NamedTuple):
+  """What a step hook knows of its run besides the state (None: `embed`'s ctx)."""
+  inputs: ModelInputs
+  hp: dict
+  ctx: StepContext | None = None
+
+
+# The defaults of the hooks a model leaves out: they read nothing.
+def _no_aux(*_) -> dict:
   return {}
 
 
-def _nothing_prepared(inputs, hp, spec):
-  del inputs, hp, spec
+def _nothing_prepared(*_) -> dict:
   return {}
 
 
-def _same_aux_per_epoch(params, aux, inputs, hp, ctx, spec):
-  del params, inputs, hp, ctx, spec
-  return aux
+def _aux_unchanged(state: State, *_) -> tuple[Any, dict]:
+  return state.aux, {}
 
 
-def _same_aux_per_step(params, aux, batch, inputs, hp, ctx, spec):
-  del params, batch, inputs, hp, ctx, spec
-  return aux
-
-
-def _nothing_for_embed(aux):
-  del aux
+def _nothing_for_embed(*_) -> dict:
   return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """One group's model functions, built by `Model.make(spec)` (module docstring)."""
+  init: Callable[[jax.Array, dict], Any]
+  loss: Callable[[State, Batch, Run], tuple[jax.Array, dict]]
+  embed: Callable[[State, Run], tuple[jax.Array, jax.Array]]
+  init_aux: Callable[[jax.Array, dict, Any], Any] = _no_aux
+  prepare: Callable[[ModelInputs, dict], Any] = _nothing_prepared
+  pre_epoch: Callable[[State, Run], tuple[Any, dict]] = _aux_unchanged
+  aux_step: Callable[[State, Batch, Run], tuple[Any, dict]] = _aux_unchanged
+  embed_aux: Callable[[Any], Any] = _nothing_for_embed
+  optimizer: Callable[[dict, StepContext], optax.GradientTransformation] = adam
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A model as pure functions (see the module docstring).
 
-  `hparams` declares every hyper-parameter the model reads; `config_defaults`
+  `make(spec)` returns the group's `Hooks`; `hparams` declares every
+  hyper-parameter the model reads; `first_stage_epochs`, for a two-stage model,
+  is the (static, int) one that sets its first stage's length; `config_defaults`
   changes the default of shared `RunConfig` fields (e.g. the fill);
   `min_modalities` is the fewest modalities the model is defined for;
   `search_space` maps per-run hyper-parameters to the values a tuning sweep
@@ -328,17 +362,10 @@ class Model:
   tunes, never ablates: a value a parameter declares as `off` is refused.
   """
   name: str
-  init: Callable[..., Any]
-  loss: Callable[..., tuple[jax.Array, dict]]
-  embed: Callable[..., tuple[jax.Array, jax.Array]]
   hparams: tuple[HParam, ...]
+  make: Callable[[ModelSpec], Hooks]
   config_defaults: dict = dataclasses.field(default_factory=dict)
-  init_aux: Callable[..., Any] = _no_aux
-  prepare: Callable[..., Any] = _nothing_prepared
-  pre_epoch: Callable[..., Any] = _same_aux_per_epoch
-  aux_step: Callable[..., Any] = _same_aux_per_step
-  embed_aux: Callable[[Any], Any] = _nothing_for_embed
-  optimizer: Callable[..., optax.GradientTransformation] = adam
+  first_stage_epochs: HParam | None = None
   min_modalities: int = 1
   search_space: dict = dataclasses.field(default_factory=dict)
 
@@ -346,6 +373,10 @@ class Model:
     names = [h.name for h in self.hparams]
     if len(set(names)) != len(names):
       raise ValueError(f"model {self.name!r} declares a hyper-parameter twice: {names}")
+    stage = self.first_stage_epochs
+    if stage is not None and (stage not in self.hparams or stage.per_run or stage.kind is not int):
+      raise ValueError(f"model {self.name!r}: first_stage_epochs {stage.name!r} must be one of "
+                       "its declared static int hyper-parameters")
     for name, values in self.search_space.items():
       if name not in self.per_run_hparams:
         raise ValueError(f"model {self.name!r}: search space field {name!r} is not a "
@@ -372,6 +403,10 @@ class Model:
     for h in self.hparams:
       if h.names_modality and spec.option(h) not in spec.modality_names:
         raise InputError(unknown_modality(h, spec.option(h), spec.modality_names, self.name))
+
+  def first_stage_length(self, hp: dict) -> int:
+    """Epochs of the first training stage under the run's hyper-parameters `hp` (0: one stage)."""
+    return 0 if self.first_stage_epochs is None else int(hp[self.first_stage_epochs.name])
 
   @property
   def default_hparams(self) -> dict:

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
 from jaxrec.models.layers import dropout as inverted_dropout
 from jaxrec.models.layers import torch_bias, xavier_normal
@@ -73,8 +73,7 @@ SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg_weight": (0.1, 0.01), "dropout": 
 COS_EPS = 1e-8     # torch.nn.functional.cosine_similarity's eps
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_p, k_pb, k_c = jax.random.split(key, 5)
   d = spec.embed_dim
   content = item_graph.content_params(k_c, spec, spec.option(TRAIN_FEATURES))
@@ -137,21 +136,22 @@ def bm3_terms(params, online: dict, target: dict, batch: Batch, hp, key: jax.Arr
           "align": align, "reg": reg}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux
-  views = forward(params, inputs, spec)
-  t = bm3_terms(params, views, views, batch, hp, ctx.key)
-  total = t["ui"] + t["iu"] + hp["reg_weight"] * t["reg"] + hp["cl_weight"] * t["align"]
-  return total, t
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
+
+  def loss(state: State, batch: Batch, run: Run):
+    params, hp = state.params, run.hp
+    views = forward(params, run.inputs, spec)
+    t = bm3_terms(params, views, views, batch, hp, run.ctx.key)
+    total = t["ui"] + t["iu"] + hp["reg_weight"] * t["reg"] + hp["cl_weight"] * t["align"]
+    return total, t
+
+  def embed(state: State, run: Run):
+    """`full_sort_predict`: the predictor on the propagated users and items."""
+    views = forward(state.params, run.inputs, spec)
+    return predict(state.params, views["users"]), predict(state.params, views["items"])
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """`full_sort_predict`: the predictor on the propagated users and items."""
-  del aux, hp
-  views = forward(params, inputs, spec)
-  return predict(params, views["users"]), predict(params, views["items"])
-
-
-BM3 = Model(name="bm3", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-            search_space=SEARCH_SPACE)
+BM3 = Model(name="bm3", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

@@ -28,9 +28,9 @@ code's `torch.optim.Adam(weight_decay=0.1)`). At test warm items use e_v, new
 items q_v (the code ranks with q_v only; new items are all it ranks).
 
 The samplers read a per-run index built in `prepare` from the training graph
-(on device, no host loop): every user's training items sorted (the engine
-sampler's `PositiveIndex`), so a user's positives are a uniform draw from its
-row and "u never interacted with i" is its binary search.
+(on device, no host loop): every user's training items sorted (a
+`jaxrec.positives.PositiveIndex`, as the engine's sampler uses), so a user's positives are a
+uniform draw from its row and "u never interacted with i" is its binary search.
 
 Deviations ([D]):
   [D] Content: the code's attribute attention (a learned embedding per
@@ -68,11 +68,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrec.engine.sampler import PositiveIndex
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 adam_at, learning_rate, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, l2_normalise_rows,
                                   torch_linear_init)
+from jaxrec.positives import PositiveIndex
 
 SOURCE = "authors' code, Amazon VG/myargs.py"
 N_POS = HParam("n_pos", 5, SOURCE + " (positive_number)", kind=int, per_run=False, low=1,
@@ -117,19 +117,13 @@ class CCFCRecNet(UsersAndContent):
     return self.gen2(nn.leaky_relu(self.gen1(projected)))
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return CCFCRecNet.for_spec(spec).init_params(key, ONE_ID, ONE_ID)
-
-
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def user_histories(inputs: ModelInputs, spec: ModelSpec) -> dict:
   """The training interactions as each user's sorted items (on device).
 
   Returns {"history": a `PositiveIndex` (the engine sampler's CSR, binary
   search), "degree": (U,), "warm": (I,) training items first, "n_warm",
   "active": (U,) users with training items first, "n_active"}.
   """
-  del hp
   g = inputs.graph
   n_edges = g.src.shape[0] // 2          # the graph holds each pair in both directions
   is_user_edge = g.src < g.n_users
@@ -220,41 +214,45 @@ def ccfcrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
           "rank_cf": rank(e), "rank_content": rank(q)}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux
-  t = ccfcrec_terms(params, batch, inputs, hp, ctx.key, spec)
-  lam = hp["lambda1"]
-  total = (lam * (t["contrast"] + t["self_contrast"])
-           + (1.0 - lam) * (t["rank_cf"] + t["rank_content"]))
-  return total, t
-
-
 def content_embeddings(params, inputs: ModelInputs, items, spec: ModelSpec) -> jax.Array:
   """(N, D) q of `items` (missing modalities filled)."""
   return CCFCRecNet.for_spec(spec).apply({"params": params}, inputs.item_features(items),
                                          method=CCFCRecNet.content)
 
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users e_u; warm items e_v, new items q_v (raw dot-product scores, as the code)."""
-  del aux, hp
-  q = content_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
-  items = jnp.where(inputs.warm_items(spec.n_items)[:, None],
-                    params["item_table"]["embedding"], q)
-  return params["user_table"]["embedding"], items
-
-
 def optimizer(hp, ctx) -> optax.GradientTransformation:
   """torch's Adam(lr, weight_decay): the L2 term joins the gradient before Adam
-  (both rates held in the optimiser's state, as `base.adam_at`)."""
-  del ctx
+  (both rates held in the optimiser's state, as `base.adam_at`; `ctx` unused)."""
   decay = optax.inject_hyperparams(optax.add_decayed_weights)(weight_decay=hp["weight_decay"])
   return optax.chain(decay, adam_at(hp["lr"]))
+
+
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return CCFCRecNet.for_spec(spec).init_params(key, ONE_ID, ONE_ID)
+
+  def prepare(inputs: ModelInputs, hp):
+    return user_histories(inputs, spec)
+
+  def loss(state: State, batch: Batch, run: Run):
+    hp = run.hp
+    t = ccfcrec_terms(state.params, batch, run.inputs, hp, run.ctx.key, spec)
+    lam = hp["lambda1"]
+    total = (lam * (t["contrast"] + t["self_contrast"])
+             + (1.0 - lam) * (t["rank_cf"] + t["rank_content"]))
+    return total, t
+
+  def embed(state: State, run: Run):
+    """Users e_u; warm items e_v, new items q_v (raw dot-product scores, as the code)."""
+    params, inputs = state.params, run.inputs
+    q = content_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
+    items = jnp.where(inputs.warm_items(spec.n_items)[:, None],
+                      params["item_table"]["embedding"], q)
+    return params["user_table"]["embedding"], items
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, optimizer=optimizer)
 
 
 # λ of the authors' two data sets (myargs.py: Amazon VG 0.6, ML-20M 0.5) and the
 # rates of the Amazon code and ColdRec.
 SEARCH_SPACE = {"lambda1": (0.5, 0.6), "lr": (1e-4, 1e-3)}
-CCFCREC = Model(name="ccfcrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-                prepare=prepare, optimizer=optimizer, search_space=SEARCH_SPACE)
+CCFCREC = Model(name="ccfcrec", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

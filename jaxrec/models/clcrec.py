@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, learning_rate,
-                                weight)
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                learning_rate, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_table,
                                   l2_normalise_rows, torch_linear_init)
 
@@ -86,15 +86,9 @@ class CLCRecNet(UsersAndContent):
     return self.out(h)
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return CLCRecNet.for_spec(spec).init_params(key, ONE_ID, ONE_ID)
-
-
-def content_embeddings(params, inputs: ModelInputs, items, spec: ModelSpec):
+def content_embeddings(net: CLCRecNet, params, inputs: ModelInputs, items):
   """(N, D) content-encoder output for `items` (missing modalities filled)."""
-  return CLCRecNet.for_spec(spec).apply({"params": params}, inputs.item_features(items),
-                          method=CLCRecNet.content)
+  return net.apply({"params": params}, inputs.item_features(items), method=CLCRecNet.content)
 
 
 def clcrec_terms(*, users, item_ids, item_content, swap, weights, item_weights,
@@ -118,31 +112,36 @@ def clcrec_terms(*, users, item_ids, item_content, swap, weights, item_weights,
   return dict(user_item=user_item, rep_emb=rep_emb, norm=reg)
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
-  del aux
-  net, variables = CLCRecNet.for_spec(spec), {"params": params}
-  users = net.apply(variables, batch.users, method=CLCRecNet.users)
-  item_ids = net.apply(variables, batch.pos, method=CLCRecNet.items)
-  item_content = content_embeddings(params, inputs, batch.pos, spec)
-  swap = jax.random.bernoulli(ctx.key, RHO, batch.pos.shape).astype(jnp.float32)
-  terms = clcrec_terms(users=users, item_ids=item_ids, item_content=item_content,
-                       swap=swap, weights=batch.weights,
-                       item_weights=first_occurrence(batch.pos, batch.weights),
-                       temperature=hp["temperature"])
-  total = (hp["aux_weight"] * terms["rep_emb"] + (1.0 - hp["aux_weight"]) * terms["user_item"]
-           + hp["reg"] * terms["norm"])
-  return total, terms
+def make(spec: ModelSpec) -> Hooks:
+  net = CLCRecNet.for_spec(spec)
 
+  def init(key, hp):
+    return net.init_params(key, ONE_ID, ONE_ID)
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Unit-norm users and items: ID embeddings for warm items, content for new ones."""
-  del aux, hp
-  net, variables = CLCRecNet.for_spec(spec), {"params": params}
-  content = content_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
-  ids = net.apply(variables, method=CLCRecNet.all_items)
-  items = jnp.where(inputs.warm_items(spec.n_items)[:, None], ids, content)
-  return (l2_normalise_rows(net.apply(variables, method=CLCRecNet.all_users)),
-          l2_normalise_rows(items))
+  def loss(state: State, batch: Batch, run: Run):
+    params, hp = state.params, run.hp
+    variables = {"params": params}
+    users = net.apply(variables, batch.users, method=CLCRecNet.users)
+    item_ids = net.apply(variables, batch.pos, method=CLCRecNet.items)
+    item_content = content_embeddings(net, params, run.inputs, batch.pos)
+    swap = jax.random.bernoulli(run.ctx.key, RHO, batch.pos.shape).astype(jnp.float32)
+    terms = clcrec_terms(users=users, item_ids=item_ids, item_content=item_content,
+                         swap=swap, weights=batch.weights,
+                         item_weights=first_occurrence(batch.pos, batch.weights),
+                         temperature=hp["temperature"])
+    total = (hp["aux_weight"] * terms["rep_emb"]
+             + (1.0 - hp["aux_weight"]) * terms["user_item"] + hp["reg"] * terms["norm"])
+    return total, terms
+
+  def embed(state: State, run: Run):
+    """Unit-norm users and items: ID embeddings for warm items, content for new ones."""
+    variables = {"params": state.params}
+    content = content_embeddings(net, state.params, run.inputs, jnp.arange(spec.n_items))
+    ids = net.apply(variables, method=CLCRecNet.all_items)
+    items = jnp.where(run.inputs.warm_items(spec.n_items)[:, None], ids, content)
+    return (l2_normalise_rows(net.apply(variables, method=CLCRecNet.all_users)),
+            l2_normalise_rows(items))
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # The paper's sensitivity study varies λ (lr_lambda) and τ (temp_value); our grid
@@ -151,5 +150,4 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "aux_weight": (0.1, 0.5, 0.9),
                 "temperature": (0.2, 1.0, 2.0)}
-CLCREC = Model(name="clcrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               search_space=SEARCH_SPACE)
+CLCREC = Model(name="clcrec", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

@@ -80,7 +80,8 @@ import optax
 
 from jaxrec import losses
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext,
                                 learning_rate, weight)
 from jaxrec.models.layers import first_occurrence, l2_normalise_rows, torch_linear_init
 
@@ -169,8 +170,7 @@ def _apply_mlp(p: list, x: jax.Array) -> jax.Array:
   return _apply(p[1], jnp.tanh(_apply(p[0], x)))
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   dim, n_mod = spec.embed_dim, spec.n_modalities
   keys = iter(jax.random.split(key, 3 + 6 * n_mod))
   per_mod = lambda make: [make(next(keys), d) for d in spec.feature_dims]
@@ -204,9 +204,8 @@ def _club_apply(net: dict, x: jax.Array):
   return mlp(net["mu"]), jnp.tanh(mlp(net["logvar"]))
 
 
-def init_aux(key, spec: ModelSpec, hp, params):
+def init_aux_state(key, spec: ModelSpec) -> dict:
   """CLUB networks with their Adam; generated rows; blended graph rows."""
-  del hp, params
   nets = [_club_net(k, spec.embed_dim) for k in jax.random.split(key, spec.n_modalities)]
   width = 2 * spec.option(KNN_K)
   n_mod, n = spec.n_modalities, spec.n_items
@@ -257,9 +256,8 @@ def merge_rows(nb: jax.Array, w: jax.Array, width: int):
   return jnp.take_along_axis(ids, idx, 1), top
 
 
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def masked_graphs(inputs: ModelInputs, spec: ModelSpec) -> dict:
   """The run's masked kNN graphs S_m from its filled features: (M, I, k) lists."""
-  del hp
   feats = inputs.item_features(jnp.arange(spec.n_items))
   graphs = [masked_knn(x, inputs.available[:, m] > 0, spec.option(KNN_K))
             for m, x in enumerate(feats)]
@@ -431,9 +429,10 @@ def forward(params, tables, graphs, inputs: ModelInputs, spec: ModelSpec) -> dic
 
 # ----------------------------------------------------------------- training
 
-def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
-  """CLUB fit, generation of the missing rows, and every `refresh_every`
-  epochs the refresh of the missing items' graph rows (the authors' order)."""
+def epoch_update(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
+  """(aux, {"club_nll": the CLUB fit's last step's NLL}) after the CLUB fit, the
+  generation of the missing rows, and every `refresh_every` epochs the refresh of
+  the missing items' graph rows (the authors' order)."""
   params = jax.lax.stop_gradient(params)
   k_club, k_gen = jax.random.split(ctx.key)
   tables = train_tables(params, aux, inputs, spec)
@@ -450,10 +449,11 @@ def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: Mode
   def club_step(carry, key):
     nets, opt = carry
     items = jax.random.permutation(key, spec.n_items)[:n_sample]
-    updates, opt = tx.update(jax.grad(nll)(nets, items), opt, nets)
-    return (optax.apply_updates(nets, updates), opt), None
+    value, grads = jax.value_and_grad(nll)(nets, items)
+    updates, opt = tx.update(grads, opt, nets)
+    return (optax.apply_updates(nets, updates), opt), value
 
-  (nets, opt), _ = jax.lax.scan(club_step, (aux["club"], aux["club_opt"]),
+  (nets, opt), values = jax.lax.scan(club_step, (aux["club"], aux["club_opt"]),
                                 jax.random.split(k_club, CLUB_STEPS))
   recon = generate(params, tables, train_graphs(aux, inputs, hp, spec), inputs, spec, k_gen)
   fresh = eligible(inputs.available)
@@ -476,8 +476,9 @@ def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: Mode
     return {**aux, "acc_nb": jnp.stack(acc_nb), "acc_w": jnp.stack(acc_w),
             "refreshes": aux["refreshes"] + 1}
 
-  return jax.lax.cond((ctx.epoch + 1) % spec.option(REFRESH_EVERY) == 0, refresh,
-                      lambda a: a, aux)
+  aux = jax.lax.cond((ctx.epoch + 1) % spec.option(REFRESH_EVERY) == 0, refresh,
+                     lambda a: a, aux)
+  return aux, {"club_nll": values[-1]}
 
 
 def _norm(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -543,28 +544,42 @@ def dgmrec_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, key,
               align_bm=align_bm, id_norm=id_norm, mod_norm=mod_norm)
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  t = dgmrec_terms(params, aux, batch, inputs, hp, ctx.key, spec)
-  total = (t["bpr"] + hp["lambda_1"] * (t["club"] + t["inter"]) + hp["gen_weight"] * t["gen"]
-           + hp["recon_weight"] * t["recon"] + hp["lambda_2"] * (t["align_ui"] + t["align_bm"])
-           + hp["id_reg_weight"] * t["id_norm"] + hp["reg_weight"] * t["mod_norm"])
-  return total, t
-
-
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Scores under the evaluation mask, its missing modalities generated."""
-  tables, graphs = eval_tables(params, aux, inputs, hp, spec)
-  f = forward(params, tables, graphs, inputs, spec)
-  return f["users"], f["items"]
-
-
 def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
   """Adam at lr · 0.96^(epoch / 50) (overall.yaml's LambdaLR)."""
   return optax.adam(hp["lr"] * LR_DECAY ** (ctx.epoch / LR_DECAY_EPOCHS))
 
 
-DGMREC = Model(name="dgmrec", init=init, loss=loss, embed=embed, prepare=prepare,
-               init_aux=init_aux, pre_epoch=pre_epoch, embed_aux=embed_aux,
-               optimizer=optimizer, hparams=HPARAMS, config_defaults={"fill": "mean"},
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
+
+  def init_aux(key, hp, params):
+    return init_aux_state(key, spec)
+
+  def prepare(inputs: ModelInputs, hp):
+    return masked_graphs(inputs, spec)
+
+  def pre_epoch(state: State, run: Run):
+    return epoch_update(state.params, state.aux, run.inputs, run.hp, run.ctx, spec)
+
+  def loss(state: State, batch: Batch, run: Run):
+    hp = run.hp
+    t = dgmrec_terms(state.params, state.aux, batch, run.inputs, hp, run.ctx.key, spec)
+    total = (t["bpr"] + hp["lambda_1"] * (t["club"] + t["inter"])
+             + hp["gen_weight"] * t["gen"] + hp["recon_weight"] * t["recon"]
+             + hp["lambda_2"] * (t["align_ui"] + t["align_bm"])
+             + hp["id_reg_weight"] * t["id_norm"] + hp["reg_weight"] * t["mod_norm"])
+    return total, t
+
+  def embed(state: State, run: Run):
+    """Scores under the evaluation mask, its missing modalities generated."""
+    params, inputs = state.params, run.inputs
+    tables, graphs = eval_tables(params, state.aux, inputs, run.hp, spec)
+    f = forward(params, tables, graphs, inputs, spec)
+    return f["users"], f["items"]
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
+               pre_epoch=pre_epoch, embed_aux=embed_aux, optimizer=optimizer)
+
+
+DGMREC = Model(name="dgmrec", hparams=HPARAMS, make=make, config_defaults={"fill": "mean"},
                min_modalities=2, search_space=SEARCH_SPACE)

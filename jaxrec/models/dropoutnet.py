@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import mf, pretrained
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate)
 from jaxrec.models.pretrained import content_dim, frozen_mf, score_pairs, tower
 
@@ -46,8 +46,7 @@ HPARAMS = (
     pretrained.PRETRAIN_EPOCHS)
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_mf, k_user, k_item = jax.random.split(key, 3)
   d = spec.embed_dim
   return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, d),
@@ -86,30 +85,29 @@ def dropoutnet_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   return {"mse": mse, "dropped": losses.weighted_mean(1.0 - keep, weights)}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
 
-  def own():
-    t = dropoutnet_terms(params, batch, inputs, hp, ctx.key, spec)
+  def own_loss(state: State, batch: Batch, run: Run):
+    t = dropoutnet_terms(state.params, batch, run.inputs, run.hp, run.ctx.key, spec)
     return t["mse"], t
-  return pretrained.staged(ctx, hp, params, batch, own)
 
-
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users f_U(U_u); warm items f_V([V_v, x_v]), new items f_V([0, x_v])."""
-  del aux, hp
-  cf = params["mf"]
-  all_items = jnp.arange(spec.n_items)
-  keep = inputs.warm_items(spec.n_items).astype(jnp.float32)
-  return towers(params, spec, cf["users"],
-                item_tower_input(cf["items"], inputs.item_content(all_items), keep))
+  def embed(state: State, run: Run):
+    """Users f_U(U_u); warm items f_V([V_v, x_v]), new items f_V([0, x_v])."""
+    cf, inputs = state.params["mf"], run.inputs
+    all_items = jnp.arange(spec.n_items)
+    keep = inputs.warm_items(spec.n_items).astype(jnp.float32)
+    return towers(state.params, spec, cf["users"],
+                  item_tower_input(cf["items"], inputs.item_content(all_items), keep))
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
+               optimizer=pretrained.two_stage_optimizer)
 
 
 # The paper's study of the dropout rate (its item cold start) around 0.5 [D: our values].
 # lr: the default 5e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"dropout": (0.3, 0.5, 0.7), "lr": (1e-3, 5e-3, 1e-2)}
-DROPOUTNET = Model(name="dropoutnet", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-                   config_defaults={"fill": "mean"},
-                   optimizer=pretrained.two_stage_optimizer, search_space=SEARCH_SPACE)
+DROPOUTNET = Model(name="dropoutnet", hparams=HPARAMS, make=make,
+                   first_stage_epochs=pretrained.PRETRAIN_EPOCHS,
+                   config_defaults={"fill": "mean"}, search_space=SEARCH_SPACE)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, one_row_features,
                                   torch_linear_init)
 
@@ -50,40 +50,34 @@ class DUIFNet(UsersAndContent):
     return self.item_map(jnp.concatenate(item_feats, axis=-1))
 
 
-def _net(spec: ModelSpec) -> DUIFNet:
-  return DUIFNet(spec.n_users, spec.embed_dim, spec.feature_dims)
-
-
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return _net(spec).init(key, ONE_ID, one_row_features(spec.feature_dims))["params"]
-
-
-def item_embeddings(params, inputs: ModelInputs, items, spec: ModelSpec):
+def item_embeddings(net: DUIFNet, params, inputs: ModelInputs, items):
   """(N, D) content embeddings of `items` (missing modalities filled)."""
-  return _net(spec).apply({"params": params}, inputs.item_features(items),
-                          method=DUIFNet.items)
+  return net.apply({"params": params}, inputs.item_features(items), method=DUIFNet.items)
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
-  del aux, ctx
-  users = _net(spec).apply({"params": params}, batch.users, method=DUIFNet.users)
-  # One projection of both item sides: the map is shared, so this is one matmul.
-  both = item_embeddings(params, inputs, jnp.concatenate([batch.pos, batch.neg]), spec)
-  pos, neg = jnp.split(both, 2)
-  bpr = losses.bpr_risk(score_diff=jnp.sum(users * (pos - neg), -1), weights=batch.weights)
-  l2 = losses.weighted_mean(jnp.sum(users ** 2 + pos ** 2 + neg ** 2, -1), batch.weights)
-  return bpr + hp["reg"] * l2, {"bpr": bpr, "l2": l2}
+def make(spec: ModelSpec) -> Hooks:
+  net = DUIFNet(spec.n_users, spec.embed_dim, spec.feature_dims)
 
+  def init(key, hp):
+    return net.init(key, ONE_ID, one_row_features(spec.feature_dims))["params"]
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  del aux, hp
-  users = _net(spec).apply({"params": params}, method=DUIFNet.all_users)
-  return users, item_embeddings(params, inputs, jnp.arange(spec.n_items), spec)
+  def loss(state: State, batch: Batch, run: Run):
+    params = state.params
+    users = net.apply({"params": params}, batch.users, method=DUIFNet.users)
+    # One projection of both item sides: the map is shared, so this is one matmul.
+    both = item_embeddings(net, params, run.inputs, jnp.concatenate([batch.pos, batch.neg]))
+    pos, neg = jnp.split(both, 2)
+    bpr = losses.bpr_risk(score_diff=jnp.sum(users * (pos - neg), -1), weights=batch.weights)
+    l2 = losses.weighted_mean(jnp.sum(users ** 2 + pos ** 2 + neg ** 2, -1), batch.weights)
+    return bpr + run.hp["reg"] * l2, {"bpr": bpr, "l2": l2}
+
+  def embed(state: State, run: Run):
+    users = net.apply({"params": state.params}, method=DUIFNet.all_users)
+    return users, item_embeddings(net, state.params, run.inputs, jnp.arange(spec.n_items))
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # No grid in the paper [D]: the learning rate a decade around MILK's and MMRec's BPR
 # reg_weight grid (src/configs/model/BPR.yaml, commit 250d305) cut to its low end.
 SEARCH_SPACE = {"lr": (1e-4, 1e-3, 1e-2), "reg": (1e-5, 1e-4, 1e-3)}
-DUIF = Model(name="duif", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-             search_space=SEARCH_SPACE)
+DUIF = Model(name="duif", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

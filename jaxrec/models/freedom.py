@@ -51,7 +51,8 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext,
                                 learning_rate, modality_option, weight)
 
 YAML = "MMRec src/configs/model/FREEDOM.yaml"
@@ -92,7 +93,7 @@ def modality_weights(hp, spec: ModelSpec) -> jax.Array:
   return jnp.where(image, w, (1.0 - w) / (n_mod - 1))
 
 
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def item_item_graph(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
   """The run's frozen item graph S from its filled features: (I, M·k) lists."""
   k = spec.option(KNN_K)
   feats = inputs.item_features(jnp.arange(spec.n_items))
@@ -104,8 +105,7 @@ def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
   return {"neighbours": jnp.concatenate(neighbours, 1), "weights": jnp.concatenate(weights, 1)}
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c = jax.random.split(key, 3)
   return {"users": item_graph.xavier_table(k_u, spec.n_users, spec.embed_dim),
           "items": item_graph.xavier_table(k_i, spec.n_items, spec.embed_dim),
@@ -160,20 +160,25 @@ def freedom_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) ->
   return {"bpr": bpr, "modal_bpr": modal}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  """`BPR + reg_weight · Σ_m BPR_m` on this epoch's pruned training graph."""
-  del aux
-  pruned = inputs.graph.replace(
-      weight=pruned_weights(inputs.graph, epoch_key(ctx), hp["dropout"]))
-  terms = freedom_terms(params, batch, inputs.replace(graph=pruned), spec)
-  return terms["bpr"] + hp["reg_weight"] * terms["modal_bpr"], terms
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
 
+  def prepare(inputs: ModelInputs, hp):
+    return item_item_graph(inputs, hp, spec)
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Scores on the full (unpruned) training graph, as `full_sort_predict`."""
-  del aux, hp
-  return propagate(params, inputs, spec, inputs.graph)
+  def loss(state: State, batch: Batch, run: Run):
+    """`BPR + reg_weight · Σ_m BPR_m` on this epoch's pruned training graph."""
+    inputs, hp, ctx = run
+    pruned = inputs.graph.replace(
+        weight=pruned_weights(inputs.graph, epoch_key(ctx), hp["dropout"]))
+    terms = freedom_terms(state.params, batch, inputs.replace(graph=pruned), spec)
+    return terms["bpr"] + hp["reg_weight"] * terms["modal_bpr"], terms
+
+  def embed(state: State, run: Run):
+    """Scores on the full (unpruned) training graph, as `full_sort_predict`."""
+    return propagate(state.params, run.inputs, spec, run.inputs.graph)
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare)
 
 
 # MMRec FREEDOM.yaml hyper_parameters ["dropout", "reg_weight"], its grids (the authors'
@@ -183,5 +188,4 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "dropout": (0.8, 0.9),
                 "reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}
-FREEDOM = Model(name="freedom", init=init, loss=loss, embed=embed, prepare=prepare,
-                hparams=HPARAMS, search_space=SEARCH_SPACE)
+FREEDOM = Model(name="freedom", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

@@ -51,8 +51,8 @@ import optax
 
 from jaxrec import losses
 from jaxrec.models import mf, pretrained
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
-                                learning_rate)
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext, learning_rate)
 from jaxrec.models.layers import dropout
 from jaxrec.models.pretrained import content_dim, frozen_mf
 
@@ -120,13 +120,8 @@ def _player(module: BatchNormMLP, key, in_dim: int) -> dict:
   return {"params": variables["params"], "stats": variables["batch_stats"]}
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return {"mf": mf.mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
-
-
-def init_aux(key, spec: ModelSpec, hp, params):
-  del hp, params
+def players(key, spec: ModelSpec) -> dict:
+  """The generator and the recommender's towers, their Adam states, their last terms."""
   k_g, k_u, k_i = jax.random.split(key, 3)
   user, item = _player(TOWER, k_u, spec.embed_dim), _player(TOWER, k_i, spec.embed_dim)
   players = {
@@ -194,9 +189,9 @@ def recommender_loss(rec_params, aux, b: Players, key, spec: ModelSpec, hp):
   inference mode.
 
   As the authors' code, one training-mode pass over the users repeated three
-  times against [real; negative; generated] items.
+  times against [real; negative; generated] items. (`hp` unused: both players'
+  losses share one signature.)
   """
-  del hp
   fake, _ = generate(aux["generator"], b.content, spec)
   items = jnp.concatenate([b.real, b.neg, fake])
   recommender = {**aux["recommender"], "params": rec_params}
@@ -245,11 +240,11 @@ def generator_step(aux, b: Players, key, spec: ModelSpec, hp):
   return _player_step(aux, "generator", G_LR, generator_loss, b, key, spec, hp)
 
 
-def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-             spec: ModelSpec):
+def players_steps(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
+                  spec: ModelSpec):
   """Stage 2: one recommender step, then one generator step against the updated
   recommender (the code's train_d, train_g). Stage 1: the players wait for the
-  MF tables."""
+  MF tables. Their terms are reported by `loss` (from aux["last"])."""
   def steps(aux):
     k_d, k_g = jax.random.split(ctx.key)
     b = players_batch(params, batch, inputs)
@@ -258,24 +253,9 @@ def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContex
   return jax.lax.cond(ctx.in_first_stage, lambda aux: aux, steps, aux)
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  """MF-BPR in stage 1; in stage 2 the generator's loss of this step's
-  `aux_step`, reported (the MF tables are frozen, so it has no gradient)."""
-  del spec, inputs
-  last = jax.lax.stop_gradient(aux["last"])
-  return pretrained.staged(ctx, hp, params, batch, lambda: (last["generator_loss"], last))
-
-
-def embed_aux(aux):
-  """What `embed` reads of the auxiliary state: both players."""
-  return {"generator": aux["generator"], "recommender": aux["recommender"]}
-
-
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
+def scores(params, aux, inputs: ModelInputs, spec: ModelSpec):
   """The recommender's towers (inference mode) on users e_u and on items (warm
   e_i, new G(x_i)), so that user · item = R(u, i)."""
-  del hp
   cf = params["mf"]
   gen, _ = generate(aux["generator"], inputs.item_content(jnp.arange(spec.n_items)), spec)
   items = jnp.where(inputs.warm_items(spec.n_items)[:, None], cf["items"], gen)
@@ -283,12 +263,40 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
   return recommender_side(rec, "user", cf["users"])[0], recommender_side(rec, "item", items)[0]
 
 
+def embed_aux(aux):
+  """What `embed` reads of the auxiliary state: both players."""
+  return {"generator": aux["generator"], "recommender": aux["recommender"]}
+
+
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return {"mf": mf.mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
+
+  def init_aux(key, hp, params):
+    return players(key, spec)
+
+  def aux_step(state: State, batch: Batch, run: Run):
+    inputs, hp, ctx = run
+    return players_steps(state.params, state.aux, batch, inputs, hp, ctx, spec), {}
+
+  def reported(state: State, batch: Batch, run: Run):
+    """Stage 2's loss: the generator's of this step's `aux_step`, reported (the MF
+    tables are frozen, so it has no gradient)."""
+    last = jax.lax.stop_gradient(state.aux["last"])
+    return last["generator_loss"], last
+
+  def embed(state: State, run: Run):
+    return scores(state.params, state.aux, run.inputs, spec)
+  return Hooks(init=init, loss=pretrained.staged_loss(reported), embed=embed,
+               init_aux=init_aux, aux_step=aux_step, embed_aux=embed_aux,
+               optimizer=pretrained.two_stage_optimizer)
+
+
 # GAR's paper studies α; our grid spans the code's 0.05 to the 0.5 used before [D].
 # lr is the MF stage's (the players' rates are the code's constants), the default 5e-3 and
 # its neighbours in MMRec's learning_rate grid (enoche/MMRec @ e775373b,
 # src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (1e-3, 5e-3, 1e-2), "alpha": (0.05, 0.2, 0.5)}
-GAR = Model(name="gar", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-            config_defaults={"fill": "mean"}, init_aux=init_aux, aux_step=aux_step,
-            embed_aux=embed_aux, optimizer=pretrained.two_stage_optimizer,
+GAR = Model(name="gar", hparams=HPARAMS, make=make,
+            first_stage_epochs=pretrained.PRETRAIN_EPOCHS, config_defaults={"fill": "mean"},
             search_space=SEARCH_SPACE)

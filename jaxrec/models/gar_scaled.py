@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.models import gar
-from jaxrec.models.base import Batch, ModelInputs, ModelSpec, StepContext
+from jaxrec.models.base import Batch, Hooks, ModelInputs, ModelSpec, Run, State
 
 
 def standardised(params, inputs: ModelInputs, spec: ModelSpec):
@@ -39,15 +39,16 @@ def standardised(params, inputs: ModelInputs, spec: ModelSpec):
   return {**params, "mf": {name: table * c for name, table in mf.items()}}
 
 
-def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-             spec: ModelSpec):
-  """gar's players' steps on the standardised tables."""
-  return gar.aux_step(standardised(params, inputs, spec), aux, batch, inputs, hp, ctx, spec)
+def make(spec: ModelSpec) -> Hooks:
+  """gar's hooks with the players' steps and the scoring on the standardised tables."""
+  def aux_step(state: State, batch: Batch, run: Run):
+    inputs, hp, ctx = run
+    scaled = standardised(state.params, inputs, spec)
+    return gar.players_steps(scaled, state.aux, batch, inputs, hp, ctx, spec), {}
+
+  def embed(state: State, run: Run):
+    return gar.scores(standardised(state.params, run.inputs, spec), state.aux, run.inputs, spec)
+  return dataclasses.replace(gar.make(spec), aux_step=aux_step, embed=embed)
 
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """gar's scoring (recommender towers) on the standardised tables."""
-  return gar.embed(standardised(params, inputs, spec), aux, inputs, hp, spec)
-
-
-GAR_SCALED = dataclasses.replace(gar.GAR, name="gar_scaled", aux_step=aux_step, embed=embed)
+GAR_SCALED = dataclasses.replace(gar.GAR, name="gar_scaled", make=make)

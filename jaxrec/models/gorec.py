@@ -59,7 +59,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.models import mf, pretrained
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext,
                                 learning_rate, weight)
 from jaxrec.models.layers import dropout, first_occurrence, l2_normalise_rows, torch_linear_init
 
@@ -147,19 +148,6 @@ def _init_variables(key, spec: ModelSpec) -> dict:
                          0.0)
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  k_mf, k_net = jax.random.split(key)
-  return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, spec.embed_dim),
-          "gorec": _init_variables(k_net, spec)["params"]}
-
-
-def init_aux(key, spec: ModelSpec, hp, params):
-  """{"stats": the batch norms' running averages, "noise": the step's key}."""
-  del hp, params
-  return {"stats": _init_variables(key, spec)["batch_stats"], "noise": key}
-
-
 def uniformity(x: jax.Array, weights: jax.Array) -> jax.Array:
   """log of the mean over valid pairs i < j of exp(-2 |x̂_i − x̂_j|²) (criterion.uniformity)."""
   unit = l2_normalise_rows(x)
@@ -191,30 +179,12 @@ def cvae_pass(params, stats, batch: Batch, inputs: ModelInputs, hp, key, spec: M
   return terms, updated["batch_stats"]
 
 
-def aux_step(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-             spec: ModelSpec):
-  """Stage 2: the running averages after this step's training pass, and its key."""
-  def step(aux):
-    _, stats = cvae_pass(params, aux["stats"], batch, inputs, hp, ctx.key, spec)
-    return {"stats": stats, "noise": ctx.key}
-  return jax.lax.cond(ctx.in_first_stage, lambda aux: aux, step, aux)
-
-
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  def own():
-    t, _ = cvae_pass(params, aux["stats"], batch, inputs, hp, aux["noise"], spec)
-    return t["rec"] + hp["kl_coeff"] * t["kl"] + hp["uni_coeff"] * t["uni"], t
-  return pretrained.staged(ctx, hp, params, batch, own)
-
-
 def _assign(x: jax.Array, centres: jax.Array) -> jax.Array:
   return jnp.argmax(2.0 * x @ centres.T - jnp.sum(centres ** 2, -1)[None, :], axis=-1)
 
 
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def content_clusters(inputs: ModelInputs, spec: ModelSpec) -> dict:
   """{"cluster": (I,) each item's content cluster}: k-means on the run's content."""
-  del hp
   x = _content(inputs, jnp.arange(spec.n_items))
   k = min(spec.option(N_CLUSTERS), spec.n_items)
   seeds = jax.random.permutation(jax.random.PRNGKey(0), spec.n_items)[:k]
@@ -253,16 +223,47 @@ def embed_aux(aux):
   return aux["stats"]
 
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users: the pretrained rows; warm items theirs, new items generated."""
-  del hp
-  items = jnp.where(inputs.warm_items(spec.n_items)[:, None], params["mf"]["items"],
-                    generated_items(params, aux, inputs, spec))
-  return params["mf"]["users"], items
-
-
 def optimizer(hp, ctx: StepContext):
   return pretrained.two_stage_adam(ctx, hp["lr"], hp["gen_lr"])
+
+
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    k_mf, k_net = jax.random.split(key)
+    return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, spec.embed_dim),
+            "gorec": _init_variables(k_net, spec)["params"]}
+
+  def init_aux(key, hp, params):
+    """{"stats": the batch norms' running averages, "noise": the step's key}."""
+    return {"stats": _init_variables(key, spec)["batch_stats"], "noise": key}
+
+  def prepare(inputs: ModelInputs, hp):
+    return content_clusters(inputs, spec)
+
+  def aux_step(state: State, batch: Batch, run: Run):
+    """Stage 2: the running averages after this step's training pass, and its key."""
+    inputs, hp, ctx = run
+
+    def step(aux):
+      _, stats = cvae_pass(state.params, aux["stats"], batch, inputs, hp, ctx.key, spec)
+      return {"stats": stats, "noise": ctx.key}
+    return jax.lax.cond(ctx.in_first_stage, lambda aux: aux, step, state.aux), {}
+
+  def own_loss(state: State, batch: Batch, run: Run):
+    params, aux = state
+    hp = run.hp
+    t, _ = cvae_pass(params, aux["stats"], batch, run.inputs, hp, aux["noise"], spec)
+    return t["rec"] + hp["kl_coeff"] * t["kl"] + hp["uni_coeff"] * t["uni"], t
+
+  def embed(state: State, run: Run):
+    """Users: the pretrained rows; warm items theirs, new items generated."""
+    params, inputs = state.params, run.inputs
+    items = jnp.where(inputs.warm_items(spec.n_items)[:, None], params["mf"]["items"],
+                      generated_items(params, state.aux, inputs, spec))
+    return params["mf"]["users"], items
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
+               init_aux=init_aux, prepare=prepare, aux_step=aux_step, embed_aux=embed_aux,
+               optimizer=optimizer)
 
 
 # The authors' README values per data set (Baby 5 / 10, Clothing 1 / 5000,
@@ -271,7 +272,6 @@ def optimizer(hp, ctx: StepContext):
 # (enoche/MMRec @ e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (1e-3, 5e-3, 1e-2), "uni_coeff": (1.0, 5.0, 15.0),
                 "kl_coeff": (10.0, 5000.0)}
-GOREC = Model(name="gorec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-              config_defaults={"fill": "mean"}, init_aux=init_aux, prepare=prepare,
-              aux_step=aux_step, embed_aux=embed_aux, optimizer=optimizer,
+GOREC = Model(name="gorec", hparams=HPARAMS, make=make,
+              first_stage_epochs=pretrained.PRETRAIN_EPOCHS, config_defaults={"fill": "mean"},
               search_space=SEARCH_SPACE)

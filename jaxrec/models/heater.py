@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import mf, pretrained
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate)
 from jaxrec.models.pretrained import content_dim, frozen_mf, score_pairs, tower
 
@@ -78,8 +78,7 @@ def _moe(spec: ModelSpec) -> MixtureOfExperts:
   return MixtureOfExperts(N_EXPERTS, spec.embed_dim)
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_mf, k_moe, k_user, k_item = jax.random.split(key, 4)
   d = spec.embed_dim
   return {"mf": mf.mf_params(k_mf, spec.n_users, spec.n_items, d),
@@ -120,24 +119,27 @@ def heater_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   return {"mse": mse, "similarity": similarity}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux
+def make(spec: ModelSpec) -> Hooks:
+  tower_net = tower(spec)
 
-  def own():
-    t = heater_terms(params, batch, inputs, hp, ctx.key, spec)
+  def init(key, hp):
+    return init_params(key, spec)
+
+  def own_loss(state: State, batch: Batch, run: Run):
+    hp = run.hp
+    t = heater_terms(state.params, batch, run.inputs, hp, run.ctx.key, spec)
     return t["mse"] + hp["align_weight"] * t["similarity"], t
-  return pretrained.staged(ctx, hp, params, batch, own)
 
-
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users f_U(P_u); warm items f_V(Q_i), new items f_V(Ψ_i)."""
-  del aux, hp
-  cf = params["mf"]
-  psi = content_embedding(params, inputs.item_content(jnp.arange(spec.n_items)), spec)
-  rep = jnp.where(inputs.warm_items(spec.n_items)[:, None], cf["items"], psi)
-  return (tower(spec).apply({"params": params["user_tower"]}, cf["users"]),
-          tower(spec).apply({"params": params["item_tower"]}, rep))
+  def embed(state: State, run: Run):
+    """Users f_U(P_u); warm items f_V(Q_i), new items f_V(Ψ_i)."""
+    params, inputs = state.params, run.inputs
+    cf = params["mf"]
+    psi = content_embedding(params, inputs.item_content(jnp.arange(spec.n_items)), spec)
+    rep = jnp.where(inputs.warm_items(spec.n_items)[:, None], cf["items"], psi)
+    return (tower_net.apply({"params": params["user_tower"]}, cf["users"]),
+            tower_net.apply({"params": params["item_tower"]}, rep))
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
+               optimizer=pretrained.two_stage_optimizer)
 
 
 # Heater's §5 studies α (similarity) and p (randomized training) per data set; the
@@ -146,6 +148,6 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (1e-3, 5e-3, 1e-2), "align_weight": (0.1, 1.0, 10.0),
                 "dropout": (0.1, 0.5, 0.9)}
-HEATER = Model(name="heater", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               config_defaults={"fill": "mean"}, optimizer=pretrained.two_stage_optimizer,
-               search_space=SEARCH_SPACE)
+HEATER = Model(name="heater", hparams=HPARAMS, make=make,
+               first_stage_epochs=pretrained.PRETRAIN_EPOCHS,
+               config_defaults={"fill": "mean"}, search_space=SEARCH_SPACE)

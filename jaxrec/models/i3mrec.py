@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec import losses
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
 from jaxrec.models.layers import (UsersAndContent, dropout, id_table, l2_normalise_rows,
                                   one_row_features, torch_linear_init)
@@ -104,11 +104,6 @@ def _net(spec: ModelSpec) -> I3MRecNet:
   return I3MRecNet(spec.n_users, spec.embed_dim, spec.feature_dims)
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return _net(spec).init(key, one_row_features(spec.feature_dims))["params"]
-
-
 def subset_masks(n_modalities: int) -> jnp.ndarray:
   """(2^M - 1, M) 0/1 rows: every non-empty modality subset, a simulated missing view."""
   rows = [mask for mask in itertools.product((0.0, 1.0), repeat=n_modalities) if any(mask)]
@@ -143,17 +138,18 @@ def club_inputs(inputs: ModelInputs, items, fused):
   return [jax.nn.sigmoid(x) for x in feats], jax.nn.sigmoid(fused)
 
 
-def init_aux(key, spec: ModelSpec, hp, params):
-  del hp, params
+def club_nets(key, spec: ModelSpec) -> dict:
+  """The CLUB networks q_m(z | x_m), one per modality, and their Adam state."""
   keys = jax.random.split(key, spec.n_modalities)
   nets = [CLUBNet(spec.embed_dim).init(k, jnp.zeros((1, d)))["params"]
           for k, d in zip(keys, spec.feature_dims)]
   return {"club": nets, "opt": optax.adam(CLUB_LR).init(nets)}
 
 
-def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
-  """Fits the CLUB networks by maximum likelihood on (x_m, z) of random items,
-  z with the fusion dropout the loss applies (a fresh mask per fitting step)."""
+def fit_club(params, aux, inputs: ModelInputs, hp, key, spec: ModelSpec):
+  """(aux, {"club_nll": the fit's last step's NLL}) after fitting the CLUB networks by
+  maximum likelihood on (x_m, z) of random items, z with the fusion dropout the loss
+  applies (a fresh mask per fitting step)."""
   _, _, items_m = encode(params, inputs, spec)
   fused_input = jax.lax.stop_gradient(jnp.mean(items_m, axis=0))
   tx = optax.adam(CLUB_LR)
@@ -169,13 +165,13 @@ def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: Mode
     nets, opt = carry
     items_key, dropout_key = jax.random.split(step_key)
     items = jax.random.randint(items_key, (CLUB_BATCH,), 0, spec.n_items)
-    grads = jax.grad(nll)(nets, items, dropout_key)
+    value, grads = jax.value_and_grad(nll)(nets, items, dropout_key)
     updates, opt = tx.update(grads, opt, nets)
-    return (optax.apply_updates(nets, updates), opt), None
+    return (optax.apply_updates(nets, updates), opt), value
 
-  (nets, opt), _ = jax.lax.scan(step, (aux["club"], aux["opt"]),
-                                jax.random.split(ctx.key, CLUB_STEPS))
-  return {"club": nets, "opt": opt}
+  (nets, opt), values = jax.lax.scan(step, (aux["club"], aux["opt"]),
+                                     jax.random.split(key, CLUB_STEPS))
+  return {"club": nets, "opt": opt}, {"club_nll": values[-1]}
 
 
 def infonce_over_pairs(per_pair: jax.Array, reduction: str) -> jax.Array:
@@ -233,20 +229,31 @@ def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: Model
               club=club, l2=l2)
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  """`BPR(u, z) + c_max·InfoNCE + c_min·CLUB + Σ_m R_m + reg·L2 + β·penalty`."""
-  t = i3mrec_terms(params, batch, inputs, hp, ctx.key, spec, aux)
-  total = (t["bpr"] + hp["c_max"] * t["infonce"] + hp["c_min"] * t["club"]
-           + t["env_risk"] + hp["reg"] * t["l2"] + hp["penalty_weight"] * t["penalty"])
-  return total, t
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return _net(spec).init(key, one_row_features(spec.feature_dims))["params"]
 
+  def init_aux(key, hp, params):
+    return club_nets(key, spec)
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Final users `E_u + mean_m U_m`, items `z` without dropout."""
-  del aux, hp
-  user_table, users_m, items_m = encode(params, inputs, spec)
-  return user_table + jnp.mean(users_m, axis=0), fuse(params, jnp.mean(items_m, axis=0), spec)
+  def pre_epoch(state: State, run: Run):
+    return fit_club(state.params, state.aux, run.inputs, run.hp, run.ctx.key, spec)
+
+  def loss(state: State, batch: Batch, run: Run):
+    """`BPR(u, z) + c_max·InfoNCE + c_min·CLUB + Σ_m R_m + reg·L2 + β·penalty`."""
+    hp = run.hp
+    t = i3mrec_terms(state.params, batch, run.inputs, hp, run.ctx.key, spec, state.aux)
+    total = (t["bpr"] + hp["c_max"] * t["infonce"] + hp["c_min"] * t["club"]
+             + t["env_risk"] + hp["reg"] * t["l2"] + hp["penalty_weight"] * t["penalty"])
+    return total, t
+
+  def embed(state: State, run: Run):
+    """Final users `E_u + mean_m U_m`, items `z` without dropout."""
+    params = state.params
+    user_table, users_m, items_m = encode(params, run.inputs, spec)
+    return (user_table + jnp.mean(users_m, axis=0),
+            fuse(params, jnp.mean(items_m, axis=0), spec))
+  return Hooks(init=init, loss=loss, embed=embed, init_aux=init_aux, pre_epoch=pre_epoch)
 
 
 # InfoNCE contrasts pairs of missing views (modality subsets): at least two modalities.
@@ -254,6 +261,6 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # (lr included); β, c_max, c_min = 0 are the ablations (`off`).
 SEARCH_SPACE = {"lr": (1e-3, 1e-2), "reg": (1e-3, 1e-2), "penalty_weight": (1.0, 300.0),
                 "c_max": (1e-3, 1e-2), "c_min": (1e-6, 1e-5)}
-I3MREC = Model(name="i3mrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               config_defaults={"fill": "zero", "max_epochs": 200}, init_aux=init_aux, pre_epoch=pre_epoch,
-               min_modalities=2, search_space=SEARCH_SPACE)
+I3MREC = Model(name="i3mrec", hparams=HPARAMS, make=make,
+               config_defaults={"fill": "zero", "max_epochs": 200}, min_modalities=2,
+               search_space=SEARCH_SPACE)

@@ -53,7 +53,8 @@ import optax
 
 from jaxrec import losses
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext,
                                 weight)
 from jaxrec.models.layers import l2_normalise_rows
 
@@ -80,8 +81,7 @@ HPARAMS = (
 LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # the yaml's learning_rate_scheduler [0.96, 50]
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c = jax.random.split(key, 3)
   return {"users": item_graph.xavier_table(k_u, spec.n_users, spec.embed_dim),
           "items": item_graph.xavier_table(k_i, spec.n_items, spec.embed_dim),
@@ -89,9 +89,8 @@ def init(key, spec: ModelSpec, hp):
           "modal_weight": jnp.full((spec.n_modalities,), 0.5, jnp.float32)}
 
 
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def knn_graphs(inputs: ModelInputs, spec: ModelSpec) -> dict:
   """The run's kNN graphs Ŝ_m from its filled features: (M, I, k) lists."""
-  del hp
   return item_graph.modality_knn_laplacians(inputs, spec.n_items, spec.option(KNN_K))
 
 
@@ -149,28 +148,6 @@ def propagate(params, neighbours, weights, inputs: ModelInputs, spec: ModelSpec)
   return out[:spec.n_users], out[spec.n_users:] + l2_normalise_rows(h)
 
 
-def init_aux(key, spec: ModelSpec, hp, params):
-  """The epoch's learned graph (set by `pre_epoch`) and the step within the epoch."""
-  del key, hp, params
-  width = spec.n_modalities * spec.option(KNN_K)
-  return {"neighbours": jnp.zeros((spec.n_items, width), jnp.int32),
-          "weights": jnp.zeros((spec.n_items, 2 * width)), "step": jnp.int32(-1)}
-
-
-def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
-  """Rebuilds S from the epoch's starting parameters (`build_item_graph`)."""
-  del aux, ctx
-  learned = learned_neighbours(params, inputs, spec)
-  _, weights = adjacency(params, learned, inputs, hp, spec)
-  return {"neighbours": learned, "weights": weights, "step": jnp.int32(-1)}
-
-
-def aux_step(params, aux, batch, inputs, hp, ctx, spec):
-  """Counts the epoch's steps (the first one is step 0)."""
-  del params, batch, inputs, hp, ctx, spec
-  return {**aux, "step": aux["step"] + 1}
-
-
 def lattice_terms(params, aux, batch: Batch, inputs: ModelInputs, hp,
                   spec: ModelSpec) -> dict:
   """BPR and the L2 of the batch's final embeddings, on the epoch's graph S."""
@@ -184,28 +161,49 @@ def lattice_terms(params, aux, batch: Batch, inputs: ModelInputs, hp,
   return {"bpr": bpr, "l2": l2}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del ctx
-  terms = lattice_terms(params, aux, batch, inputs, hp, spec)
-  return terms["bpr"] + hp["reg_weight"] * terms["l2"], terms
-
-
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Scores with S rebuilt from the current parameters."""
-  del aux
-  neighbours, weights = adjacency(params, learned_neighbours(params, inputs, spec), inputs,
-                                  hp, spec)
-  return propagate(params, neighbours, weights, inputs, spec)
-
-
 def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
   """Adam at lr · 0.96^(epoch / 50)."""
   return optax.adam(hp["lr"] * LR_DECAY ** (ctx.epoch / LR_DECAY_EPOCHS))
 
 
+def count_step(state: State, batch: Batch, run: Run) -> tuple[dict, dict]:
+  """The `aux_step` that counts the epoch's steps (the first one is step 0)."""
+  return {**state.aux, "step": state.aux["step"] + 1}, {}
+
+
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
+
+  def prepare(inputs: ModelInputs, hp):
+    return knn_graphs(inputs, spec)
+
+  def init_aux(key, hp, params):
+    """The epoch's learned graph (set by `pre_epoch`) and the step within the epoch."""
+    width = spec.n_modalities * spec.option(KNN_K)
+    return {"neighbours": jnp.zeros((spec.n_items, width), jnp.int32),
+            "weights": jnp.zeros((spec.n_items, 2 * width)), "step": jnp.int32(-1)}
+
+  def pre_epoch(state: State, run: Run):
+    """Rebuilds S from the epoch's starting parameters (`build_item_graph`)."""
+    learned = learned_neighbours(state.params, run.inputs, spec)
+    _, weights = adjacency(state.params, learned, run.inputs, run.hp, spec)
+    return {"neighbours": learned, "weights": weights, "step": jnp.int32(-1)}, {}
+
+  def loss(state: State, batch: Batch, run: Run):
+    terms = lattice_terms(state.params, state.aux, batch, run.inputs, run.hp, spec)
+    return terms["bpr"] + run.hp["reg_weight"] * terms["l2"], terms
+
+  def embed(state: State, run: Run):
+    """Scores with S rebuilt from the current parameters."""
+    params, inputs = state.params, run.inputs
+    neighbours, weights = adjacency(params, learned_neighbours(params, inputs, spec), inputs,
+                                    run.hp, spec)
+    return propagate(params, neighbours, weights, inputs, spec)
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
+               pre_epoch=pre_epoch, aux_step=count_step, optimizer=optimizer)
+
+
 # MMRec LATTICE.yaml hyper_parameters ["reg_weight", "learning_rate"], its grids (16 points).
 SEARCH_SPACE = {"lr": (1e-4, 5e-4, 1e-3, 5e-3), "reg_weight": (0.0, 1e-5, 1e-4, 1e-3)}
-LATTICE = Model(name="lattice", init=init, loss=loss, embed=embed, prepare=prepare,
-                init_aux=init_aux, pre_epoch=pre_epoch, aux_step=aux_step,
-                optimizer=optimizer, hparams=HPARAMS, search_space=SEARCH_SPACE)
+LATTICE = Model(name="lattice", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
 from jaxrec.models.layers import dropout, l2_normalise_rows
 
@@ -78,8 +78,7 @@ TAU = 0.2                      # the authors' self.tau (Gumbel-softmax and HCL)
 DEGREE_EPS = 1e-7              # 1 / (num_inters + 1e-7)
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_t, k_h = jax.random.split(key, 4)
   xavier = jax.nn.initializers.glorot_uniform()
   n_mod, hyper = spec.n_modalities, spec.option(HYPER_NUM)
@@ -198,19 +197,21 @@ def lgmrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   return {"bpr": bpr, "hcl": hypergraph_contrastive(views, batch), "reg": reg}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux
-  terms = lgmrec_terms(params, batch, inputs, hp, ctx.key, spec)
-  total = terms["bpr"] + hp["cl_weight"] * terms["hcl"] + hp["reg_weight"] * terms["reg"]
-  return total, terms
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
 
+  def loss(state: State, batch: Batch, run: Run):
+    inputs, hp, ctx = run
+    terms = lgmrec_terms(state.params, batch, inputs, hp, ctx.key, spec)
+    total = terms["bpr"] + hp["cl_weight"] * terms["hcl"] + hp["reg_weight"] * terms["reg"]
+    return total, terms
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Final users and items, noise-free and without dropout [D]."""
-  del aux
-  final, _ = forward(params, inputs, hp, spec)
-  return final[:spec.n_users], final[spec.n_users:]
+  def embed(state: State, run: Run):
+    """Final users and items, noise-free and without dropout [D]."""
+    final, _ = forward(state.params, run.inputs, run.hp, spec)
+    return final[:spec.n_users], final[spec.n_users:]
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # The per-run fields at the values of the three per-dataset best settings in
@@ -225,5 +226,4 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D]. 27 points.
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "keep_rate": (0.2, 0.4, 0.5), "alpha": (0.2, 0.3, 0.6),
                 "cl_weight": (1e-4,), "reg_weight": (1e-6,)}
-LGMREC = Model(name="lgmrec", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               search_space=SEARCH_SPACE)
+LGMREC = Model(name="lgmrec", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

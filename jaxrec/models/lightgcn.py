@@ -20,7 +20,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, learning_rate, weight
+from jaxrec.models.base import (Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                learning_rate, weight)
 from jaxrec.models.mf import mf_params, mf_terms
 
 # Paper, section 4.1.2: K = 3 layers (α_k = 1 / (K + 1)), Adam lr 1e-3, L2
@@ -39,11 +40,6 @@ def propagate(params, inputs: ModelInputs, spec: ModelSpec):
   return h[:spec.n_users], h[spec.n_users:]
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
-
-
 def lightgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -> dict:
   """BPR risk on the propagated embeddings; L2 on the batch's layer-0 rows."""
   users, items = propagate(params, inputs, spec)
@@ -55,15 +51,17 @@ def lightgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -
   return {"bpr": bpr, "l2": l2}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
-  del aux, ctx
-  terms = lightgcn_terms(params, batch, inputs, spec)
-  return terms["bpr"] + hp["reg"] * terms["l2"], terms
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
 
+  def loss(state: State, batch: Batch, run: Run):
+    terms = lightgcn_terms(state.params, batch, run.inputs, spec)
+    return terms["bpr"] + run.hp["reg"] * terms["l2"], terms
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  del aux, hp
-  return propagate(params, inputs, spec)
+  def embed(state: State, run: Run):
+    return propagate(state.params, run.inputs, spec)
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # MMRec's grid for LightGCN (src/configs/model/LightGCNTorch.yaml, commit f29d2de):
@@ -71,5 +69,4 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 # lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg": (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)}
-LIGHTGCN = Model(name="lightgcn", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-                 search_space=SEARCH_SPACE)
+LIGHTGCN = Model(name="lightgcn", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

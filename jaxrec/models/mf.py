@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, learning_rate, weight
+from jaxrec.models.base import Batch, Hooks, Model, ModelSpec, Run, State, learning_rate, weight
 
 # MILK's reference code (Adam 1e-3, L2 1e-4 on the batch's rows), used for
 # every baseline of its comparison.
@@ -35,25 +35,26 @@ def mf_terms(mf: dict, batch: Batch) -> dict:
   return {"bpr": bpr, "l2": l2}
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
-
-
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
-  del aux, inputs, ctx, spec
-  terms = mf_terms(params["mf"], batch)
+def mf_loss(mf: dict, batch: Batch, hp) -> tuple[jax.Array, dict]:
+  """MF-BPR's total `bpr + reg·l2` on the tables `mf` and its terms."""
+  terms = mf_terms(mf, batch)
   return terms["bpr"] + hp["reg"] * terms["l2"], terms
 
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  del aux, inputs, hp, spec
-  return params["mf"]["users"], params["mf"]["items"]
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return {"mf": mf_params(key, spec.n_users, spec.n_items, spec.embed_dim)}
+
+  def loss(state: State, batch: Batch, run: Run):
+    return mf_loss(state.params["mf"], batch, run.hp)
+
+  def embed(state: State, run: Run):
+    return state.params["mf"]["users"], state.params["mf"]["items"]
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # MMRec's grid for BPR (src/configs/model/BPR.yaml, commit 250d305): reg_weight.
 # lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}
-MF_BPR = Model(name="mf", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-               search_space=SEARCH_SPACE)
+MF_BPR = Model(name="mf", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

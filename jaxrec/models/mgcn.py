@@ -53,7 +53,8 @@ import optax
 
 from jaxrec import losses
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                StepContext,
                                 learning_rate, weight)
 
 YAML = "MMRec src/configs/model/MGCN.yaml"
@@ -78,18 +79,11 @@ TEMPERATURE = 0.2                         # calculate_loss: InfoNCE(..., 0.2)
 LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # the yaml's learning_rate_scheduler [0.96, 50]
 
 
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
-  """The run's S_m from its filled features: (M, I, k) neighbour lists and weights."""
-  del hp
-  return item_graph.modality_knn_laplacians(inputs, spec.n_items, spec.option(KNN_K))
-
-
 def _linears(key, n: int, d_in: int, d_out: int) -> list[dict]:
   return [item_graph.linear_params(k, d_in, d_out) for k in jax.random.split(key, n)]
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c, k_g, k_p, k_q1, k_q2 = jax.random.split(key, 7)
   d, n_mod = spec.embed_dim, spec.n_modalities
   bound = 1.0 / d ** 0.5                  # nn.Linear(D, 1, bias=False)
@@ -163,18 +157,26 @@ def mgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -> di
   return {"bpr": bpr, "l2": l2, "cl": cl}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux, ctx
-  terms = mgcn_terms(params, batch, inputs, spec)
-  return terms["bpr"] + hp["reg_weight"] * terms["l2"] + hp["cl_loss"] * terms["cl"], terms
+def make(spec: ModelSpec) -> Hooks:
+  knn_k = spec.option(KNN_K)
 
+  def init(key, hp):
+    return init_params(key, spec)
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Final users and items, as `full_sort_predict`."""
-  del aux, hp
-  final, _, _ = forward(params, inputs, spec, inputs.graph)
-  return final[:spec.n_users], final[spec.n_users:]
+  def prepare(inputs: ModelInputs, hp):
+    """The run's S_m from its filled features: (M, I, k) neighbour lists and weights."""
+    return item_graph.modality_knn_laplacians(inputs, spec.n_items, knn_k)
+
+  def loss(state: State, batch: Batch, run: Run):
+    hp = run.hp
+    terms = mgcn_terms(state.params, batch, run.inputs, spec)
+    return terms["bpr"] + hp["reg_weight"] * terms["l2"] + hp["cl_loss"] * terms["cl"], terms
+
+  def embed(state: State, run: Run):
+    """Final users and items, as `full_sort_predict`."""
+    final, _, _ = forward(state.params, run.inputs, spec, run.inputs.graph)
+    return final[:spec.n_users], final[spec.n_users:]
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, optimizer=optimizer)
 
 
 def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
@@ -187,5 +189,4 @@ def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
 # lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "cl_loss": (0.001, 0.01, 0.1)}
-MGCN = Model(name="mgcn", init=init, loss=loss, embed=embed, prepare=prepare,
-             optimizer=optimizer, hparams=HPARAMS, search_space=SEARCH_SPACE)
+MGCN = Model(name="mgcn", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

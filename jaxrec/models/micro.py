@@ -77,7 +77,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import item_graph, lattice
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 weight)
 
 PARSER = "CRIPAC-DIG/MICRO codes/utility/parser.py"
@@ -114,8 +114,7 @@ def unit_rows(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-24))
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c, k_q1, k_q2 = jax.random.split(key, 5)
   d = spec.embed_dim
   return {"users": item_graph.xavier_table(k_u, spec.n_users, d),
@@ -126,10 +125,10 @@ def init(key, spec: ModelSpec, hp):
                     "out": item_graph.linear_params(k_q2, d, 1)["w"]}}
 
 
-def prepare(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def knn_graphs_and_warm_items(inputs: ModelInputs, spec: ModelSpec) -> dict:
   """The run's kNN graphs Ŝ_m from its masked, filled features ((M, I, k) lists,
   all items, new ones included) and its warm items (I,)."""
-  return {**lattice.prepare(inputs, hp, spec), "warm": inputs.warm_items(spec.n_items)}
+  return {**lattice.knn_graphs(inputs, spec), "warm": inputs.warm_items(spec.n_items)}
 
 
 def modality_graphs(params, learned: jax.Array, inputs: ModelInputs, hp, spec: ModelSpec):
@@ -206,25 +205,6 @@ def contrastive(a: jax.Array, b: jax.Array, tau, block: int = CONTRAST_BLOCK) ->
   return jnp.mean(per_row)
 
 
-def init_aux(key, spec: ModelSpec, hp, params):
-  """The epoch's learned neighbour lists and S_m weights, and the step in the epoch."""
-  del key, hp, params
-  k, m = spec.option(KNN_K), spec.n_modalities
-  return {"neighbours": jnp.zeros((spec.n_items, m * k), jnp.int32),
-          "weights": jnp.zeros((m, spec.n_items, 2 * k)), "step": jnp.int32(-1)}
-
-
-def pre_epoch(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: ModelSpec):
-  """Rebuilds every S_m from the epoch's starting parameters (`build_item_graph`)."""
-  del aux, ctx
-  learned = lattice.learned_neighbours(params, inputs, spec)
-  _, weights = modality_graphs(params, learned, inputs, hp, spec)
-  return {"neighbours": learned, "weights": weights, "step": jnp.int32(-1)}
-
-
-aux_step = lattice.aux_step    # counts the epoch's steps (the first one is step 0)
-
-
 def micro_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
   """BPR, the L2 of the batch's final embeddings and Σ_m C(h_m, h), on the epoch's S_m."""
   neighbours, now = modality_graphs(params, aux["neighbours"], inputs, hp, spec)
@@ -238,27 +218,45 @@ def micro_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, spec: ModelS
   return {"bpr": bpr, "l2": l2, "contrast": contrast}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del ctx
-  terms = micro_terms(params, aux, batch, inputs, hp, spec)
-  total = terms["bpr"] + hp["reg_weight"] * terms["l2"] + hp["loss_ratio"] * terms["contrast"]
-  return total, terms
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
 
+  def prepare(inputs: ModelInputs, hp):
+    return knn_graphs_and_warm_items(inputs, spec)
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Scores with every S_m rebuilt from the current parameters (the authors' test)."""
-  del aux
-  learned = lattice.learned_neighbours(params, inputs, spec)
-  neighbours, weights = modality_graphs(params, learned, inputs, hp, spec)
-  users, items, _, _ = forward(params, neighbours, weights, inputs, spec)
-  return users, items
+  def init_aux(key, hp, params):
+    """The epoch's learned neighbour lists and S_m weights, and the step in the epoch."""
+    k, m = spec.option(KNN_K), spec.n_modalities
+    return {"neighbours": jnp.zeros((spec.n_items, m * k), jnp.int32),
+            "weights": jnp.zeros((m, spec.n_items, 2 * k)), "step": jnp.int32(-1)}
+
+  def pre_epoch(state: State, run: Run):
+    """Rebuilds every S_m from the epoch's starting parameters (`build_item_graph`)."""
+    learned = lattice.learned_neighbours(state.params, run.inputs, spec)
+    _, weights = modality_graphs(state.params, learned, run.inputs, run.hp, spec)
+    return {"neighbours": learned, "weights": weights, "step": jnp.int32(-1)}, {}
+
+  def loss(state: State, batch: Batch, run: Run):
+    hp = run.hp
+    terms = micro_terms(state.params, state.aux, batch, run.inputs, hp, spec)
+    total = (terms["bpr"] + hp["reg_weight"] * terms["l2"]
+             + hp["loss_ratio"] * terms["contrast"])
+    return total, terms
+
+  def embed(state: State, run: Run):
+    """Scores with every S_m rebuilt from the current parameters (the authors' test)."""
+    params, inputs = state.params, run.inputs
+    learned = lattice.learned_neighbours(params, inputs, spec)
+    neighbours, weights = modality_graphs(params, learned, inputs, run.hp, spec)
+    users, items, _, _ = forward(params, neighbours, weights, inputs, spec)
+    return users, items
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
+               pre_epoch=pre_epoch, aux_step=lattice.count_step, optimizer=lattice.optimizer)
 
 
 # lr: the README's cold-start 1e-5, the parser's 5e-4, and LATTICE's MMRec grid
 # values 1e-4, 1e-3 and 5e-3 around it; loss_ratio: the parser's 0.03 and a factor ~3
 # either side [D] (the authors publish no grid).
 SEARCH_SPACE = {"lr": (1e-5, 1e-4, 5e-4, 1e-3, 5e-3), "loss_ratio": (0.01, 0.03, 0.1)}
-MICRO = Model(name="micro", init=init, loss=loss, embed=embed, prepare=prepare,
-              init_aux=init_aux, pre_epoch=pre_epoch, aux_step=aux_step,
-              optimizer=lattice.optimizer, hparams=HPARAMS, search_space=SEARCH_SPACE)
+MICRO = Model(name="micro", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import envs, losses
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, switch, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_table,
                                   one_row_features, torch_linear_init)
@@ -64,13 +64,8 @@ class MILKNet(UsersAndContent):
     return jnp.stack([f(x) for f, x in zip(self.extractors, item_feats)], axis=1)
 
 
-def _net(spec: ModelSpec) -> MILKNet:
+def network(spec: ModelSpec) -> MILKNet:
   return MILKNet(spec.n_users, spec.embed_dim, spec.feature_dims)
-
-
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return _net(spec).init(key, ONE_ID, one_row_features(spec.feature_dims))["params"]
 
 
 def mixing_weights(key, run_key, hp, n_modalities: int):
@@ -147,42 +142,43 @@ def batch_modality_embeddings(net: MILKNet, variables, inputs: ModelInputs,
   return project(batch.pos), project(batch.neg)
 
 
-def batch_embeddings(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec):
+def batch_embeddings(net: MILKNet, params, batch: Batch, inputs: ModelInputs, n_items: int):
   """(users (B, D), c_pos (B, M, D), c_neg (B, M, D)) of a mini-batch.
 
   The building block for custom objectives on MILK's encoders (README).
   """
-  net = _net(spec)
   variables = {"params": params}
   users = net.apply(variables, batch.users, method=MILKNet.users)
-  c_pos, c_neg = batch_modality_embeddings(net, variables, inputs, batch, spec.n_items)
+  c_pos, c_neg = batch_modality_embeddings(net, variables, inputs, batch, n_items)
   return users, c_pos, c_neg
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux
-  users, c_pos, c_neg = batch_embeddings(params, batch, inputs, spec)
-  env_weights, env_active = mixing_weights(ctx.key, ctx.run_key, hp, spec.n_modalities)
-  terms = milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
-                     pos_available=inputs.available[batch.pos].astype(jnp.float32), batch=batch,
-                     env_weights=env_weights, env_active=env_active,
-                     penalty=spec.option(PENALTY))
-  total = combine(terms, hp)
-  logged = {k: v for k, v in terms.items() if k != "env_risks"}
-  return total, logged
+def make(spec: ModelSpec) -> Hooks:
+  net, penalty = network(spec), spec.option(PENALTY)
 
+  def init(key, hp):
+    return net.init(key, ONE_ID, one_row_features(spec.feature_dims))["params"]
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Inference embeddings with uniform fusion θ = 1/M."""
-  del aux, hp
-  net = _net(spec)
-  variables = {"params": params}
-  all_items = jnp.arange(spec.n_items)
-  c = net.apply(variables, inputs.item_features(all_items),
-                method=MILKNet.modality_embeddings)
-  items = jnp.einsum("m,imd->id", envs.uniform_weights(spec.n_modalities), c)
-  return net.apply(variables, method=MILKNet.all_users), items
+  def loss(state: State, batch: Batch, run: Run):
+    inputs, hp, ctx = run
+    users, c_pos, c_neg = batch_embeddings(net, state.params, batch, inputs, spec.n_items)
+    env_weights, env_active = mixing_weights(ctx.key, ctx.run_key, hp, spec.n_modalities)
+    terms = milk_terms(users=users, c_pos=c_pos, c_neg=c_neg,
+                       pos_available=inputs.available[batch.pos].astype(jnp.float32),
+                       batch=batch, env_weights=env_weights, env_active=env_active,
+                       penalty=penalty)
+    total = combine(terms, hp)
+    logged = {k: v for k, v in terms.items() if k != "env_risks"}
+    return total, logged
+
+  def embed(state: State, run: Run):
+    """Inference embeddings with uniform fusion θ = 1/M."""
+    variables = {"params": state.params}
+    c = net.apply(variables, run.inputs.item_features(jnp.arange(spec.n_items)),
+                  method=MILKNet.modality_embeddings)
+    items = jnp.einsum("m,imd->id", envs.uniform_weights(spec.n_modalities), c)
+    return net.apply(variables, method=MILKNet.all_users), items
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # Search space (48 points): the rate, the code's 1e-3 and its neighbours in MMRec's
@@ -194,5 +190,5 @@ def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "penalty_weight": (10.0, 50.0, 200.0, 1000.0),
                 "align_weight": (0.05, 0.5), "alpha": (0.01, 0.1)}
 # Alignment and mixup environments are across modalities: at least two.
-MILK = Model(name="milk", init=init, loss=loss, embed=embed, hparams=HPARAMS,
+MILK = Model(name="milk", hparams=HPARAMS, make=make,
              config_defaults={"fill": "mean"}, min_modalities=2, search_space=SEARCH_SPACE)

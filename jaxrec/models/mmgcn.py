@@ -59,7 +59,7 @@ import jax.numpy as jnp
 from jaxrec import losses
 from jaxrec.graph import Graph
 from jaxrec.models import item_graph
-from jaxrec.models.base import (Batch, HParam, Model, ModelInputs, ModelSpec, StepContext,
+from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, modality_option, weight)
 from jaxrec.models.layers import l2_normalise_rows, torch_bias, xavier_normal
 
@@ -114,8 +114,7 @@ def branch_params(key, spec: ModelSpec, m: int) -> dict:
   return out
 
 
-def init(key, spec: ModelSpec, hp):
-  del hp
+def init_params(key, spec: ModelSpec) -> dict:
   k_e, k_b = jax.random.split(key)
   return {"id_embedding": xavier_normal(k_e, spec.n_users + spec.n_items, spec.embed_dim),
           "branches": [branch_params(k, spec, m) for m, k in
@@ -179,17 +178,17 @@ def mmgcn_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) -> d
   return {"bpr": bpr, "reg": ids + pref}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx: StepContext,
-         spec: ModelSpec):
-  del aux, ctx
-  terms = mmgcn_terms(free_vectors(params, spec), batch, inputs, spec)
-  return terms["bpr"] + hp["reg_weight"] * terms["reg"], terms
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
+
+  def loss(state: State, batch: Batch, run: Run):
+    terms = mmgcn_terms(free_vectors(state.params, spec), batch, run.inputs, spec)
+    return terms["bpr"] + run.hp["reg_weight"] * terms["reg"], terms
+
+  def embed(state: State, run: Run):
+    return propagate(state.params, run.inputs, spec)
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  del aux, hp
-  return propagate(params, inputs, spec)
-
-
-MMGCN = Model(name="mmgcn", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-              search_space=SEARCH_SPACE)
+MMGCN = Model(name="mmgcn", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

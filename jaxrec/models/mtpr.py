@@ -36,7 +36,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec, learning_rate, weight
+from jaxrec.models.base import (Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State,
+                                learning_rate, weight)
 from jaxrec.models.layers import ONE_ID, UsersAndContent, id_table
 
 # lr: the authors' code (duxy-me/MTPR, mirrored by ColdRec) uses 0.05 for every
@@ -71,19 +72,10 @@ class MTPRNet(UsersAndContent):
     return normal, counterfactual
 
 
-def _net(spec: ModelSpec) -> MTPRNet:
-  return MTPRNet.for_spec(spec)
-
-
-def init(key, spec: ModelSpec, hp):
-  del hp
-  return _net(spec).init_params(key, ONE_ID, ONE_ID)
-
-
-def item_representations(params, inputs: ModelInputs, items, spec: ModelSpec):
+def item_representations(net: MTPRNet, params, inputs: ModelInputs, items):
   """(normal, counterfactual), each (N, D), of `items`."""
-  return _net(spec).apply({"params": params}, items, inputs.item_features(items),
-                          method=MTPRNet.items)
+  return net.apply({"params": params}, items, inputs.item_features(items),
+                   method=MTPRNet.items)
 
 
 def mtpr_terms(*, users, pos, pos_cf, neg, neg_cf, weights) -> dict:
@@ -103,29 +95,32 @@ def mtpr_terms(*, users, pos, pos_cf, neg, neg_cf, weights) -> dict:
       l2=losses.weighted_mean(jnp.sum(users ** 2 + pos ** 2 + neg ** 2, -1), weights))
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
-  del aux, ctx
-  users = _net(spec).apply({"params": params}, batch.users, method=MTPRNet.users)
-  normal, cf = item_representations(
-      params, inputs, jnp.concatenate([batch.pos, batch.neg]), spec)
-  (pos, neg), (pos_cf, neg_cf) = jnp.split(normal, 2), jnp.split(cf, 2)
-  terms = mtpr_terms(users=users, pos=pos, pos_cf=pos_cf, neg=neg, neg_cf=neg_cf,
-                     weights=batch.weights)
-  ranking = terms["bpr_nn"] + terms["bpr_cc"] + terms["bpr_nc"] + terms["bpr_cn"]
-  return ranking + hp["reg"] * terms["l2"], terms
+def make(spec: ModelSpec) -> Hooks:
+  net = MTPRNet.for_spec(spec)
 
+  def init(key, hp):
+    return net.init_params(key, ONE_ID, ONE_ID)
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users, and items: normal if they have training interactions, else counterfactual."""
-  del aux, hp
-  users = _net(spec).apply({"params": params}, method=MTPRNet.all_users)
-  normal, cf = item_representations(params, inputs, jnp.arange(spec.n_items), spec)
-  items = jnp.where(inputs.warm_items(spec.n_items)[:, None], normal, cf)
-  return users, items
+  def loss(state: State, batch: Batch, run: Run):
+    users = net.apply({"params": state.params}, batch.users, method=MTPRNet.users)
+    normal, cf = item_representations(
+        net, state.params, run.inputs, jnp.concatenate([batch.pos, batch.neg]))
+    (pos, neg), (pos_cf, neg_cf) = jnp.split(normal, 2), jnp.split(cf, 2)
+    terms = mtpr_terms(users=users, pos=pos, pos_cf=pos_cf, neg=neg, neg_cf=neg_cf,
+                       weights=batch.weights)
+    ranking = terms["bpr_nn"] + terms["bpr_cc"] + terms["bpr_nc"] + terms["bpr_cn"]
+    return ranking + run.hp["reg"] * terms["l2"], terms
+
+  def embed(state: State, run: Run):
+    """Users, and items: normal if they have training interactions, else counterfactual."""
+    users = net.apply({"params": state.params}, method=MTPRNet.all_users)
+    normal, cf = item_representations(net, state.params, run.inputs, jnp.arange(spec.n_items))
+    items = jnp.where(run.inputs.warm_items(spec.n_items)[:, None], normal, cf)
+    return users, items
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # No grid in the paper or the code [D]: the authors' rate 0.05 and two below it, and
 # MMRec's BPR reg_weight grid cut to its low end (src/configs/model/BPR.yaml, 250d305).
 SEARCH_SPACE = {"lr": (1e-3, 1e-2, 0.05), "reg": (1e-5, 1e-4, 1e-3)}
-MTPR = Model(name="mtpr", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-             search_space=SEARCH_SPACE)
+MTPR = Model(name="mtpr", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)

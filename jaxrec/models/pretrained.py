@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, HParam, ModelSpec, StepContext, adam_at
+from jaxrec.models.base import Batch, HParam, ModelSpec, Run, State, StepContext, adam_at
 
 # A first stage of 20 epochs suits the small data of tests and examples [D].
 PRETRAIN_EPOCHS = HParam("pretrain_epochs", 20, "our choice for small data [D]", kind=int,
@@ -52,7 +52,7 @@ def staged(ctx: StepContext, hp, params, batch: Batch,
   batched), so `lax.cond` stays a branch under the engine's vmap. The other
   branch's terms are reported as 0.
   """
-  mf_part = lambda: mf_stage_loss(params, batch, hp)
+  mf_part = lambda: mf.mf_loss(params["mf"], batch, hp)
   mf_terms, own_terms = jax.eval_shape(lambda: (mf_part()[1], own()[1]))
   zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
 
@@ -63,10 +63,11 @@ def staged(ctx: StepContext, hp, params, batch: Batch,
                       lambda: with_zeros(own, mf_terms))
 
 
-def mf_stage_loss(params, batch: Batch, hp) -> tuple[jax.Array, dict]:
-  """MF-BPR total `bpr + reg·l2` on `params["mf"]` and its terms."""
-  terms = mf.mf_terms(params["mf"], batch)
-  return terms["bpr"] + hp["reg"] * terms["l2"], terms
+def staged_loss(own: Callable[[State, Batch, Run], tuple[jax.Array, dict]]):
+  """The `loss` hook of a two-stage model: MF-BPR first, `own(state, batch, run)` after."""
+  def loss(state: State, batch: Batch, run: Run):
+    return staged(run.ctx, run.hp, state.params, batch, lambda: own(state, batch, run))
+  return loss
 
 
 def frozen_mf(params) -> dict:

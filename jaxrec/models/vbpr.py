@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import mf
-from jaxrec.models.base import Batch, Model, ModelInputs, ModelSpec
+from jaxrec.models.base import Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State
 from jaxrec.models.mf import INIT_STD, mf_params
 
 # lr, reg: MF-BPR's Adam defaults ([D] above; the paper used SGD). The paper
@@ -43,10 +43,9 @@ def factor_split(embed_dim: int) -> tuple[int, int]:
   return embed_dim - content, content
 
 
-def init(key, spec: ModelSpec, hp):
+def init_params(key, spec: ModelSpec):
   """{"mf": γ (U, K)/(I, K), "theta": (U, K'), "E": (F, K'), "item_bias": (I,),
   "visual_bias": β' (F,)} with F = Σ_m d_m."""
-  del hp
   k_id, k_theta, k_e = jax.random.split(key, 3)
   n_id, n_content = factor_split(spec.embed_dim)
   n_feat = sum(spec.feature_dims)
@@ -85,27 +84,29 @@ def vbpr_terms(params, batch: Batch, inputs: ModelInputs) -> dict:
   return {"bpr": bpr, "l2": l2}
 
 
-def loss(params, aux, batch: Batch, inputs: ModelInputs, hp, ctx, spec: ModelSpec):
-  del aux, ctx, spec
-  terms = vbpr_terms(params, batch, inputs)
-  return terms["bpr"] + hp["reg"] * terms["l2"], terms
+def make(spec: ModelSpec) -> Hooks:
+  def init(key, hp):
+    return init_params(key, spec)
 
+  def loss(state: State, batch: Batch, run: Run):
+    terms = vbpr_terms(state.params, batch, run.inputs)
+    return terms["bpr"] + run.hp["reg"] * terms["l2"], terms
 
-def embed(params, aux, inputs: ModelInputs, hp, spec: ModelSpec):
-  """Users `[γ_u, θ_u, 1]` (U, D+1), items `[γ_i, E f_i, β_i + β'·f_i]` (I, D+1).
+  def embed(state: State, run: Run):
+    """Users `[γ_u, θ_u, 1]` (U, D+1), items `[γ_i, E f_i, β_i + β'·f_i]` (I, D+1).
 
-  Their inner product is exactly x̂_ui, so the shared evaluator ranks by it.
-  """
-  del aux, hp
-  gamma, visual, bias = item_parts(params, inputs, jnp.arange(spec.n_items))
-  users = jnp.concatenate([params["mf"]["users"], params["theta"],
-                           jnp.ones((spec.n_users, 1))], axis=-1)
-  return users, jnp.concatenate([gamma, visual, bias[:, None]], axis=-1)
+    Their inner product is exactly x̂_ui, so the shared evaluator ranks by it.
+    """
+    params = state.params
+    gamma, visual, bias = item_parts(params, run.inputs, jnp.arange(spec.n_items))
+    users = jnp.concatenate([params["mf"]["users"], params["theta"],
+                             jnp.ones((spec.n_users, 1))], axis=-1)
+    return users, jnp.concatenate([gamma, visual, bias[:, None]], axis=-1)
+  return Hooks(init=init, loss=loss, embed=embed)
 
 
 # MMRec's grid for VBPR (src/configs/model/VBPR.yaml, commit a75d89a): reg_weight.
 # lr: the default 1e-3 and its neighbours in MMRec's learning_rate grid (enoche/MMRec @
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D].
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "reg": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)}
-VBPR = Model(name="vbpr", init=init, loss=loss, embed=embed, hparams=HPARAMS,
-             search_space=SEARCH_SPACE)
+VBPR = Model(name="vbpr", hparams=HPARAMS, make=make, search_space=SEARCH_SPACE)
