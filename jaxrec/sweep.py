@@ -100,7 +100,9 @@ def check_data(groups: Sequence[list[tuple[dict, RunConfig]]]) -> tuple[dict, di
     model, dataset, split = get_model(first.model), dataset_for(first), split_for(first)
     loading.check_modalities(first.data, first.modalities, dataset, model.name,
                              model.min_modalities)
-    model.check_modality_options(group_settings(first)[0])
+    spec = group_settings(first)[0]
+    model.check_modality_options(spec)
+    model.make(spec)            # a spec the model refuses, refused before anything compiles
     run_inputs(model, [cfg for _, cfg in group], dataset, split)
     reference_metrics(first)    # the runs' floor, before anything trains (cached)
   return data_files, warnings

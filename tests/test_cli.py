@@ -94,6 +94,11 @@ def test_a_modality_option_names_one_of_the_data_s_modalities(model, capsys, tmp
           "(image, text)") in err
 
 
+def test_a_spec_the_model_refuses_is_one_line_before_anything_compiles(capsys, tmp_path):
+  err = _refused(capsys, tmp_path, base=dict(TINY, model="mtpr", embed_dim=7))
+  assert "mtpr: embed_dim=7: expected an even number" in err
+
+
 @pytest.mark.parametrize("model", ["freedom", "mmgcn"])
 def test_a_model_that_needs_an_image_modality_says_so(model, capsys, tmp_path):
   from tests.test_readers import _tsvs

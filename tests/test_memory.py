@@ -3,6 +3,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.engine import memory, sharding
+from jaxrec.errors import InputError
 from jaxrec.engine.train import GroupTrainer
 from jaxrec.models import get_model
 from jaxrec.engine.inputs import (dataset_for, group_data, group_settings, run_inputs,
@@ -50,7 +51,7 @@ def test_chunks_fit_the_budget():
                                margin=1.0) == 40
   chunks = memory.chunk(list(range(23)), 10)
   assert [len(c) for c in chunks] == [8, 7, 8] and sum(chunks, []) == list(range(23))
-  with pytest.raises(ValueError, match="one run needs about"):
+  with pytest.raises(InputError, match="one run needs about"):
     memory.runs_per_chunk(est, n_runs=5, budget_bytes=105, margin=1.0)
 
 
@@ -68,7 +69,7 @@ def test_sweep_chunks_a_group_and_gets_the_same_results(tmp_path, capsys):
   by_id = {r["run_id"]: r["test"] for r in whole}
   for rec in chunked:
     assert rec["test"] == pytest.approx(by_id[rec["run_id"]], abs=1e-6)
-  with pytest.raises(ValueError, match="one run needs about"):
+  with pytest.raises(InputError, match="one run needs about"):
     run_sweep(grid, str(tmp_path / "tiny"), progress=False, memory_budget_bytes=1000)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxrec.engine import sharding
 from jaxrec.engine.train import GroupData, GroupTrainer, RunInputs
-from jaxrec.errors import is_disk_full
+from jaxrec.errors import InputError, is_disk_full
 
 MARGIN = 0.85     # leave room for the allocator, the runtime and fragmentation
 
@@ -96,12 +96,12 @@ def runs_per_chunk(est: MemoryEstimate, n_runs: int, budget_bytes: int,
                    n_devices: int = 1, margin: float = MARGIN) -> int:
   """The most runs per chunk whose per-device estimate fits `margin * budget`.
 
-  Raises ValueError (with the numbers) if not even one run fits.
+  Raises InputError (with the numbers) if not even one run fits.
   """
   usable = int(margin * budget_bytes)
   per_device = (usable - est.shared_bytes) // est.per_run_bytes
   if per_device < 1:
-    raise ValueError(
+    raise InputError(
         f"one run needs about {_gib(est.bytes_for(1))} (shared {_gib(est.shared_bytes)} + "
         f"{_gib(est.per_run_bytes)} per run) but the budget is {_gib(budget_bytes)} "
         f"x {margin} margin; use a smaller model, batch or evaluation chunk, or a "

@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec import losses
+from jaxrec.errors import InputError
 from jaxrec.models.base import (Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
 from jaxrec.models.layers import ONE_ID, UsersAndContent, id_table
@@ -52,8 +53,6 @@ class MTPRNet(UsersAndContent):
   n_items: int = 0
 
   def setup(self):
-    if self.embed_dim % 2:
-      raise ValueError(f"MTPR needs an even embed_dim, got {self.embed_dim}")
     half = self.embed_dim // 2
     self.user_table = id_table(self.n_users, self.embed_dim)
     self.pref_table = id_table(self.n_items, half)
@@ -96,6 +95,9 @@ def mtpr_terms(*, users, pos, pos_cf, neg, neg_cf, weights) -> dict:
 
 
 def make(spec: ModelSpec) -> Hooks:
+  if spec.embed_dim % 2:
+    raise InputError(f"mtpr: embed_dim={spec.embed_dim}: expected an even number (an item's "
+                     "vector is its preference half and its content half)")
   net = MTPRNet.for_spec(spec)
 
   def init(key, hp):
