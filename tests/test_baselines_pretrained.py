@@ -240,10 +240,14 @@ def test_gar_selected_recommender_is_that_of_the_selected_epoch(tmp_path):
     np.testing.assert_allclose(resumed.test[name], full.test[name], atol=1e-6)
 
 
-def test_heater_terms_ignore_new_item_negatives():
-  """Heater's similarity and MSE terms fit the pretrained Q_i, which only warm
-  items have: replacing the new items' features and MF rows changes neither."""
-  model, spec, hp, inputs, batch, params = _single_run("heater")
+@pytest.mark.parametrize("name,terms_of,term_names", [
+    ("heater", lambda: heater.heater_terms, ("mse", "similarity")),
+    ("dropoutnet", lambda: dropoutnet.dropoutnet_terms, ("mse",))])
+def test_stage_two_terms_ignore_new_item_negatives(name, terms_of, term_names):
+  """Heater's similarity and MSE terms and DropoutNet's MSE fit the pretrained
+  Q_i, which only warm items have: replacing the new items' features and MF rows
+  changes none of them."""
+  model, spec, hp, inputs, batch, params = _single_run(name)
   new = np.flatnonzero(~np.asarray(inputs.warm_items(spec.n_items)))
   assert new.size > 0
   batch = batch.replace(neg=jnp.asarray(np.resize(new, batch.neg.shape[0]), jnp.int32))
@@ -255,8 +259,8 @@ def test_heater_terms_ignore_new_item_negatives():
     return jnp.asarray(out, x.dtype)
   moved = {**params, "mf": {**params["mf"], "items": replaced(params["mf"]["items"])}}
   moved_inputs = inputs.replace(features=tuple(map(replaced, inputs.features)))
-  terms = lambda p, i: heater.heater_terms(p, batch, i, hp, jax.random.PRNGKey(0), spec)
+  terms = lambda p, i: terms_of()(p, batch, i, hp, jax.random.PRNGKey(0), spec)
   before, after = terms(params, inputs), terms(moved, moved_inputs)
-  for name in ("mse", "similarity"):
-    assert float(before[name]) > 0
-    assert float(after[name]) == float(before[name]), name
+  for term in term_names:
+    assert float(before[term]) > 0
+    assert float(after[term]) == float(before[term]), term

@@ -9,8 +9,9 @@ issue 28's hook redesign (commit in its `_about`). The groups are `test_every_mo
 `_trained_group`), so run beside that file this test compiles and trains nothing
 more. A refactor that claims to
 change no numbers must keep them within `RTOL` (relative; `ATOL` absolute for
-metrics near 0). Regenerate only for an intended change of results:
-`python -m tests.test_pins --write`.
+metrics near 0). Regenerate only for an intended change of results, naming the models whose
+results changed: `python -m tests.test_pins --write MODEL [MODEL ...]` (all
+groups without a name).
 """
 import json
 import os
@@ -62,11 +63,19 @@ def test_results_are_pinned(group, pins):
   np.testing.assert_allclose(got["params_abs_sum"], want["params_abs_sum"], rtol=rtol)
 
 
-def _write(commit: str) -> None:
+def _write(commit: str, names: list[str]) -> None:
+  """Pins every group, or only the groups of the models in `names` (an intended
+  change of those models' results), keeping the others' pins and noting it."""
   record = {"_about": f"tests/test_pins.py's groups trained at commit {commit} "
                       f"(jax {jax.__version__}, CPU)"}
+  if names:
+    with open(PINS) as f:
+      record = json.load(f)
+    record["_about"] += f"; {', '.join(names)} re-pinned at commit {commit}"
   for group in GROUPS:
     name, static = group
+    if names and name not in names:
+      continue
     record[_variant_id(group)] = _outcome_record(train_configs(_group_configs(name, static)))
     print(_variant_id(group), record[_variant_id(group)]["test"]["recall@20"], flush=True)
   with open(PINS, "w") as f:
@@ -77,4 +86,4 @@ def _write(commit: str) -> None:
 if __name__ == "__main__" and sys.argv[1:2] == ["--write"]:
   import subprocess
   _write(subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                        text=True, check=True).stdout.strip())
+                        text=True, check=True).stdout.strip(), sys.argv[2:])

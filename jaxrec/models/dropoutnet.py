@@ -12,7 +12,9 @@ Two stages inside one training run (jaxrec.models.pretrained):
      preference input dropped.
 
 [D] Pairs: the MSE is taken on the batch's (user, positive) and (user,
-    negative) pairs (the paper samples observed and random items per user).
+    negative) pairs with a warm item (the paper samples observed and random
+    items per user from the warm preference matrix; a new item has no
+    pretrained vector to reproduce).
 [D] Towers: one tanh hidden layer of `HIDDEN` units and a linear output of
     `embed_dim` (the paper uses [800, 400] with batch norm on CiteULike; no
     batch norm here, whose running statistics the pure-function interface
@@ -77,6 +79,9 @@ def dropoutnet_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   """Stage-2 terms: `mse` of reproduced vs. pretrained scores, `dropped` fraction."""
   cf = frozen_mf(params)
   users, items, weights = score_pairs(batch)
+  # The target is the pretrained score, which a new item (a sampled negative with
+  # no training interaction) does not have: its MF row is the initialisation.
+  weights = weights * inputs.warm_items(spec.n_items)[items]
   target = jnp.sum(cf["users"][users] * cf["items"][items], -1)
   keep = preference_keep(key, items.shape[0], hp["dropout"])
   u, v = towers(params, spec, cf["users"][users],
