@@ -156,7 +156,7 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   if not unwritable:
     work.log_command()
   if done:
-    print(f"done: {work.import_finished(done, [c for g in groups for _, c in g], data_files)} "
+    print(f"done: {work.import_finished(done, [run for g in groups for run in g], data_files)} "
           f"run(s) taken from {', '.join(done)}")
   for data, lines in data_warnings.items():
     for line in lines:

@@ -113,20 +113,22 @@ class WorkDir:
           "command": command_line(argv if argv is not None else sys.argv),
           "commit": code_commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}])
 
-  def import_finished(self, sources: Sequence[str], runs: Sequence[RunConfig],
+  def import_finished(self, sources: Sequence[str], runs: Sequence[tuple[dict, RunConfig]],
                       data_files: dict) -> int:
     """Appends the records of `sources` (work directories, e.g. results/<table>/)
-    that are runs of `runs` not done here; returns how many.
+    that are runs of `runs` ((coordinates, config) of this grid) not done here;
+    returns how many.
 
     A record is the same run if its configuration equals the run's wherever the
     data lives: the data folder's path may differ, the files' hashes (sweep.json
-    of the source) may not. The imported record takes this run's id and data
-    path, and names its source.
+    of the source) may not. The imported record takes this run's id, data path
+    and coordinates in this grid (a source swept over fewer axes names fewer),
+    and names its source.
     """
     done, todo = self.done_ids(), {}
-    for cfg in runs:
+    for coords, cfg in runs:
       if cfg.run_id not in done:
-        todo[portable_id(cfg.to_dict(), data_files.get(data_key(cfg)))] = cfg
+        todo[portable_id(cfg.to_dict(), data_files.get(data_key(cfg)))] = coords, cfg
     imported = []
     for source in sources:
       path = os.path.join(source, "results.jsonl")
@@ -138,10 +140,10 @@ class WorkDir:
           key = portable_id(rec["config"], source_files.get(data_key(rec["config"])))
         except (KeyError, TypeError, ValueError):
           continue            # a record of a configuration this code cannot read
-        cfg = todo.pop(key, None)
+        coords, cfg = todo.pop(key, (None, None))
         if cfg is not None:
           imported.append({**rec, "run_id": cfg.run_id, "config": cfg.to_dict(),
-                           "imported_from": source})
+                           "coords": coords, "imported_from": source})
     self.append(imported)
     return len(imported)
 

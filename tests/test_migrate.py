@@ -109,9 +109,9 @@ def test_records_are_not_merged_into_a_table_of_another_scheme(tmp_path):
 def test_the_committed_table_is_of_this_scheme_and_its_runs_are_taken(tmp_path):
   sweep = WorkDir(COMMITTED).read_sweep_json()
   assert sweep[SCHEME] == RUN_ID_SCHEME
-  runs = [cfg for _, cfg in Grid.from_json(sweep).expand()]
+  runs = Grid.from_json(sweep).expand()
   records = results.read_jsonl(os.path.join(COMMITTED, "results.jsonl"))
-  assert sorted(r["run_id"] for r in records) == sorted(c.run_id for c in runs)
+  assert sorted(r["run_id"] for r in records) == sorted(c.run_id for _, c in runs)
   work = WorkDir(str(tmp_path / "w"))
   os.makedirs(work.path)
   assert work.import_finished([COMMITTED], runs, {"synthetic": {}}) == len(runs)  # --done

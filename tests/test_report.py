@@ -735,16 +735,20 @@ def test_runs_recorded_elsewhere_are_taken_on_the_same_data_wherever_it_lives(tm
   hashes = {"interactions.csv": "aa", "image.npy": "bb"}
   with open(os.path.join(source, "sweep.json"), "w") as f:
     json.dump({"base": {}, "axes": {}, "data_files": {"/old/place/tiktok": hashes}}, f)
-  here = [make_config(model="milk", data="/new/place/tiktok", seed=s) for s in range(4)]
+  # This grid names one more axis than the source did: the taken records carry its coordinates.
+  here = [(dict(seed=s, lr=1e-3), make_config(model="milk", data="/new/place/tiktok", seed=s))
+          for s in range(4)]
   work = WorkDir(str(tmp_path / "w"))
   os.makedirs(work.path)
   changed = {**hashes, "image.npy": "cc"}
   assert work.import_finished([source], here, {"/new/place/tiktok": changed}) == 0
   assert work.import_finished([source], here, {"/new/place/tiktok": hashes}) == 3
   taken = work.records()
-  assert sorted(r["run_id"] for r in taken) == sorted(c.run_id for c in here[:3])
+  assert sorted(r["run_id"] for r in taken) == sorted(c.run_id for _, c in here[:3])
   assert all(r["config"]["data"] == "/new/place/tiktok" and r["imported_from"] == source
              for r in taken)
+  assert sorted((r["coords"]["seed"], r["coords"]["lr"]) for r in taken) == [
+      (0, 1e-3), (1, 1e-3), (2, 1e-3)]
   assert work.import_finished([source], here, {"/new/place/tiktok": hashes}) == 0  # done
 
 
