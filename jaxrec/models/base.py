@@ -303,6 +303,16 @@ def adam(hp, ctx) -> optax.GradientTransformation:
   return adam_at(hp["lr"])
 
 
+# MMRec's default learning-rate schedule (enoche/MMRec @ e775373b,
+# src/configs/overall.yaml learning_rate_scheduler [0.96, 50]: a LambdaLR per epoch).
+MMREC_LR_DECAY, MMREC_LR_DECAY_EPOCHS = 0.96, 50.0
+
+
+def mmrec_decayed_adam(hp, ctx) -> optax.GradientTransformation:
+  """Adam at lr · 0.96^(epoch / 50), MMRec's schedule (MGCN, LATTICE, MICRO, DGMRec)."""
+  return optax.adam(hp["lr"] * MMREC_LR_DECAY ** (ctx.epoch / MMREC_LR_DECAY_EPOCHS))
+
+
 class State(NamedTuple):
   """A run's trained state: `params` (moved by the optimiser) and `aux`."""
   params: Any

@@ -81,8 +81,7 @@ import optax
 from jaxrec import losses
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
-                                StepContext,
-                                learning_rate, weight)
+                                StepContext, learning_rate, mmrec_decayed_adam, weight)
 from jaxrec.models.layers import first_occurrence, l2_normalise_rows, torch_linear_init
 
 SIGIR = "ptkjw1997/DGMRec@50cdd41"
@@ -135,7 +134,6 @@ HPARAMS = (
 # e775373b, src/configs/model/MMGCN.yaml [1e-4, 5e-4, 1e-3, 5e-3, 1e-2]) [D]. 6 points.
 SEARCH_SPACE = {"lr": (5e-4, 1e-3, 5e-3), "alpha": (0.4, 0.8)}
 
-LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # overall.yaml learning_rate_scheduler [0.96, 50]
 PERTURB = 0.1                             # the authors' perturb scale
 CLUB_HIDDEN = 32                          # CLUBSample(64, 64, hidden 64): hidden // 2
 CLUB_LR = 1e-4
@@ -544,10 +542,6 @@ def dgmrec_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, key,
               align_bm=align_bm, id_norm=id_norm, mod_norm=mod_norm)
 
 
-def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
-  """Adam at lr · 0.96^(epoch / 50) (overall.yaml's LambdaLR)."""
-  return optax.adam(hp["lr"] * LR_DECAY ** (ctx.epoch / LR_DECAY_EPOCHS))
-
 
 def make(spec: ModelSpec) -> Hooks:
   def init(key, hp):
@@ -578,7 +572,7 @@ def make(spec: ModelSpec) -> Hooks:
     f = forward(params, tables, graphs, inputs, spec)
     return f["users"], f["items"]
   return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
-               pre_epoch=pre_epoch, embed_aux=embed_aux, optimizer=optimizer)
+               pre_epoch=pre_epoch, embed_aux=embed_aux, optimizer=mmrec_decayed_adam)
 
 
 DGMREC = Model(name="dgmrec", hparams=HPARAMS, make=make, config_defaults={"fill": "mean"},

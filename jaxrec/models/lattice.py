@@ -49,13 +49,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxrec import losses
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
-                                StepContext,
-                                weight)
+                                mmrec_decayed_adam, weight)
 from jaxrec.models.layers import l2_normalise_rows
 
 YAML = "MMRec src/configs/model/LATTICE.yaml"
@@ -78,7 +76,6 @@ HPARAMS = (
            help="λ: weight of the kNN graph against the learned one (1: none learned)"),
     KNN_K, N_LAYERS, N_UI_LAYERS, TRAIN_FEATURES)
 
-LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # the yaml's learning_rate_scheduler [0.96, 50]
 
 
 def init_params(key, spec: ModelSpec) -> dict:
@@ -161,10 +158,6 @@ def lattice_terms(params, aux, batch: Batch, inputs: ModelInputs, hp,
   return {"bpr": bpr, "l2": l2}
 
 
-def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
-  """Adam at lr · 0.96^(epoch / 50)."""
-  return optax.adam(hp["lr"] * LR_DECAY ** (ctx.epoch / LR_DECAY_EPOCHS))
-
 
 def count_step(state: State, batch: Batch, run: Run) -> tuple[dict, dict]:
   """The `aux_step` that counts the epoch's steps (the first one is step 0)."""
@@ -201,7 +194,7 @@ def make(spec: ModelSpec) -> Hooks:
                                     run.hp, spec)
     return propagate(params, neighbours, weights, inputs, spec)
   return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
-               pre_epoch=pre_epoch, aux_step=count_step, optimizer=optimizer)
+               pre_epoch=pre_epoch, aux_step=count_step, optimizer=mmrec_decayed_adam)
 
 
 # MMRec LATTICE.yaml hyper_parameters ["reg_weight", "learning_rate"], its grids (16 points).

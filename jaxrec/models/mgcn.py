@@ -49,13 +49,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxrec import losses
 from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
-                                StepContext,
-                                learning_rate, weight)
+                                learning_rate, mmrec_decayed_adam, weight)
 
 YAML = "MMRec src/configs/model/MGCN.yaml"
 KNN_K = HParam("knn_k", 10, YAML, kind=int, per_run=False, low=1,
@@ -76,7 +74,6 @@ HPARAMS = (
     KNN_K, N_LAYERS, N_UI_LAYERS, TRAIN_FEATURES)
 
 TEMPERATURE = 0.2                         # calculate_loss: InfoNCE(..., 0.2)
-LR_DECAY, LR_DECAY_EPOCHS = 0.96, 50.0    # the yaml's learning_rate_scheduler [0.96, 50]
 
 
 def _linears(key, n: int, d_in: int, d_out: int) -> list[dict]:
@@ -176,12 +173,8 @@ def make(spec: ModelSpec) -> Hooks:
     """Final users and items, as `full_sort_predict`."""
     final, _, _ = forward(state.params, run.inputs, spec, run.inputs.graph)
     return final[:spec.n_users], final[spec.n_users:]
-  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, optimizer=optimizer)
+  return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, optimizer=mmrec_decayed_adam)
 
-
-def optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
-  """Adam at lr · 0.96^(epoch / 50)."""
-  return optax.adam(hp["lr"] * LR_DECAY ** (ctx.epoch / LR_DECAY_EPOCHS))
 
 
 # MMRec src/configs/model/MGCN.yaml: hyper_parameters ["cl_loss"], cl_loss

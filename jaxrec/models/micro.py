@@ -78,7 +78,7 @@ import jax.numpy as jnp
 from jaxrec import losses
 from jaxrec.models import item_graph, lattice
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
-                                weight)
+                                mmrec_decayed_adam, weight)
 
 PARSER = "CRIPAC-DIG/MICRO codes/utility/parser.py"
 MODELS_PY = "CRIPAC-DIG/MICRO codes/Models.py"
@@ -252,7 +252,7 @@ def make(spec: ModelSpec) -> Hooks:
     users, items, _, _ = forward(params, neighbours, weights, inputs, spec)
     return users, items
   return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
-               pre_epoch=pre_epoch, aux_step=lattice.count_step, optimizer=lattice.optimizer)
+               pre_epoch=pre_epoch, aux_step=lattice.count_step, optimizer=mmrec_decayed_adam)
 
 
 # lr: the README's cold-start 1e-5, the parser's 5e-4, and LATTICE's MMRec grid
