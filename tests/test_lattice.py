@@ -114,24 +114,25 @@ def test_the_graph_learns_only_at_an_epochs_first_step():
   hooks = lattice.make(spec)
   params = hooks.init(jax.random.PRNGKey(1), hp)
   ctx = step_context(jax.random.PRNGKey(2))
-  hooks = lattice.make(spec)
   aux, _ = hooks.pre_epoch(State(params, hooks.init_aux(None, hp, params)), Run(inputs, hp, ctx))
   batch = Batch(users=jnp.arange(8), pos=jnp.arange(8), neg=jnp.arange(8, 16),
                 weights=jnp.ones(8))
-  grad = jax.jit(jax.grad(lambda p, aux: hooks.loss(State(p, aux), batch, Run(inputs, hp, ctx))[0]))
-  grads = {}
-  for step in range(2):
-    aux = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
-    assert int(aux["step"]) == step
-    grads[step] = grad(params, aux)
+  # The step index as the engine's scan gives it: unbatched, traced.
+  loss_at = jax.jit(lambda p, step: hooks.loss(State(p, aux), batch,
+                                               Run(inputs, hp, ctx.replace(step=step)))[0])
+  grads = {step: jax.grad(loss_at)(params, jnp.int32(step)) for step in range(2)}
   graph_only = lambda g: max(float(jnp.abs(x).max()) for x in jax.tree.leaves(
       (g["content"], g["modal_weight"])))
   assert graph_only(grads[0]) > 0 and graph_only(grads[1]) == 0.0
   assert float(jnp.abs(grads[1]["items"]).max()) > 0               # ids learn every step
   # The forward value is the epoch's graph at every step.
-  first = lattice.lattice_terms(params, {**aux, "step": jnp.int32(0)}, batch, inputs, hp, spec)
-  later = lattice.lattice_terms(params, aux, batch, inputs, hp, spec)
-  assert float(first["bpr"]) == pytest.approx(float(later["bpr"]), rel=1e-6)
+  assert float(loss_at(params, jnp.int32(0))) == pytest.approx(
+      float(loss_at(params, jnp.int32(1))), rel=1e-6)
+  # The projection of every item's features runs at the first step only: a
+  # lax.cond on the unbatched step, kept a cond under the group's vmap.
+  grouped = jax.vmap(lambda p: jax.grad(loss_at)(p, jnp.int32(1)))
+  text = jax.jit(grouped).lower(jax.tree.map(lambda x: x[None], params)).as_text()
+  assert "conditional" in text or "case" in text, "the graph's branch became a select"
 
 
 def test_the_knn_anchor_of_a_run_follows_its_own_mask():

@@ -146,9 +146,9 @@ class GroupTrainer:
     return ModelInputs(features=data.features, available=available, fill=run.fill,
                        graph=data.graph, prepared=run.prepared[split])
 
-  def context(self, key, run: RunInputs, epoch) -> StepContext:
+  def context(self, key, run: RunInputs, epoch, step=None) -> StepContext:
     return StepContext(key=key, run_key=run.run_key, epoch=epoch,
-                       first_stage_epochs=self.settings.first_stage_epochs)
+                       first_stage_epochs=self.settings.first_stage_epochs, step=step)
 
   def _prepare_one(self, run: RunInputs, data: GroupData) -> RunInputs:
     unprepared = run.replace(prepared={"train": None, "eval": None})
@@ -192,8 +192,9 @@ class GroupTrainer:
                                                  data.positives, n_items),
                     weights=jax.lax.dynamic_slice(valid, (index * b,), (b,)))
       aux, step_measurements = hooks.aux_step(
-          State(params, aux), batch, Run(inputs, hp, self.context(aux_step_key, run, epoch)))
-      ctx = self.context(loss_key, run, epoch)
+          State(params, aux), batch,
+          Run(inputs, hp, self.context(aux_step_key, run, epoch, index)))
+      ctx = self.context(loss_key, run, epoch, index)
       (loss, terms), grads = jax.value_and_grad(
           lambda params: hooks.loss(State(params, aux), batch, Run(inputs, hp, ctx)),
           has_aux=True)(params)

@@ -224,11 +224,20 @@ class StepContext:
       group, not batched, so a branch on it is a real `lax.cond` under vmap).
     first_stage_epochs: the epochs of the model's first training stage (0: one stage);
       static; evaluation and selection start after it.
+    step: the mini-batch's index within the epoch (unbatched like `epoch`, so
+      `lax.cond` on it skips work at the other steps); None outside an epoch's
+      steps (`pre_epoch`, or a loss evaluated on its own), read as a first step.
   """
   key: jax.Array
   run_key: jax.Array
   epoch: jax.Array
   first_stage_epochs: int = flax.struct.field(pytree_node=False, default=0)
+  step: jax.Array | None = None
+
+  @property
+  def at_first_step(self) -> jax.Array | bool:
+    """Whether this is an epoch's first mini-batch (True where there is no step)."""
+    return True if self.step is None else self.step == 0
 
   @property
   def in_first_stage(self) -> jax.Array:

@@ -117,10 +117,27 @@ def adjacency(params, learned: jax.Array, inputs: ModelInputs, hp, spec: ModelSp
   learned_w = item_graph.symmetric_normalise(values, learned)
   knn = inputs.prepared
   knn_w = jnp.concatenate([alpha[m] * knn["weights"][m] for m in range(spec.n_modalities)], 1)
-  knn_nb = jnp.concatenate(list(knn["neighbours"]), axis=1)
   lam = hp["lambda_coeff"]
-  return (jnp.concatenate([learned, knn_nb], 1),
+  return (graph_neighbours(learned, inputs),
           jnp.concatenate([(1.0 - lam) * learned_w, lam * knn_w], 1))
+
+
+def graph_neighbours(learned: jax.Array, inputs: ModelInputs) -> jax.Array:
+  """S's neighbour lists (I, 2·M·k): the learned ones, then the features' kNN."""
+  return jnp.concatenate([learned, *inputs.prepared["neighbours"]], 1)
+
+
+def epoch_graph_weights(current_weights, epoch_weights: jax.Array, first_step) -> jax.Array:
+  """A step's graph weights: the epoch's (detached), plus at the epoch's first step
+  `now − sg(now)` of the current parameters' weights (value 0, their gradient), as
+  the authors build the graph with gradient at an epoch's first batch only. Only
+  that step computes them (`current_weights()`): `lax.cond` on the unbatched step
+  skips the projection of every item's features at the other steps."""
+  def gradient_only():
+    now = current_weights()
+    return now - jax.lax.stop_gradient(now)
+  delta = jax.lax.cond(first_step, gradient_only, lambda: jnp.zeros_like(epoch_weights))
+  return jax.lax.stop_gradient(epoch_weights) + delta
 
 
 def random_walk_layer_mean(graph, h0: jax.Array, n_layers: int) -> jax.Array:
@@ -145,23 +162,18 @@ def propagate(params, neighbours, weights, inputs: ModelInputs, spec: ModelSpec)
   return out[:spec.n_users], out[spec.n_users:] + l2_normalise_rows(h)
 
 
-def lattice_terms(params, aux, batch: Batch, inputs: ModelInputs, hp,
-                  spec: ModelSpec) -> dict:
+def lattice_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, spec: ModelSpec,
+                  first_step=True) -> dict:
   """BPR and the L2 of the batch's final embeddings, on the epoch's graph S."""
-  neighbours, now = adjacency(params, aux["neighbours"], inputs, hp, spec)
-  first = (aux["step"] == 0).astype(now.dtype)
-  weights = jax.lax.stop_gradient(aux["weights"]) + first * (now - jax.lax.stop_gradient(now))
-  users, items = propagate(params, neighbours, weights, inputs, spec)
+  weights = epoch_graph_weights(
+      lambda: adjacency(params, aux["neighbours"], inputs, hp, spec)[1], aux["weights"],
+      first_step)
+  users, items = propagate(params, graph_neighbours(aux["neighbours"], inputs), weights,
+                           inputs, spec)
   u, p, n = users[batch.users], items[batch.pos], items[batch.neg]
   bpr = losses.bpr_risk(score_diff=jnp.sum(u * (p - n), -1), weights=batch.weights)
   l2 = 0.5 * losses.weighted_mean(jnp.sum(u ** 2 + p ** 2 + n ** 2, -1), batch.weights)
   return {"bpr": bpr, "l2": l2}
-
-
-
-def count_step(state: State, batch: Batch, run: Run) -> tuple[dict, dict]:
-  """The `aux_step` that counts the epoch's steps (the first one is step 0)."""
-  return {**state.aux, "step": state.aux["step"] + 1}, {}
 
 
 def make(spec: ModelSpec) -> Hooks:
@@ -172,19 +184,20 @@ def make(spec: ModelSpec) -> Hooks:
     return knn_graphs(inputs, spec)
 
   def init_aux(key, hp, params):
-    """The epoch's learned graph (set by `pre_epoch`) and the step within the epoch."""
+    """The epoch's learned graph (set by `pre_epoch`)."""
     width = spec.n_modalities * spec.option(KNN_K)
     return {"neighbours": jnp.zeros((spec.n_items, width), jnp.int32),
-            "weights": jnp.zeros((spec.n_items, 2 * width)), "step": jnp.int32(-1)}
+            "weights": jnp.zeros((spec.n_items, 2 * width))}
 
   def pre_epoch(state: State, run: Run):
     """Rebuilds S from the epoch's starting parameters (`build_item_graph`)."""
     learned = learned_neighbours(state.params, run.inputs, spec)
     _, weights = adjacency(state.params, learned, run.inputs, run.hp, spec)
-    return {"neighbours": learned, "weights": weights, "step": jnp.int32(-1)}, {}
+    return {"neighbours": learned, "weights": weights}, {}
 
   def loss(state: State, batch: Batch, run: Run):
-    terms = lattice_terms(state.params, state.aux, batch, run.inputs, run.hp, spec)
+    terms = lattice_terms(state.params, state.aux, batch, run.inputs, run.hp, spec,
+                          run.ctx.at_first_step)
     return terms["bpr"] + run.hp["reg_weight"] * terms["l2"], terms
 
   def embed(state: State, run: Run):
@@ -194,7 +207,7 @@ def make(spec: ModelSpec) -> Hooks:
                                     run.hp, spec)
     return propagate(params, neighbours, weights, inputs, spec)
   return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
-               pre_epoch=pre_epoch, aux_step=count_step, optimizer=mmrec_decayed_adam)
+               pre_epoch=pre_epoch, optimizer=mmrec_decayed_adam)
 
 
 # MMRec LATTICE.yaml hyper_parameters ["reg_weight", "learning_rate"], its grids (16 points).

@@ -142,14 +142,20 @@ def modality_graphs(params, learned: jax.Array, inputs: ModelInputs, hp, spec: M
   knn = inputs.prepared
   units = [unit_rows(e) for e in
            item_graph.projected(params["content"], inputs, jnp.arange(spec.n_items))]
-  neighbours, weights = [], []
+  weights = []
   for m, e in enumerate(units):
     nb = learned[:, m * k:(m + 1) * k]
     values = jnp.sum(e[:, None, :] * e[nb], -1)
     learned_w = item_graph.symmetric_normalise(values, nb)
-    neighbours.append(jnp.concatenate([nb, knn["neighbours"][m]], 1))
     weights.append(jnp.concatenate([(1.0 - lam) * learned_w, lam * knn["weights"][m]], 1))
-  return jnp.stack(neighbours), jnp.stack(weights)
+  return graph_neighbours(learned, inputs, spec), jnp.stack(weights)
+
+
+def graph_neighbours(learned: jax.Array, inputs: ModelInputs, spec: ModelSpec) -> jax.Array:
+  """Every S_m's neighbour lists (M, I, 2k): the learned ones, then the kNN."""
+  k = spec.option(KNN_K)
+  return jnp.stack([jnp.concatenate([learned[:, m * k:(m + 1) * k], nb], 1)
+                    for m, nb in enumerate(inputs.prepared["neighbours"])])
 
 
 def item_ids(params, inputs: ModelInputs) -> jax.Array:
@@ -205,12 +211,14 @@ def contrastive(a: jax.Array, b: jax.Array, tau, block: int = CONTRAST_BLOCK) ->
   return jnp.mean(per_row)
 
 
-def micro_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
+def micro_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, spec: ModelSpec,
+                first_step=True) -> dict:
   """BPR, the L2 of the batch's final embeddings and Σ_m C(h_m, h), on the epoch's S_m."""
-  neighbours, now = modality_graphs(params, aux["neighbours"], inputs, hp, spec)
-  first = (aux["step"] == 0).astype(now.dtype)
-  weights = jax.lax.stop_gradient(aux["weights"]) + first * (now - jax.lax.stop_gradient(now))
-  users, items, hm, h = forward(params, neighbours, weights, inputs, spec)
+  weights = lattice.epoch_graph_weights(
+      lambda: modality_graphs(params, aux["neighbours"], inputs, hp, spec)[1], aux["weights"],
+      first_step)
+  users, items, hm, h = forward(params, graph_neighbours(aux["neighbours"], inputs, spec),
+                                weights, inputs, spec)
   u, p, n = users[batch.users], items[batch.pos], items[batch.neg]
   bpr = losses.bpr_risk(score_diff=jnp.sum(u * (p - n), -1), weights=batch.weights)
   l2 = 0.5 * losses.weighted_mean(jnp.sum(u ** 2 + p ** 2 + n ** 2, -1), batch.weights)
@@ -226,20 +234,21 @@ def make(spec: ModelSpec) -> Hooks:
     return knn_graphs_and_warm_items(inputs, spec)
 
   def init_aux(key, hp, params):
-    """The epoch's learned neighbour lists and S_m weights, and the step in the epoch."""
+    """The epoch's learned neighbour lists and S_m weights."""
     k, m = spec.option(KNN_K), spec.n_modalities
     return {"neighbours": jnp.zeros((spec.n_items, m * k), jnp.int32),
-            "weights": jnp.zeros((m, spec.n_items, 2 * k)), "step": jnp.int32(-1)}
+            "weights": jnp.zeros((m, spec.n_items, 2 * k))}
 
   def pre_epoch(state: State, run: Run):
     """Rebuilds every S_m from the epoch's starting parameters (`build_item_graph`)."""
     learned = lattice.learned_neighbours(state.params, run.inputs, spec)
     _, weights = modality_graphs(state.params, learned, run.inputs, run.hp, spec)
-    return {"neighbours": learned, "weights": weights, "step": jnp.int32(-1)}, {}
+    return {"neighbours": learned, "weights": weights}, {}
 
   def loss(state: State, batch: Batch, run: Run):
     hp = run.hp
-    terms = micro_terms(state.params, state.aux, batch, run.inputs, hp, spec)
+    terms = micro_terms(state.params, state.aux, batch, run.inputs, hp, spec,
+                        run.ctx.at_first_step)
     total = (terms["bpr"] + hp["reg_weight"] * terms["l2"]
              + hp["loss_ratio"] * terms["contrast"])
     return total, terms
@@ -252,7 +261,7 @@ def make(spec: ModelSpec) -> Hooks:
     users, items, _, _ = forward(params, neighbours, weights, inputs, spec)
     return users, items
   return Hooks(init=init, loss=loss, embed=embed, prepare=prepare, init_aux=init_aux,
-               pre_epoch=pre_epoch, aux_step=lattice.count_step, optimizer=mmrec_decayed_adam)
+               pre_epoch=pre_epoch, optimizer=mmrec_decayed_adam)
 
 
 # lr: the README's cold-start 1e-5, the parser's 5e-4, and LATTICE's MMRec grid
