@@ -20,6 +20,7 @@ from scipy import stats
 from jaxrec import analysis, results
 from jaxrec.analysis import tables
 from jaxrec.analysis.layouts import LAYOUTS
+from jaxrec.analysis.select import choose
 from tests.helpers import REPO
 
 BASE_CONFIG = dict(model="milk", data="synthetic", protocol="new_item", setting="fm",
@@ -640,6 +641,23 @@ def test_a_partial_work_directory_names_its_missing_runs(tmp_path):
   whole = grid_workdir(tmp_path / "whole", grid, lambda c: True)
   md = analysis.write_reports(whole, tensorboard=False)
   assert f"{whole}: all 6 runs of its grid are here." in md and "runs of milk missing" not in md
+  # A competitor with no run at all: MILK beating the models that ran decides nothing.
+  grid = Grid(base=dict(protocol="new_item", setting="fm", missing_rate=None, **BUDGET),
+              axes=dict(model=["duif", "heater", "milk"], seed=[0, 1, 2]))
+  absent = grid_workdir(tmp_path / "absent", grid, lambda c: c["model"] != "duif")
+  md = analysis.write_reports(absent, tensorboard=False)
+  assert f"{absent}: 3 of 3 runs of duif missing" in md
+  assert "milk beats every other model (fm, Recall@20): undecided (runs of duif missing)" in md
+
+
+def test_a_field_searched_per_model_is_named_once_in_the_chosen_point():
+  """`--axis milk.lr=...` sets the config's `lr`: the point is `milk.lr`, not both."""
+  records = [record(0.3 + 0.01 * s + (0.05 if lr == 5e-3 else 0.0), 0.1, model="milk", lr=lr,
+                    seed=s) for lr in (1e-3, 5e-3) for s in range(3)]
+  for rec in records:
+    rec["coords"]["milk.lr"] = rec["coords"].pop("lr")
+  (sel,) = choose(records)
+  assert sel.point == {"milk.lr": 5e-3}
 
 
 def test_the_end_of_sweep_table_never_stars_a_test_best_point_validation_did_not_choose(

@@ -222,7 +222,10 @@ def choose(records: Sequence[dict], *, metric: str = DEFAULT_METRIC,
     for rec in recs:
       not_point = (set(seed_axes) | _fixed_fields(rec, cell_axes)
                    | variant_fields[rec["run_id"]])
-      keys = (set(rec["coords"]) | varying) - not_point
+      # A field searched per model is named by its coordinate (`milk.lr`), not
+      # again by the config field it sets (`lr`).
+      per_model = {k.split(".", 1)[1] for k in rec["coords"] if "." in k}
+      keys = (set(rec["coords"]) | (varying - per_model)) - not_point
       point = tuple(sorted((k, field_value(rec, k)) for k in keys))
       cells[cell][point].append(rec)
   out = []

@@ -178,7 +178,7 @@ def _caveats(cells: Mapping[Any, tuple[Selection, CellEvidence]], comp: Comparis
              metric: str, missing: frozenset) -> tuple[str, ...]:
   """Why a comparison's significance is withheld and its claim undecided: a cell of
   the column under-trained, one of the two compared cells at the reference level,
-  or runs missing for a model of the column."""
+  or runs missing for a model of the column (or, where rows are models, of the grid)."""
   out = [f"{value} under-trained ({e.n_under_trained} of {e.n_runs} runs not stopped by the "
          "stopping rule)" for value, (_, e) in cells.items() if e.is_under_trained]
   for value in (comp.first, comp.second):
@@ -188,7 +188,11 @@ def _caveats(cells: Mapping[Any, tuple[Selection, CellEvidence]], comp: Comparis
       out.append(f"{value} not above the {name} scorer by "
                  f"{100 * evidence.REFERENCE_MARGIN:.0f}% ({_number(sel.test[metric].mean)} "
                  f"vs {_number(ref)})")
-  models = sorted({s.cell.get("model") for s, _ in cells.values()} & missing)
+  present = {s.cell.get("model") for s, _ in cells.values()}
+  # Where the rows are models, a model of the grid with no run here at all is a
+  # competitor not yet measured: a claim over "every other model" waits for it too.
+  rows_are_models = all(s.cell.get("model") == value for value, (s, _) in cells.items())
+  models = sorted(missing if rows_are_models else present & missing)
   if models:
     out.append(f"runs of {', '.join(map(str, models))} missing")
   return tuple(out)
