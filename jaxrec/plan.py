@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp

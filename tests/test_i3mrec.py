@@ -9,7 +9,7 @@ import pytest
 
 from jaxrec import losses
 from jaxrec.config import make_config
-from jaxrec.models import i3mrec
+from jaxrec.models import club, i3mrec
 from jaxrec.models.base import Run, State
 from tests.helpers import one_run, step_context
 
@@ -75,7 +75,7 @@ def test_club_nets_are_outside_the_main_update_and_fitted_by_their_own():
                         hp["dropout"])
     xs, z = i3mrec.club_inputs(inputs, items, fused)
     return sum(losses.gaussian_nll(mu=mu, logvar=lv, target=z, weights=jnp.ones(len(items)))
-               for mu, lv in (i3mrec._club_apply(n, x, spec) for n, x in zip(nets, xs)))
+               for mu, lv in (club.apply(n, x) for n, x in zip(nets, xs)))
 
   fitted = aux
   for k in range(5):

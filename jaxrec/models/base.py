@@ -298,11 +298,14 @@ class ModelInputs:
 
 
 def adam_at(learning_rate) -> optax.GradientTransformation:
-  """Adam with the (per-run, traced) learning rate held in its state.
+  """Adam with the (per-run, traced) learning rate held in its state: the one
+  optimiser idiom of every model (main, auxiliary and staged optimisers alike).
 
-  `inject_hyperparams` keeps the rate as a state leaf: the same numbers in a
-  vmapped group as in a run alone (a rate closed over from `hp` let XLA fuse
-  the group's update differently, ~1e-6 apart).
+  `learning_rate` is a rate or an optax schedule (a function of optax's step
+  count, evaluated at every update). `inject_hyperparams` keeps the rate as a
+  state leaf: the same numbers in a vmapped group as in a run alone (a rate
+  closed over from `hp` let XLA fuse the group's update differently, ~1e-6
+  apart), and the rate in force is readable from the state.
   """
   return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
@@ -318,8 +321,12 @@ MMREC_LR_DECAY, MMREC_LR_DECAY_EPOCHS = 0.96, 50.0
 
 
 def mmrec_decayed_adam(hp, ctx) -> optax.GradientTransformation:
-  """Adam at lr · 0.96^(epoch / 50), MMRec's schedule (MGCN, LATTICE, MICRO, DGMRec)."""
-  return optax.adam(hp["lr"] * MMREC_LR_DECAY ** (ctx.epoch / MMREC_LR_DECAY_EPOCHS))
+  """Adam at lr · 0.96^(epoch / 50), MMRec's schedule (MGCN, LATTICE, MICRO, DGMRec).
+
+  An optax schedule of the epoch (MMRec steps its LambdaLR once per epoch): the
+  group's epoch, not optax's step count, which would need the steps per epoch."""
+  schedule = optax.exponential_decay(hp["lr"], MMREC_LR_DECAY_EPOCHS, MMREC_LR_DECAY)
+  return adam_at(lambda _count: schedule(ctx.epoch))
 
 
 class State(NamedTuple):

@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import item_graph
+from jaxrec.models import item_content
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
 from jaxrec.models.layers import dropout as inverted_dropout
-from jaxrec.models.layers import torch_bias, xavier_normal
+from jaxrec.models.layers import torch_bias, xavier_normal, xavier_table
 
 YAML = "MMRec src/configs/model/BM3.yaml"
 README = "enoche/BM3 README.md, best on Baby"
@@ -76,13 +76,13 @@ COS_EPS = 1e-8     # torch.nn.functional.cosine_similarity's eps
 def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_p, k_pb, k_c = jax.random.split(key, 5)
   d = spec.embed_dim
-  content = item_graph.content_params(k_c, spec, spec.option(TRAIN_FEATURES))
+  content = item_content.content_params(k_c, spec, spec.option(TRAIN_FEATURES))
   # The authors' `xavier_normal_` on each `*_trs` weight (bias: PyTorch's default).
   for k, p, d_m in zip(jax.random.split(k_c, spec.n_modalities), content["trs"],
                        spec.feature_dims):
     p["w"] = xavier_normal(jax.random.fold_in(k, 1), d_m, d)
-  return {"users": item_graph.xavier_table(k_u, spec.n_users, d),
-          "items": item_graph.xavier_table(k_i, spec.n_items, d),
+  return {"users": xavier_table(k_u, spec.n_users, d),
+          "items": xavier_table(k_i, spec.n_items, d),
           "predictor": {"w": xavier_normal(k_p, d, d), "b": torch_bias(k_pb, d, d)},
           "content": content}
 
@@ -91,7 +91,7 @@ def forward(params, inputs: ModelInputs, spec: ModelSpec) -> dict:
   """The online views over all nodes: users (U, D), items (I, D), per modality (I, D)."""
   ego = jnp.concatenate([params["users"], params["items"]], axis=0)
   out = inputs.graph.layer_mean(ego, spec.option(N_LAYERS))
-  modal = item_graph.projected(params["content"], inputs, jnp.arange(spec.n_items))
+  modal = item_content.projected(params["content"], inputs, jnp.arange(spec.n_items))
   return {"users": out[:spec.n_users], "items": out[spec.n_users:] + params["items"],
           "modal": modal}
 

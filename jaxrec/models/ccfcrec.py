@@ -51,7 +51,8 @@ Deviations ([D]):
       row); a row with none is left out of the ranking terms.
   [D] ID tables start from N(0, 0.1²) as the repo's other models (the code:
       Xavier normal); the content layers' kernels are Xavier normal as the
-      code's, their biases PyTorch's nn.Linear default.
+      code's (torch's untruncated `xavier_normal_`), their biases PyTorch's
+      nn.Linear default.
   [D] Sums run over the engine's batch (the code's batch size is 1024).
   [D] lr 1e-3, ColdRec's (its CCFCRec trains at its global --lr 1e-3, without
       weight decay), not the Amazon code's 1e-4: at 1e-4 one TikTok fm run is
@@ -70,8 +71,8 @@ import optax
 
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 adam_at, learning_rate, weight)
-from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, l2_normalise_rows,
-                                  torch_linear_init)
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, id_table,
+                                  l2_normalise_rows)
 from jaxrec.positives import PositiveIndex
 
 SOURCE = "authors' code, Amazon VG/myargs.py"
@@ -99,14 +100,11 @@ class CCFCRecNet(UsersAndContent):
   def setup(self):
     self.user_table = id_table(self.n_users, self.embed_dim)
     self.item_table = id_table(self.n_items, self.embed_dim)
-    xavier = nn.initializers.xavier_normal()
-    self.projections = [nn.Dense(self.embed_dim, use_bias=False, kernel_init=xavier)
-                        for _ in self.feature_dims]
+    self.projections = [dense(self.embed_dim, d, "xavier_normal", bias=False)
+                        for d in self.feature_dims]
     fan_in = self.embed_dim * len(self.feature_dims)
-    self.gen1 = nn.Dense(self.embed_dim, kernel_init=xavier,
-                         bias_init=torch_linear_init(fan_in))
-    self.gen2 = nn.Dense(self.embed_dim, kernel_init=xavier,
-                         bias_init=torch_linear_init(self.embed_dim))
+    self.gen1 = dense(self.embed_dim, fan_in, "xavier_normal")
+    self.gen2 = dense(self.embed_dim, self.embed_dim, "xavier_normal")
 
   def __call__(self, users, items, item_feats):
     return self.users(users), self.item_table(items), self.content(item_feats)

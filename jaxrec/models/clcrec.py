@@ -39,8 +39,8 @@ import jax.numpy as jnp
 from jaxrec import losses
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
-from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_table,
-                                  l2_normalise_rows, torch_linear_init)
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, first_occurrence, id_table,
+                                  l2_normalise_rows)
 
 # The authors' README command for MovieLens (three modalities, the multimodal
 # setting closest to ours), github.com/weiyinwei/CLCRec:
@@ -66,10 +66,8 @@ class CLCRecNet(UsersAndContent):
     self.user_table = id_table(self.n_users, self.embed_dim)
     self.item_table = id_table(self.n_items, self.embed_dim)
     fan_in = sum(self.feature_dims)
-    self.hidden = nn.Dense(ENCODER_HIDDEN, kernel_init=torch_linear_init(fan_in),
-                           bias_init=torch_linear_init(fan_in))
-    self.out = nn.Dense(self.embed_dim, kernel_init=torch_linear_init(ENCODER_HIDDEN),
-                        bias_init=torch_linear_init(ENCODER_HIDDEN))
+    self.hidden = dense(ENCODER_HIDDEN, fan_in)
+    self.out = dense(self.embed_dim, ENCODER_HIDDEN)
 
   def __call__(self, users, items, item_feats):
     return self.users(users), self.items(items), self.content(item_feats)

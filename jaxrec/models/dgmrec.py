@@ -74,15 +74,17 @@ epoch's start and then fine-tuned by the gradient, as the authors' overwrite.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxrec import losses
-from jaxrec.models import item_graph
+from jaxrec.models import club, item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 StepContext, learning_rate, mmrec_decayed_adam, weight)
-from jaxrec.models.layers import first_occurrence, l2_normalise_rows, torch_linear_init
+from jaxrec.models.layers import (apply_linear, apply_mlp, first_occurrence, l2_normalise_rows,
+                                  linear, mlp, xavier_table)
 
 SIGIR = "ptkjw1997/DGMRec@50cdd41"
 TORS = "ptkjw1997/DGMRec@cd8f00d"
@@ -144,28 +146,10 @@ DEGREE_EPS = 1e-7                         # num_inters = 1 / (degree + 1e-7)
 
 # ----------------------------------------------------------------- parameters
 
-def _linear(key, d_in: int, d_out: int, bias: bool = True) -> dict:
-  """`nn.Linear` with `xavier_uniform_` on the weight, the default bias."""
-  k_w, k_b = jax.random.split(key)
-  out = {"w": jax.nn.initializers.glorot_uniform()(k_w, (d_in, d_out), jnp.float32)}
-  if bias:
-    out["b"] = torch_linear_init(d_in)(k_b, (d_out,))
-  return out
-
-
-def _mlp(key, d_in: int, dim: int) -> list:
-  """Linear(d_in, D) → tanh → Linear(D, D), xavier weights."""
-  k1, k2 = jax.random.split(key)
-  return [_linear(k1, d_in, dim), _linear(k2, dim, dim)]
-
-
-def _apply(p: dict, x: jax.Array) -> jax.Array:
-  out = x @ p["w"]
-  return out + p["b"] if "b" in p else out
-
-
-def _apply_mlp(p: list, x: jax.Array) -> jax.Array:
-  return _apply(p[1], jnp.tanh(_apply(p[0], x)))
+# DGMRec's layers: `nn.Linear` with `xavier_uniform_` on the weight, the default
+# bias; its MLPs are Linear → tanh → Linear (`apply_mlp`).
+_linear = functools.partial(linear, weight="xavier_uniform")
+_mlp = functools.partial(mlp, weight="xavier_uniform")
 
 
 def init_params(key, spec: ModelSpec) -> dict:
@@ -173,41 +157,28 @@ def init_params(key, spec: ModelSpec) -> dict:
   keys = iter(jax.random.split(key, 3 + 6 * n_mod))
   per_mod = lambda make: [make(next(keys), d) for d in spec.feature_dims]
   params = {
-      "users": item_graph.xavier_table(next(keys), spec.n_users, dim),
-      "items": item_graph.xavier_table(next(keys), spec.n_items, dim),
+      "users": xavier_table(next(keys), spec.n_users, dim),
+      "items": xavier_table(next(keys), spec.n_items, dim),
       "shared": _linear(next(keys), dim, dim),
       "enc_g": per_mod(lambda k, d: _linear(k, d, dim)),
       "enc_s": per_mod(lambda k, d: _linear(k, d, dim)),
       "pref": per_mod(lambda k, d: _linear(k, dim, dim, bias=False)),
       "dec": per_mod(lambda k, d: _linear(k, 2 * dim, d)),
-      "gen": per_mod(lambda k, d: _mlp(k, dim, dim)),
-      "trans": per_mod(lambda k, d: _mlp(k, (n_mod - 1) * dim, dim)),
+      "gen": per_mod(lambda k, d: _mlp(k, dim, dim, dim)),
+      "trans": per_mod(lambda k, d: _mlp(k, (n_mod - 1) * dim, dim, dim)),
   }
   if spec.option(TRAIN_FEATURES):
     params["delta"] = [jnp.zeros((spec.n_items, d)) for d in spec.feature_dims]
   return params
 
 
-def _club_net(key, dim: int) -> dict:
-  """CLUBSample: mu = MLP_relu(x), logvar = tanh(MLP_relu(x)); PyTorch init."""
-  ks = jax.random.split(key, 4)
-  return {"mu": [item_graph.linear_params(ks[0], dim, CLUB_HIDDEN),
-                 item_graph.linear_params(ks[1], CLUB_HIDDEN, dim)],
-          "logvar": [item_graph.linear_params(ks[2], dim, CLUB_HIDDEN),
-                     item_graph.linear_params(ks[3], CLUB_HIDDEN, dim)]}
-
-
-def _club_apply(net: dict, x: jax.Array):
-  mlp = lambda p: _apply(p[1], jax.nn.relu(_apply(p[0], x)))
-  return mlp(net["mu"]), jnp.tanh(mlp(net["logvar"]))
-
-
 def init_aux_state(key, spec: ModelSpec) -> dict:
   """CLUB networks with their Adam; generated rows; blended graph rows."""
-  nets = [_club_net(k, spec.embed_dim) for k in jax.random.split(key, spec.n_modalities)]
+  dims = (spec.embed_dim,) * spec.n_modalities
+  nets, opt = club.init_per_modality(key, dims, spec.embed_dim, CLUB_HIDDEN, CLUB_LR)
   width = 2 * spec.option(KNN_K)
   n_mod, n = spec.n_modalities, spec.n_items
-  return {"club": nets, "club_opt": optax.adam(CLUB_LR).init(nets),
+  return {"club": nets, "club_opt": opt,
           "gen": [jnp.zeros((n, d)) for d in spec.feature_dims],
           "has_gen": jnp.zeros((n, n_mod), bool),
           "acc_nb": jnp.zeros((n_mod, n, width), jnp.int32),
@@ -334,15 +305,15 @@ def perturb(x: jax.Array, key: jax.Array | None) -> jax.Array:
 
 def disentangle(params, tables) -> tuple[list, list]:
   """(general g_m, specific s_m), each per modality (I, D) (the authors' `mge`)."""
-  g = [jax.nn.sigmoid(_apply(params["shared"], jnp.tanh(_apply(p, x))))
+  g = [jax.nn.sigmoid(apply_linear(params["shared"], jnp.tanh(apply_linear(p, x))))
        for p, x in zip(params["enc_g"], tables)]
-  s = [jax.nn.sigmoid(_apply(p, x)) for p, x in zip(params["enc_s"], tables)]
+  s = [jax.nn.sigmoid(apply_linear(p, x)) for p, x in zip(params["enc_s"], tables)]
   return g, s
 
 
 def preferences(params, inputs: ModelInputs, spec: ModelSpec) -> list:
   """Per modality (I, D) f_m: the mean over an item's users of tanh(P_m e_u)."""
-  return [items_from_users(inputs.graph, jnp.tanh(_apply(p, params["users"])), spec.n_users)
+  return [items_from_users(inputs.graph, jnp.tanh(apply_linear(p, params["users"])), spec.n_users)
           for p in params["pref"]]
 
 
@@ -367,10 +338,10 @@ def generate(params, tables, graphs, inputs: ModelInputs, spec: ModelSpec,
       jax.random.split(key, spec.n_modalities))
   out = []
   for m in range(spec.n_modalities):
-    general = _propagate(graphs[m], _apply_mlp(params["trans"][m], _others(g, m)), spec)
-    specific = _propagate(graphs[m], _apply_mlp(params["gen"][m], prefs[m]), spec)
+    general = _propagate(graphs[m], apply_mlp(params["trans"][m], _others(g, m)), spec)
+    specific = _propagate(graphs[m], apply_mlp(params["gen"][m], prefs[m]), spec)
     z = perturb(jnp.concatenate([general, specific], -1), keys[m])
-    out.append(jax.lax.stop_gradient(_apply(params["dec"][m], z)))
+    out.append(jax.lax.stop_gradient(apply_linear(params["dec"][m], z)))
   return out
 
 
@@ -435,24 +406,14 @@ def epoch_update(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: M
   k_club, k_gen = jax.random.split(ctx.key)
   tables = train_tables(params, aux, inputs, spec)
   g, s = disentangle(params, tables)
-  tx = optax.adam(CLUB_LR)
   n_sample = min(CLUB_ITEMS, spec.n_items)
 
-  def nll(nets, items):
-    ones = jnp.ones(items.shape[0])
-    return sum(losses.gaussian_nll(mu=mu, logvar=lv, target=g_m[items], weights=ones)
-               for net, s_m, g_m in zip(nets, s, g)
-               for mu, lv in [_club_apply(net, s_m[items])])
-
-  def club_step(carry, key):
-    nets, opt = carry
+  def pairs(key):
     items = jax.random.permutation(key, spec.n_items)[:n_sample]
-    value, grads = jax.value_and_grad(nll)(nets, items)
-    updates, opt = tx.update(grads, opt, nets)
-    return (optax.apply_updates(nets, updates), opt), value
+    return [s_m[items] for s_m in s], [g_m[items] for g_m in g]
 
-  (nets, opt), values = jax.lax.scan(club_step, (aux["club"], aux["club_opt"]),
-                                jax.random.split(k_club, CLUB_STEPS))
+  nets, opt, last_nll = club.fit(aux["club"], aux["club_opt"], pairs,
+                                 jax.random.split(k_club, CLUB_STEPS), CLUB_LR)
   recon = generate(params, tables, train_graphs(aux, inputs, hp, spec), inputs, spec, k_gen)
   fresh = eligible(inputs.available)
   gen = [jnp.where(fresh[:, m:m + 1], r - d, 0.0)
@@ -476,7 +437,7 @@ def epoch_update(params, aux, inputs: ModelInputs, hp, ctx: StepContext, spec: M
 
   aux = jax.lax.cond((ctx.epoch + 1) % spec.option(REFRESH_EVERY) == 0, refresh,
                      lambda a: a, aux)
-  return aux, {"club_nll": values[-1]}
+  return aux, {"club_nll": last_nll}
 
 
 def _norm(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -501,12 +462,9 @@ def dgmrec_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, key,
   complete = distinct * jnp.all(observed, axis=1)
   pairs = [(a, b) for a in range(n_mod) for b in range(a + 1, n_mod)]
   # Disentangling: CLUB(specific; general) over all items, InfoNCE of general parts.
-  nets = jax.lax.stop_gradient(aux["club"])
   perm = jax.random.permutation(next(keys), spec.n_items)
-  club = sum(losses.club_upper_bound(mu=mu, logvar=lv, target=f["G"][m],
-                                     shuffled_target=f["G"][m][perm],
-                                     weights=jnp.ones(spec.n_items))
-             for m in range(n_mod) for mu, lv in [_club_apply(nets[m], f["S"][m])])
+  club_bound = jnp.sum(club.bounds(aux["club"], f["S"], f["G"], [g[perm] for g in f["G"]],
+                                   jnp.ones(spec.n_items)))
   inter = sum(nce(f["g"][a][slots], f["g"][b][slots], hp["info_nce_temp"], complete)
               + nce(f["user_g"][a][u], f["user_g"][b][u], hp["info_nce_temp"])
               for a, b in pairs)
@@ -514,16 +472,16 @@ def dgmrec_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, key,
   mse = lambda a, b, weights: losses.weighted_mean(jnp.mean((a - b) ** 2, -1), weights)
   gen = 0.0
   for m in range(n_mod):
-    made = _apply_mlp(params["gen"][m], perturb(f["prefs"][m][slots], next(keys)))
+    made = apply_mlp(params["gen"][m], perturb(f["prefs"][m][slots], next(keys)))
     gen = gen + mse(f["s"][m][slots], made, distinct * observed[:, m])
-    moved = _apply_mlp(params["trans"][m], perturb(_others(f["G"], m)[slots], next(keys)))
+    moved = apply_mlp(params["trans"][m], perturb(_others(f["G"], m)[slots], next(keys)))
     gen = gen + mse(f["G"][m][slots], moved, complete)
   # Decoders back to the (fine-tuned) feature tables.
   recon = 0.0
   for m in range(n_mod):
     z = perturb(jax.lax.stop_gradient(jnp.concatenate([f["G"][m], f["S"][m]], -1)),
                 next(keys))
-    recon = recon + jnp.mean((_apply(params["dec"][m], z) - tables[m]) ** 2)
+    recon = recon + jnp.mean((apply_linear(params["dec"][m], z) - tables[m]) ** 2)
   # Alignment: user-item in each space, ids against the general parts.
   sum_g, sum_ug = sum(f["G"]), sum(f["user_g"])
   align_ui = (nce(f["id_users"][u], f["id_items"][p], hp["align_ui_temp"])
@@ -538,7 +496,7 @@ def dgmrec_terms(params, aux, batch: Batch, inputs: ModelInputs, hp, key,
   id_norm = (_norm(f["id_users"][u], w) + _norm(f["id_items"][p], w)
              + _norm(f["id_items"][n], w)) / count
   mod_norm = sum(_norm((f["G"][m] + f["S"][m])[p], w) for m in range(n_mod)) / count
-  return dict(bpr=bpr, club=club, inter=inter, gen=gen, recon=recon, align_ui=align_ui,
+  return dict(bpr=bpr, club=club_bound, inter=inter, gen=gen, recon=recon, align_ui=align_ui,
               align_bm=align_bm, id_norm=id_norm, mod_norm=mod_norm)
 
 

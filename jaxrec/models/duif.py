@@ -20,14 +20,12 @@ Decisions ([D]) where the paper leaves a choice or does not apply:
 """
 from __future__ import annotations
 
-import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.models import mf
 from jaxrec.models.base import Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State
-from jaxrec.models.layers import (ONE_ID, UsersAndContent, id_table, one_row_features,
-                                  torch_linear_init)
+from jaxrec.models.layers import ONE_ID, UsersAndContent, dense, id_table, one_row_features
 
 # [D] Not given by the paper (see module docstring): MILK's shared settings.
 HPARAMS = mf.HPARAMS
@@ -39,8 +37,7 @@ class DUIFNet(UsersAndContent):
   def setup(self):
     self.user_table = id_table(self.n_users, self.embed_dim)
     fan_in = sum(self.feature_dims)
-    self.item_map = nn.Dense(self.embed_dim, use_bias=False,
-                             kernel_init=torch_linear_init(fan_in))
+    self.item_map = dense(self.embed_dim, fan_in, bias=False)
 
   def __call__(self, users, item_feats):
     return self.users(users), self.items(item_feats)

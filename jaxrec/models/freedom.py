@@ -50,10 +50,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import item_graph
+from jaxrec.models import item_content, item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 StepContext,
                                 learning_rate, modality_option, weight)
+from jaxrec.models.layers import xavier_table
 
 YAML = "MMRec src/configs/model/FREEDOM.yaml"
 KNN_K = HParam("knn_k", 10, YAML, kind=int, per_run=False, low=1,
@@ -107,9 +108,9 @@ def item_item_graph(inputs: ModelInputs, hp, spec: ModelSpec) -> dict:
 
 def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c = jax.random.split(key, 3)
-  return {"users": item_graph.xavier_table(k_u, spec.n_users, spec.embed_dim),
-          "items": item_graph.xavier_table(k_i, spec.n_items, spec.embed_dim),
-          "content": item_graph.content_params(k_c, spec, spec.option(TRAIN_FEATURES))}
+  return {"users": xavier_table(k_u, spec.n_users, spec.embed_dim),
+          "items": xavier_table(k_i, spec.n_items, spec.embed_dim),
+          "content": item_content.content_params(k_c, spec, spec.option(TRAIN_FEATURES))}
 
 
 def pruned_weights(graph, key: jax.Array, rate) -> jax.Array:
@@ -153,8 +154,8 @@ def freedom_terms(params, batch: Batch, inputs: ModelInputs, spec: ModelSpec) ->
   u = users[batch.users]
   bpr = losses.bpr_risk(score_diff=jnp.sum(u * (items[batch.pos] - items[batch.neg]), -1),
                         weights=batch.weights)
-  pos = item_graph.projected(params["content"], inputs, batch.pos)
-  neg = item_graph.projected(params["content"], inputs, batch.neg)
+  pos = item_content.projected(params["content"], inputs, batch.pos)
+  neg = item_content.projected(params["content"], inputs, batch.neg)
   modal = sum(losses.bpr_risk(score_diff=jnp.sum(u * (p - n), -1), weights=batch.weights)
               for p, n in zip(pos, neg))
   return {"bpr": bpr, "modal_bpr": modal}

@@ -52,7 +52,7 @@ import optax
 from jaxrec import losses
 from jaxrec.models import mf, pretrained
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
-                                StepContext, learning_rate)
+                                StepContext, adam_at, learning_rate)
 from jaxrec.models.layers import dropout
 from jaxrec.models.pretrained import content_dim, frozen_mf
 
@@ -106,7 +106,7 @@ def _generator(spec: ModelSpec) -> BatchNormMLP:
   return BatchNormMLP(GAR_HIDDEN, spec.embed_dim, bn_first=False)
 
 
-def _apply(module: BatchNormMLP, player: dict, x, train: bool, rate=0.0, key=None):
+def _run_player(module: BatchNormMLP, player: dict, x, train: bool, rate=0.0, key=None):
   """(output, running statistics after the pass) of one network of a player."""
   variables = {"params": player["params"], "batch_stats": player["stats"]}
   if not train:
@@ -129,8 +129,8 @@ def players(key, spec: ModelSpec) -> dict:
       "recommender": {"params": {"user": user["params"], "item": item["params"]},
                       "stats": {"user": user["stats"], "item": item["stats"]}}}
   return {**players,
-          "opt": {"generator": optax.adam(G_LR).init(players["generator"]["params"]),
-                  "recommender": optax.adam(D_LR).init(players["recommender"]["params"])},
+          "opt": {"generator": adam_at(G_LR).init(players["generator"]["params"]),
+                  "recommender": adam_at(D_LR).init(players["recommender"]["params"])},
           "last": {name: jnp.float32(0.0) for name in TERMS}}
 
 
@@ -140,7 +140,7 @@ def generate(generator: dict, content, spec: ModelSpec, train=False, rate=0.0, k
   `train`: batch statistics (running averages updated) and dropout `rate`
   with `key`; otherwise the running averages, no dropout.
   """
-  return _apply(_generator(spec), generator, content, train, rate, key)
+  return _run_player(_generator(spec), generator, content, train, rate, key)
 
 
 def recommender_scores(recommender: dict, users, items, train=False, key=None):
@@ -158,7 +158,7 @@ def recommender_scores(recommender: dict, users, items, train=False, key=None):
 def recommender_side(recommender: dict, side: str, x, train=False, key=None):
   """(r_U(x) or r_I(x), that tower's running statistics after the pass)."""
   tower = {"params": recommender["params"][side], "stats": recommender["stats"][side]}
-  return _apply(TOWER, tower, x, train, D_DROPOUT, key)
+  return _run_player(TOWER, tower, x, train, D_DROPOUT, key)
 
 
 def _kernel_l2(tree) -> jax.Array:
@@ -223,7 +223,7 @@ def _player_step(aux, name: str, rate: float, player_loss, b: Players, key, spec
   player = aux[name]
   (value, (stats, terms)), grads = jax.value_and_grad(player_loss, has_aux=True)(
       player["params"], aux, b, key, spec, hp)
-  updates, opt = optax.adam(rate).update(grads, aux["opt"][name], player["params"])
+  updates, opt = adam_at(rate).update(grads, aux["opt"][name], player["params"])
   return {**aux, name: {"params": optax.apply_updates(player["params"], updates),
                         "stats": stats},
           "opt": {**aux["opt"], name: opt},

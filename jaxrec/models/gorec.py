@@ -62,7 +62,7 @@ from jaxrec.models import mf, pretrained
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 StepContext,
                                 learning_rate, weight)
-from jaxrec.models.layers import dropout, first_occurrence, l2_normalise_rows, torch_linear_init
+from jaxrec.models.layers import dense, dropout, first_occurrence, l2_normalise_rows
 
 SOURCE = "authors' code, main/gorec.py (README: Baby)"
 N_CLUSTERS = HParam(
@@ -86,11 +86,6 @@ BN_MOMENTUM = 0.9       # torch BatchNorm1d's momentum 0.1, in flax's convention
 BN_EPSILON = 1e-5
 
 
-def _dense(out: int, fan_in: int, bias: bool = True) -> nn.Dense:
-  init = torch_linear_init(fan_in)
-  return nn.Dense(out, use_bias=bias, kernel_init=init, bias_init=init)
-
-
 class GoRecNet(nn.Module):
   """The CVAE; latent, z and output widths are all `dim` (the code's 64)."""
   dim: int
@@ -99,11 +94,11 @@ class GoRecNet(nn.Module):
   def setup(self):
     d, c = self.dim, self.content_dim
     bn = lambda: nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-    self.enc_fc, self.enc_bn = _dense(d, d + c, bias=False), bn()
-    self.mu, self.logvar = _dense(d, d), _dense(d, d)
-    self.prior_mu, self.prior_logvar = _dense(d, c), _dense(d, c)
-    self.dec_fc, self.dec_bn = _dense(d, d + c, bias=False), bn()
-    self.dec_out = [_dense(d, d) for _ in range(DECODER_LAYERS)]
+    self.enc_fc, self.enc_bn = dense(d, d + c, bias=False), bn()
+    self.mu, self.logvar = dense(d, d), dense(d, d)
+    self.prior_mu, self.prior_logvar = dense(d, c), dense(d, c)
+    self.dec_fc, self.dec_bn = dense(d, d + c, bias=False), bn()
+    self.dec_out = [dense(d, d) for _ in range(DECODER_LAYERS)]
 
   def encode(self, warm, content, train: bool, mask=None):
     """(μ, log σ²) of q(z | e, c)."""

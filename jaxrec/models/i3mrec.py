@@ -29,13 +29,13 @@ import itertools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxrec import losses
+from jaxrec.models import club
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
-from jaxrec.models.layers import (UsersAndContent, dropout, id_table, l2_normalise_rows,
-                                  one_row_features, torch_linear_init)
+from jaxrec.models.layers import (UsersAndContent, dense, dropout, id_table,
+                                  l2_normalise_rows, one_row_features)
 from jaxrec.models.milk import PENALTY
 
 N_LAYERS = 3
@@ -70,8 +70,7 @@ class I3MRecNet(UsersAndContent):
 
   def setup(self):
     self.user_table = id_table(self.n_users, self.embed_dim)
-    self.encoders = [nn.Dense(self.embed_dim, kernel_init=torch_linear_init(d),
-                              bias_init=torch_linear_init(d), name=f"encoder_{m}")
+    self.encoders = [dense(self.embed_dim, d, name=f"encoder_{m}")
                      for m, d in enumerate(self.feature_dims)]
     self.fusion = nn.Dense(self.embed_dim, use_bias=False,
                            kernel_init=lambda key, shape, dtype=jnp.float32:
@@ -87,17 +86,6 @@ class I3MRecNet(UsersAndContent):
 
   def fuse(self, x):
     return self.fusion(x)
-
-
-class CLUBNet(nn.Module):
-  """q(z | x) = N(mu(x), diag(exp(logvar(x)))) for one modality."""
-  embed_dim: int
-
-  @nn.compact
-  def __call__(self, x):
-    mu = nn.Dense(self.embed_dim)(nn.relu(nn.Dense(CLUB_HIDDEN)(x)))
-    logvar = jnp.tanh(nn.Dense(self.embed_dim)(nn.relu(nn.Dense(CLUB_HIDDEN)(x))))
-    return mu, logvar
 
 
 def _net(spec: ModelSpec) -> I3MRecNet:
@@ -128,10 +116,6 @@ def fuse(params, item_sum, spec: ModelSpec, key=None, rate=0.0):
   return jnp.tanh(dropout(out, rate, key))
 
 
-def _club_apply(club_params, x, spec: ModelSpec):
-  return CLUBNet(spec.embed_dim).apply({"params": club_params}, x)
-
-
 def club_inputs(inputs: ModelInputs, items, fused):
   """Per modality (sigmoid(x_m), sigmoid(z)) at `items`: the pairs CLUB measures."""
   feats = inputs.item_features(items)
@@ -140,10 +124,9 @@ def club_inputs(inputs: ModelInputs, items, fused):
 
 def club_nets(key, spec: ModelSpec) -> dict:
   """The CLUB networks q_m(z | x_m), one per modality, and their Adam state."""
-  keys = jax.random.split(key, spec.n_modalities)
-  nets = [CLUBNet(spec.embed_dim).init(k, jnp.zeros((1, d)))["params"]
-          for k, d in zip(keys, spec.feature_dims)]
-  return {"club": nets, "opt": optax.adam(CLUB_LR).init(nets)}
+  nets, opt = club.init_per_modality(key, spec.feature_dims, spec.embed_dim, CLUB_HIDDEN,
+                                     CLUB_LR)
+  return {"club": nets, "opt": opt}
 
 
 def fit_club(params, aux, inputs: ModelInputs, hp, key, spec: ModelSpec):
@@ -152,26 +135,17 @@ def fit_club(params, aux, inputs: ModelInputs, hp, key, spec: ModelSpec):
   applies (a fresh mask per fitting step)."""
   _, _, items_m = encode(params, inputs, spec)
   fused_input = jax.lax.stop_gradient(jnp.mean(items_m, axis=0))
-  tx = optax.adam(CLUB_LR)
 
-  def nll(nets, items, dropout_key):
-    fused = fuse(params, fused_input[items], spec, dropout_key, hp["dropout"])
-    xs, z = club_inputs(inputs, items, jax.lax.stop_gradient(fused))
-    ones = jnp.ones(items.shape[0])
-    return sum(losses.gaussian_nll(mu=mu, logvar=logvar, target=z, weights=ones)
-               for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs)))
-
-  def step(carry, step_key):
-    nets, opt = carry
+  def pairs(step_key):
     items_key, dropout_key = jax.random.split(step_key)
     items = jax.random.randint(items_key, (CLUB_BATCH,), 0, spec.n_items)
-    value, grads = jax.value_and_grad(nll)(nets, items, dropout_key)
-    updates, opt = tx.update(grads, opt, nets)
-    return (optax.apply_updates(nets, updates), opt), value
+    fused = fuse(params, fused_input[items], spec, dropout_key, hp["dropout"])
+    xs, z = club_inputs(inputs, items, jax.lax.stop_gradient(fused))
+    return xs, [z] * len(xs)
 
-  (nets, opt), values = jax.lax.scan(step, (aux["club"], aux["opt"]),
-                                     jax.random.split(key, CLUB_STEPS))
-  return {"club": nets, "opt": opt}, {"club_nll": values[-1]}
+  nets, opt, last = club.fit(aux["club"], aux["opt"], pairs,
+                             jax.random.split(key, CLUB_STEPS), CLUB_LR)
+  return {"club": nets, "opt": opt}, {"club_nll": last}
 
 
 def infonce_over_pairs(per_pair: jax.Array, reduction: str) -> jax.Array:
@@ -217,16 +191,13 @@ def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: Model
 
   xs, z = club_inputs(inputs, batch.pos, z_pos)
   shuffled = z[jax.random.permutation(k_perm, z.shape[0])]
-  nets = jax.lax.stop_gradient(aux["club"])
-  club = jnp.mean(jnp.stack([
-      losses.club_upper_bound(mu=mu, logvar=logvar, target=z, shuffled_target=shuffled,
-                              weights=batch.weights)
-      for mu, logvar in (_club_apply(n, x, spec) for n, x in zip(nets, xs))]))
+  club_bound = jnp.mean(club.bounds(aux["club"], xs, [z] * len(xs), [shuffled] * len(xs),
+                                    batch.weights))
   l2 = 0.5 * losses.weighted_mean(
       jnp.sum(u ** 2, -1) + jnp.sum(z_pos ** 2, -1) + jnp.sum(z_neg ** 2, -1),
       batch.weights)
   return dict(bpr=bpr, env_risk=jnp.sum(env_risks), penalty=penalty, infonce=nce,
-              club=club, l2=l2)
+              club=club_bound, l2=l2)
 
 
 def make(spec: ModelSpec) -> Hooks:

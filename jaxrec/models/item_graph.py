@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrec.models.layers import l2_normalise_rows, torch_linear_init
+from jaxrec.models.layers import l2_normalise_rows
 
 KNN_BLOCK = 256   # rows of the similarity matrix per top-k block
 
@@ -71,59 +71,3 @@ def modality_knn_laplacians(inputs, n_items: int, k: int) -> dict:
 def propagate(neighbours: jax.Array, weights: jax.Array, h: jax.Array) -> jax.Array:
   """`A h` for the sparse graph (neighbours, weights) (I, K) and h (I, D)."""
   return jnp.einsum("ik,ikd->id", weights, h[neighbours])
-
-
-def xavier_table(key, n: int, dim: int) -> jax.Array:
-  """(n, dim) drawn as PyTorch's `xavier_uniform_` on an `nn.Embedding` weight."""
-  return jax.nn.initializers.glorot_uniform()(key, (n, dim), jnp.float32)
-
-
-def linear_params(key, d_in: int, d_out: int) -> dict:
-  """A PyTorch-initialised `nn.Linear(d_in, d_out)`: {"w": (d_in, d_out), "b": (d_out,)}."""
-  init = torch_linear_init(d_in)
-  k_w, k_b = jax.random.split(key)
-  return {"w": init(k_w, (d_in, d_out)), "b": init(k_b, (d_out,))}
-
-
-def content_params(key, spec, train_features: bool) -> dict:
-  """Per modality a linear map to the embedding (`trs`) and, where the authors
-  fine-tune the raw features (`nn.Embedding.from_pretrained(freeze=False)`), a
-  per-item offset `delta` (I, d_m), zero at init.
-
-  Training `x + delta` from delta = 0 is training x from its start: Adam (no
-  weight decay) moves a parameter by its gradient alone, and the gradients are
-  the same. The offset keeps the run's own filled features the start point
-  without copying them into the parameters at `init`.
-
-  [D] A row the run's mask hides is not fine-tuned (`content` adds no offset
-  there): the authors' data has no missing rows; here a missing row stays the
-  fill, the same for every item, and a row hidden only at evaluation drops
-  the offset it learned while observed.
-  """
-  keys = jax.random.split(key, spec.n_modalities)
-  out = {"trs": [linear_params(k, d, spec.embed_dim)
-                 for k, d in zip(keys, spec.feature_dims)]}
-  if train_features:
-    out["delta"] = [jnp.zeros((spec.n_items, d)) for d in spec.feature_dims]
-  return out
-
-
-def content(params, inputs, items: jax.Array) -> list[jax.Array]:
-  """Per modality (N, d_m) the (fine-tuned) filled features of `items`.
-
-  An item's offset is added only where the run's mask (`inputs.available`,
-  training's or evaluation's) observes the modality: a hidden row is the fill
-  alone, so nothing the item learned from its hidden modality leaks back. In
-  training a hidden row's offset gets no gradient and stays 0.
-  """
-  feats = inputs.item_features(items)
-  if "delta" not in params:
-    return list(feats)
-  observed = inputs.available[items] > 0                    # (N, M)
-  return [jnp.where(observed[:, m:m + 1], x + delta[items], x)
-          for m, (x, delta) in enumerate(zip(feats, params["delta"]))]
-
-
-def projected(params, inputs, items: jax.Array) -> list[jax.Array]:
-  """Per modality (N, D) `trs_m(content)` of `items` (the authors' `*_trs`)."""
-  return [x @ p["w"] + p["b"] for x, p in zip(content(params, inputs, items), params["trs"])]

@@ -51,10 +51,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import item_graph
+from jaxrec.models import item_content, item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 mmrec_decayed_adam, weight)
-from jaxrec.models.layers import l2_normalise_rows
+from jaxrec.models.layers import l2_normalise_rows, xavier_table
 
 YAML = "MMRec src/configs/model/LATTICE.yaml"
 PARSER = "CRIPAC-DIG/LATTICE codes/utility/parser.py"
@@ -80,9 +80,9 @@ HPARAMS = (
 
 def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c = jax.random.split(key, 3)
-  return {"users": item_graph.xavier_table(k_u, spec.n_users, spec.embed_dim),
-          "items": item_graph.xavier_table(k_i, spec.n_items, spec.embed_dim),
-          "content": item_graph.content_params(k_c, spec, spec.option(TRAIN_FEATURES)),
+  return {"users": xavier_table(k_u, spec.n_users, spec.embed_dim),
+          "items": xavier_table(k_i, spec.n_items, spec.embed_dim),
+          "content": item_content.content_params(k_c, spec, spec.option(TRAIN_FEATURES)),
           "modal_weight": jnp.full((spec.n_modalities,), 0.5, jnp.float32)}
 
 
@@ -93,7 +93,7 @@ def knn_graphs(inputs: ModelInputs, spec: ModelSpec) -> dict:
 
 def _projected_unit(params, inputs: ModelInputs, spec: ModelSpec) -> list[jax.Array]:
   return [l2_normalise_rows(e) for e in
-          item_graph.projected(params["content"], inputs, jnp.arange(spec.n_items))]
+          item_content.projected(params["content"], inputs, jnp.arange(spec.n_items))]
 
 
 def learned_neighbours(params, inputs: ModelInputs, spec: ModelSpec) -> jax.Array:

@@ -16,16 +16,70 @@ def torch_linear_init(fan_in: int):
   return init
 
 
+# How a (d_in, d_out) weight is drawn, named as the PyTorch call the authors make:
+# "torch" is `nn.Linear`'s default, the two xavier ones `nn.init.xavier_*_` (an
+# untruncated normal: flax's `xavier_normal` is truncated).
+WEIGHT_INITS = ("torch", "xavier_uniform", "xavier_normal")
+
+
+def weight_init(kind: str, fan_in: int):
+  """The initialiser `(key, shape, dtype) -> array` of a weight drawn as `kind`."""
+  if kind == "torch":
+    return torch_linear_init(fan_in)
+  if kind == "xavier_uniform":
+    return jax.nn.initializers.glorot_uniform()
+  if kind == "xavier_normal":
+    return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
+  raise ValueError(f"weight init {kind!r}: expected one of {WEIGHT_INITS}")
+
+
 def xavier_normal(key, d_in: int, d_out: int) -> jax.Array:
-  """(d_in, d_out) drawn as PyTorch's `xavier_normal_` (an untruncated normal of
-  variance 2 / (d_in + d_out); JAX's `glorot_normal` is truncated)."""
-  return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")(
-      key, (d_in, d_out), jnp.float32)
+  """(d_in, d_out) drawn as PyTorch's `xavier_normal_`."""
+  return weight_init("xavier_normal", d_in)(key, (d_in, d_out), jnp.float32)
+
+
+def xavier_table(key, n: int, dim: int) -> jax.Array:
+  """(n, dim) drawn as PyTorch's `xavier_uniform_` on an `nn.Embedding` weight."""
+  return weight_init("xavier_uniform", n)(key, (n, dim), jnp.float32)
 
 
 def torch_bias(key, d_in: int, d_out: int) -> jax.Array:
   """(d_out,) bias of a PyTorch `nn.Linear(d_in, d_out)` at its default init."""
   return torch_linear_init(d_in)(key, (d_out,))
+
+
+# The one linear layer of the functional models (parameters as a dict) ...
+def linear(key, d_in: int, d_out: int, weight: str = "torch", bias: bool = True) -> dict:
+  """`nn.Linear(d_in, d_out)`: {"w": (d_in, d_out) drawn as `weight`, "b": (d_out,)
+  at PyTorch's default} (no "b" without `bias`; the key splits the same way)."""
+  k_w, k_b = jax.random.split(key)
+  out = {"w": weight_init(weight, d_in)(k_w, (d_in, d_out), jnp.float32)}
+  if bias:
+    out["b"] = torch_bias(k_b, d_in, d_out)
+  return out
+
+
+def apply_linear(p: dict, x: jax.Array) -> jax.Array:
+  out = x @ p["w"]
+  return out + p["b"] if "b" in p else out
+
+
+def mlp(key, d_in: int, d_hidden: int, d_out: int, weight: str = "torch") -> list[dict]:
+  """Two `linear` layers d_in -> d_hidden -> d_out (their activation: `apply_mlp`)."""
+  k1, k2 = jax.random.split(key)
+  return [linear(k1, d_in, d_hidden, weight), linear(k2, d_hidden, d_out, weight)]
+
+
+def apply_mlp(p: list[dict], x: jax.Array, activation=jnp.tanh) -> jax.Array:
+  return apply_linear(p[1], activation(apply_linear(p[0], x)))
+
+
+# ... and its twin in the linen models.
+def dense(d_out: int, d_in: int, weight: str = "torch", bias: bool = True,
+          **kwargs) -> nn.Dense:
+  """A linen `nn.Dense` initialised as `linear` (`kwargs`: name=...)."""
+  return nn.Dense(d_out, use_bias=bias, kernel_init=weight_init(weight, d_in),
+                  bias_init=torch_linear_init(d_in), **kwargs)
 
 
 def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:

@@ -51,10 +51,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
-from jaxrec.models.layers import dropout, l2_normalise_rows
+from jaxrec.models.layers import dropout, l2_normalise_rows, xavier_table
 
 YAML = "MMRec src/configs/model/LGMRec.yaml"
 N_UI_LAYERS = HParam("n_ui_layers", 2, YAML, kind=int, per_run=False, low=0,
@@ -80,13 +79,12 @@ DEGREE_EPS = 1e-7              # 1 / (num_inters + 1e-7)
 
 def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_t, k_h = jax.random.split(key, 4)
-  xavier = jax.nn.initializers.glorot_uniform()
   n_mod, hyper = spec.n_modalities, spec.option(HYPER_NUM)
-  return {"users": item_graph.xavier_table(k_u, spec.n_users, spec.embed_dim),
-          "items": item_graph.xavier_table(k_i, spec.n_items, spec.embed_dim),
-          "trs": [xavier(k, (d, spec.embed_dim)) for k, d in
+  return {"users": xavier_table(k_u, spec.n_users, spec.embed_dim),
+          "items": xavier_table(k_i, spec.n_items, spec.embed_dim),
+          "trs": [xavier_table(k, d, spec.embed_dim) for k, d in
                   zip(jax.random.split(k_t, n_mod), spec.feature_dims)],
-          "hyper": [xavier(k, (d, hyper)) for k, d in
+          "hyper": [xavier_table(k, d, hyper) for k, d in
                     zip(jax.random.split(k_h, n_mod), spec.feature_dims)]}
 
 

@@ -51,9 +51,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import item_graph
+from jaxrec.models import item_content, item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, mmrec_decayed_adam, weight)
+from jaxrec.models.layers import apply_linear, linear, xavier_table
 
 YAML = "MMRec src/configs/model/MGCN.yaml"
 KNN_K = HParam("knn_k", 10, YAML, kind=int, per_run=False, low=1,
@@ -77,31 +78,27 @@ TEMPERATURE = 0.2                         # calculate_loss: InfoNCE(..., 0.2)
 
 
 def _linears(key, n: int, d_in: int, d_out: int) -> list[dict]:
-  return [item_graph.linear_params(k, d_in, d_out) for k in jax.random.split(key, n)]
+  return [linear(k, d_in, d_out) for k in jax.random.split(key, n)]
 
 
 def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c, k_g, k_p, k_q1, k_q2 = jax.random.split(key, 7)
   d, n_mod = spec.embed_dim, spec.n_modalities
   bound = 1.0 / d ** 0.5                  # nn.Linear(D, 1, bias=False)
-  return {"users": item_graph.xavier_table(k_u, spec.n_users, d),
-          "items": item_graph.xavier_table(k_i, spec.n_items, d),
-          "content": item_graph.content_params(k_c, spec, spec.option(TRAIN_FEATURES)),
+  return {"users": xavier_table(k_u, spec.n_users, d),
+          "items": xavier_table(k_i, spec.n_items, d),
+          "content": item_content.content_params(k_c, spec, spec.option(TRAIN_FEATURES)),
           "gate": _linears(k_g, n_mod, d, d),          # gate_v, gate_t
           "prefer": _linears(k_p, n_mod, d, d),        # gate_image_prefer, gate_text_prefer
-          "query": {"hidden": item_graph.linear_params(k_q1, d, d),
+          "query": {"hidden": linear(k_q1, d, d),
                     "out": jax.random.uniform(k_q2, (d,), jnp.float32, -bound, bound)}}
-
-
-def _dense(p: dict, x: jax.Array) -> jax.Array:
-  return x @ p["w"] + p["b"]
 
 
 def purified(params, inputs: ModelInputs, spec: ModelSpec) -> list[jax.Array]:
   """Per modality (I, D) `E_i ⊙ σ(W_m trs_m(x_m) + b_m)`: the id embeddings gated
   by the modality (the behaviour-guided purifier)."""
-  feats = item_graph.projected(params["content"], inputs, jnp.arange(spec.n_items))
-  return [params["items"] * jax.nn.sigmoid(_dense(g, f))
+  feats = item_content.projected(params["content"], inputs, jnp.arange(spec.n_items))
+  return [params["items"] * jax.nn.sigmoid(apply_linear(g, f))
           for g, f in zip(params["gate"], feats)]
 
 
@@ -125,10 +122,10 @@ def fuse(params, content_view: jax.Array, modal: list[jax.Array]) -> jax.Array:
   """(U + I, D) the side view: common part by attention, specific parts by
   the user-item view's preference gates."""
   q = params["query"]
-  scores = jnp.stack([jnp.tanh(_dense(q["hidden"], v)) @ q["out"] for v in modal], -1)
+  scores = jnp.stack([jnp.tanh(apply_linear(q["hidden"], v)) @ q["out"] for v in modal], -1)
   beta = jax.nn.softmax(scores, axis=-1)
   common = sum(beta[:, m:m + 1] * v for m, v in enumerate(modal))
-  specific = [jax.nn.sigmoid(_dense(p, content_view)) * (v - common)
+  specific = [jax.nn.sigmoid(apply_linear(p, content_view)) * (v - common)
               for p, v in zip(params["prefer"], modal)]
   return (common + sum(specific)) / (len(modal) + 1)
 

@@ -76,9 +76,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import losses
-from jaxrec.models import item_graph, lattice
+from jaxrec.models import item_content, item_graph, lattice
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 mmrec_decayed_adam, weight)
+from jaxrec.models.layers import linear, xavier_table
 
 PARSER = "CRIPAC-DIG/MICRO codes/utility/parser.py"
 MODELS_PY = "CRIPAC-DIG/MICRO codes/Models.py"
@@ -117,12 +118,12 @@ def unit_rows(x: jax.Array) -> jax.Array:
 def init_params(key, spec: ModelSpec) -> dict:
   k_u, k_i, k_c, k_q1, k_q2 = jax.random.split(key, 5)
   d = spec.embed_dim
-  return {"users": item_graph.xavier_table(k_u, spec.n_users, d),
-          "items": item_graph.xavier_table(k_i, spec.n_items, d),
-          "content": item_graph.content_params(k_c, spec, spec.option(TRAIN_FEATURES)),
+  return {"users": xavier_table(k_u, spec.n_users, d),
+          "items": xavier_table(k_i, spec.n_items, d),
+          "content": item_content.content_params(k_c, spec, spec.option(TRAIN_FEATURES)),
           # the authors' `query`: Linear(D, D) -> Tanh -> Linear(D, 1, bias=False)
-          "query": {"hidden": item_graph.linear_params(k_q1, d, d),
-                    "out": item_graph.linear_params(k_q2, d, 1)["w"]}}
+          "query": {"hidden": linear(k_q1, d, d),
+                    "out": linear(k_q2, d, 1)["w"]}}
 
 
 def knn_graphs_and_warm_items(inputs: ModelInputs, spec: ModelSpec) -> dict:
@@ -141,7 +142,7 @@ def modality_graphs(params, learned: jax.Array, inputs: ModelInputs, hp, spec: M
   lam = hp["lambda_coeff"]
   knn = inputs.prepared
   units = [unit_rows(e) for e in
-           item_graph.projected(params["content"], inputs, jnp.arange(spec.n_items))]
+           item_content.projected(params["content"], inputs, jnp.arange(spec.n_items))]
   weights = []
   for m, e in enumerate(units):
     nb = learned[:, m * k:(m + 1) * k]

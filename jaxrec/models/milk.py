@@ -14,15 +14,14 @@ random_mix (`w/o random` when 0), use_envs, use_align. `penalty` is static
 """
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxrec import envs, losses
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, switch, weight)
-from jaxrec.models.layers import (ONE_ID, UsersAndContent, first_occurrence, id_table,
-                                  one_row_features, torch_linear_init)
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, first_occurrence, id_table,
+                                  one_row_features)
 
 PENALTIES = losses.PENALTIES
 SOURCE = "MILK reference code (main.py defaults)"
@@ -52,9 +51,7 @@ class MILKNet(UsersAndContent):
   def setup(self):
     self.user_table = id_table(self.n_users, self.embed_dim)
     self.extractors = [
-        nn.Dense(self.embed_dim, kernel_init=torch_linear_init(d),
-                 bias_init=torch_linear_init(d), name=f"extractor_{m}")
-        for m, d in enumerate(self.feature_dims)]
+        dense(self.embed_dim, d, name=f"extractor_{m}") for m, d in enumerate(self.feature_dims)]
 
   def __call__(self, users, item_feats):
     return self.users(users), self.modality_embeddings(item_feats)

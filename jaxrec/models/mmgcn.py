@@ -58,10 +58,9 @@ import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.graph import Graph
-from jaxrec.models import item_graph
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, modality_option, weight)
-from jaxrec.models.layers import l2_normalise_rows, torch_bias, xavier_normal
+from jaxrec.models.layers import l2_normalise_rows, linear, xavier_normal
 
 YAML = "MMRec src/configs/model/MMGCN.yaml"
 AUTHORS = "weiyinwei/MMGCN Model_MMGCN.py and MMRec mmgcn.py"
@@ -92,25 +91,18 @@ def widths(spec: ModelSpec) -> tuple[int, ...]:
                for m, d in enumerate(spec.feature_dims))
 
 
-def _linear(key, d_in, d_out, xavier: bool) -> dict:
-  if not xavier:
-    return item_graph.linear_params(key, d_in, d_out)
-  k_w, k_b = jax.random.split(key)
-  return {"w": xavier_normal(k_w, d_in, d_out), "b": torch_bias(k_b, d_in, d_out)}
-
-
 def branch_params(key, spec: ModelSpec, m: int) -> dict:
   d, w = spec.embed_dim, widths(spec)[m]
   keys = jax.random.split(key, 11)
+  xavier = lambda k, d_in, d_out: linear(k, d_in, d_out, "xavier_normal")
   out = {"preference": xavier_normal(keys[0], spec.n_users, w),
          "conv": [xavier_normal(keys[1], w, w), xavier_normal(keys[2], d, d),
                   xavier_normal(keys[3], d, d)],
-         "linear": [_linear(keys[4], w, d, True), _linear(keys[5], d, d, True),
-                    _linear(keys[6], d, d, True)],
-         "combine": [_linear(keys[7], w + d, d, True), _linear(keys[8], 2 * d, d, False),
-                     _linear(keys[9], 2 * d, d, False)]}
+         "linear": [xavier(keys[4], w, d), xavier(keys[5], d, d), xavier(keys[6], d, d)],
+         "combine": [xavier(keys[7], w + d, d), linear(keys[8], 2 * d, d),
+                     linear(keys[9], 2 * d, d)]}
   if m == spec.modality(IMAGE_MODALITY):
-    out["latent"] = item_graph.linear_params(keys[10], spec.feature_dims[m], w)
+    out["latent"] = linear(keys[10], spec.feature_dims[m], w)
   return out
 
 

@@ -32,14 +32,13 @@ Decisions ([D]):
 """
 from __future__ import annotations
 
-import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec import losses
 from jaxrec.errors import InputError
 from jaxrec.models.base import (Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
-from jaxrec.models.layers import ONE_ID, UsersAndContent, id_table
+from jaxrec.models.layers import ONE_ID, UsersAndContent, dense, id_table
 
 # lr: the authors' code (duxy-me/MTPR, mirrored by ColdRec) uses 0.05 for every
 # parameter group; [D] with the engine's single Adam that is the default too.
@@ -56,8 +55,7 @@ class MTPRNet(UsersAndContent):
     half = self.embed_dim // 2
     self.user_table = id_table(self.n_users, self.embed_dim)
     self.pref_table = id_table(self.n_items, half)
-    self.content_map = nn.Dense(half, use_bias=False,
-                                kernel_init=nn.initializers.glorot_uniform())
+    self.content_map = dense(half, sum(self.feature_dims), "xavier_uniform", bias=False)
 
   def __call__(self, users, items, item_feats):
     return self.users(users), self.items(items, item_feats)

@@ -87,17 +87,6 @@ def content_dim(spec: ModelSpec) -> int:
   return int(sum(spec.feature_dims))
 
 
-def active_only_when(active: jax.Array, inner: optax.GradientTransformation
-                     ) -> optax.GradientTransformation:
-  """`inner` while `active`; otherwise zero updates and an unchanged state."""
-  def update(updates, state, params=None):
-    new_updates, new_state = inner.update(updates, state, params)
-    pick = lambda new, old: jnp.where(active, new, old)
-    return (jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates),
-            jax.tree.map(pick, new_state, state))
-  return optax.GradientTransformation(inner.init, update)
-
-
 def two_stage_optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
   """Adam at `lr` on `params["mf"]` in stage 1 and on the rest in stage 2 only."""
   return two_stage_adam(ctx, hp["lr"], hp["lr"])
@@ -106,8 +95,12 @@ def two_stage_optimizer(hp, ctx: StepContext) -> optax.GradientTransformation:
 def two_stage_adam(ctx: StepContext, first_lr, second_lr) -> optax.GradientTransformation:
   """Adam at `first_lr` on `params["mf"]` in stage 1 only and at `second_lr` on
   the rest in stage 2 only (each stage's moments still outside its stage)."""
-  first, second = ctx.in_first_stage, jnp.logical_not(ctx.in_first_stage)
+  # optax's stage mask: outside its stage an Adam gives zero updates and keeps its
+  # state. The condition is the group's epoch, as `staged` reads it (unbatched: a
+  # real branch under vmap), not the mask's own step count.
+  in_first = ctx.in_first_stage
+  only_when = lambda active, tx: optax.transforms.conditionally_mask(tx, lambda _: active)
   return optax.multi_transform(
-      {"first": active_only_when(first, adam_at(first_lr)),
-       "second": active_only_when(second, adam_at(second_lr))},
+      {"first": only_when(in_first, adam_at(first_lr)),
+       "second": only_when(jnp.logical_not(in_first), adam_at(second_lr))},
       lambda params: {name: "first" if name == "mf" else "second" for name in params})
