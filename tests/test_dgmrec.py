@@ -17,7 +17,7 @@ TINY = WARM_TINY
 def _setup(**kw):
   cfg = make_config(**{**TINY, **kw}, model="dgmrec", setting="mm")
   run = one_run(cfg)
-  spec, data, split, hp, inputs = run.spec, run.data, run.split, run.hp, run.inputs
+  spec, split, hp, inputs = run.spec, run.split, run.hp, run.inputs
   hooks = dgmrec.make(spec)
   inputs = inputs.replace(prepared=hooks.prepare(inputs, hp))
   params = hooks.init(jax.random.PRNGKey(0), hp)

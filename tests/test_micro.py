@@ -28,7 +28,7 @@ def test_the_knn_graphs_follow_each_runs_mask_and_give_new_items_neighbours():
   assert (available[0] != available[1]).any()
   assert (nb[0] != nb[1]).any()                                     # different graphs
   run = one_run(configs[0])
-  spec, split, hp, inputs = run.spec, run.split, run.hp, run.inputs
+  spec, split, inputs = run.spec, run.split, run.inputs
   new = np.flatnonzero(split.eval_items)
   k = spec.option(micro.KNN_K)
   for r in range(2):

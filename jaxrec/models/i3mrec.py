@@ -7,7 +7,8 @@ with the same penalty choices as MILK; a missing-aware fusion
 `z = tanh(dropout(W · (1/M) Σ_m sg(I_m)))` (W = identity at init) scores items;
 an information bottleneck adds InfoNCE between simulated missing views (every
 non-empty modality subset, one `vmap`) and the CLUB bound between each
-modality's features and z. The CLUB networks live in the auxiliary state: fitted
+modality's features and z. The CLUB networks (`models/club.py`: Cheng et al.'s
+CLUBSample at PyTorch's nn.Linear init) live in the auxiliary state: fitted
 by their own Adam on the (x_m, z) pairs they are applied to — z with the fusion
 dropout of training, as in the loss — never by the main optimiser. Under the
 new-item protocol, new items have no edges, so their embedding is their projected
