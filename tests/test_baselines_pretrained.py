@@ -94,6 +94,20 @@ def test_dropoutnet_scores_new_items_from_content_alone():
   assert float(jnp.abs(items[warm] - items_moved[warm]).max()) > 0
 
 
+def test_dropoutnet_item_tower_by_parts_is_the_tower_on_the_joined_input():
+  model, spec, hp, inputs, batch, params = _single_run("dropoutnet")
+  items = jnp.concatenate([batch.pos, batch.neg])
+  pref = params["mf"]["items"][items]
+  content = inputs.item_content(items)
+  keep = dropoutnet.preference_keep(jax.random.PRNGKey(5), items.shape[0], 0.5)
+  assert 0 < float(keep.mean()) < 1
+  _, joined = dropoutnet.towers(params, spec, params["mf"]["users"][batch.users],
+                                dropoutnet.item_tower_input(pref, content, keep))
+  content_part = content @ params["item_tower"]["hidden"]["kernel"][spec.embed_dim:]
+  by_parts = dropoutnet.item_tower_by_parts(params["item_tower"], pref, keep, content_part)
+  np.testing.assert_allclose(by_parts, joined, rtol=1e-5, atol=1e-6)
+
+
 def test_heater_gates_sum_to_one_and_similarity_pulls_content_to_cf():
   model, spec, hp, inputs, batch, params = _single_run(
       "heater", dropout=0.0, align_weight=10.0)

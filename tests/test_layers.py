@@ -139,3 +139,30 @@ def test_a_stage_mask_gives_zero_updates_and_keeps_the_state_outside_its_stage()
     now = jax.tree.leaves(inner(new, "first" if still == "mf" else "second"))
     assert all(bool(jnp.all(a == b)) for a, b in zip(kept, now))
     assert int(inner(new, "first" if moving == "mf" else "second").count) == 1
+
+
+# --- a projection per distinct item ---------------------------------------------------
+def test_per_item_gives_the_rows_numbers_and_gradients_whichever_way_it_projects():
+  feats = jax.random.normal(jax.random.PRNGKey(0), (10, 6))
+  w = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+  pos = jnp.array([3, 3, 7, 0, 9, 3])
+  neg = jnp.array([1, 1, 2, 8, 8, 5])
+  calls = []
+
+  def project(w, ids):
+    calls.append(ids.shape[0])
+    return jnp.tanh(feats[ids] @ w), feats[ids].sum(-1)
+
+  def loss(w, n_items):
+    (p, p_sum), (n, _) = layers.per_item(lambda ids: project(w, ids), n_items, pos, neg)
+    return jnp.sum(p * n) + jnp.sum(p_sum)
+
+  # 12 rows over a catalogue of 10: every item once (one call of 10 rows) ...
+  value, grad = jax.value_and_grad(loss)(w, 10)
+  assert calls == [10]
+  # ... a catalogue as large as the rows: the rows themselves (one call per id array).
+  calls.clear()
+  want_value, want_grad = jax.value_and_grad(loss)(w, 12)
+  assert calls == [6, 6]
+  np.testing.assert_allclose(value, want_value, rtol=1e-6)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)

@@ -71,8 +71,8 @@ import optax
 
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 adam_at, learning_rate, weight)
-from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, id_table,
-                                  l2_normalise_rows)
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, id_table, l2_normalise_rows,
+                                  per_item)
 from jaxrec.positives import PositiveIndex
 
 SOURCE = "authors' code, Amazon VG/myargs.py"
@@ -197,7 +197,8 @@ def ccfcrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   s = contrast_samples(inputs.prepared, batch.users, batch.pos, key, spec)
   item_ids = params["item_table"]["embedding"]
   user_ids = params["user_table"]["embedding"]
-  q = net.apply(variables, inputs.item_features(batch.pos), method=CCFCRecNet.content)
+  (q,) = per_item(lambda ids: net.apply(variables, inputs.item_features(ids),
+                                        method=CCFCRecNet.content), spec.n_items, batch.pos)
   # cos(q_v, e_i)/τ against every item once, then the sampled columns.
   sims = l2_normalise_rows(q) @ l2_normalise_rows(item_ids).T / hp["tau"]    # (B, I)
   pick = lambda cols: jnp.take_along_axis(sims, cols.reshape(cols.shape[0], -1), 1

@@ -40,7 +40,7 @@ from jaxrec import losses
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, first_occurrence, id_table,
-                                  l2_normalise_rows)
+                                  l2_normalise_rows, per_item)
 
 # The authors' README command for MovieLens (three modalities, the multimodal
 # setting closest to ours), github.com/weiyinwei/CLCRec:
@@ -121,7 +121,8 @@ def make(spec: ModelSpec) -> Hooks:
     variables = {"params": params}
     users = net.apply(variables, batch.users, method=CLCRecNet.users)
     item_ids = net.apply(variables, batch.pos, method=CLCRecNet.items)
-    item_content = content_embeddings(net, params, run.inputs, batch.pos)
+    (item_content,) = per_item(lambda ids: content_embeddings(net, params, run.inputs, ids),
+                               spec.n_items, batch.pos)
     swap = jax.random.bernoulli(run.ctx.key, RHO, batch.pos.shape).astype(jnp.float32)
     terms = clcrec_terms(users=users, item_ids=item_ids, item_content=item_content,
                          swap=swap, weights=batch.weights,

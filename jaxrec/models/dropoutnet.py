@@ -36,6 +36,7 @@ from jaxrec.models import mf, pretrained
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate)
 from jaxrec.models.pretrained import content_dim, frozen_mf, score_pairs, tower
+from jaxrec.models.layers import per_item
 
 # Dropout 0.5: the paper's item cold-start setting (CiteULike). lr 5e-3: the
 # learning rate of the paper's SGD (momentum 0.9) used here with Adam [D], which
@@ -74,6 +75,17 @@ def towers(params, spec: ModelSpec, user_pref, item_input):
           tower(spec).apply({"params": params["item_tower"]}, item_input))
 
 
+def item_tower_by_parts(item_tower, preference: jax.Array, keep: jax.Array,
+                        content_part: jax.Array) -> jax.Array:
+  """f_V([keep · V_v, x_v]) from `content_part` = x_v W_x, the content's share of
+  the first layer: that layer is linear, so [k V, x] W = k (V W_V) + x W_x, and
+  x W_x, the costly half, is computed once per item (`layers.per_item`)."""
+  hidden, out = item_tower["hidden"], item_tower["out"]
+  d = preference.shape[-1]
+  h = (preference * keep[:, None]) @ hidden["kernel"][:d] + content_part + hidden["bias"]
+  return jnp.tanh(h) @ out["kernel"] + out["bias"]
+
+
 def dropoutnet_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
                      spec: ModelSpec) -> dict:
   """Stage-2 terms: `mse` of reproduced vs. pretrained scores, `dropped` fraction."""
@@ -84,8 +96,11 @@ def dropoutnet_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   weights = weights * inputs.warm_items(spec.n_items)[items]
   target = jnp.sum(cf["users"][users] * cf["items"][items], -1)
   keep = preference_keep(key, items.shape[0], hp["dropout"])
-  u, v = towers(params, spec, cf["users"][users],
-                item_tower_input(cf["items"][items], inputs.item_content(items), keep))
+  content_kernel = params["item_tower"]["hidden"]["kernel"][spec.embed_dim:]
+  (content_part,) = per_item(lambda ids: inputs.item_content(ids) @ content_kernel,
+                             spec.n_items, items)
+  u = tower(spec).apply({"params": params["user_tower"]}, cf["users"][users])
+  v = item_tower_by_parts(params["item_tower"], cf["items"][items], keep, content_part)
   mse = losses.weighted_mean(jnp.square(jnp.sum(u * v, -1) - target), weights)
   return {"mse": mse, "dropped": losses.weighted_mean(1.0 - keep, weights)}
 

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 from jaxrec import losses
 from jaxrec.models import mf
 from jaxrec.models.base import Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State
-from jaxrec.models.layers import ONE_ID, UsersAndContent, dense, id_table, one_row_features
+from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, id_table, one_row_features,
+                                  per_item)
 
 # [D] Not given by the paper (see module docstring): MILK's shared settings.
 HPARAMS = mf.HPARAMS
@@ -62,7 +63,8 @@ def make(spec: ModelSpec) -> Hooks:
     params = state.params
     users = net.apply({"params": params}, batch.users, method=DUIFNet.users)
     # One projection of both item sides: the map is shared, so this is one matmul.
-    both = item_embeddings(net, params, run.inputs, jnp.concatenate([batch.pos, batch.neg]))
+    (both,) = per_item(lambda ids: item_embeddings(net, params, run.inputs, ids), spec.n_items,
+                       jnp.concatenate([batch.pos, batch.neg]))
     pos, neg = jnp.split(both, 2)
     bpr = losses.bpr_risk(score_diff=jnp.sum(users * (pos - neg), -1), weights=batch.weights)
     l2 = losses.weighted_mean(jnp.sum(users ** 2 + pos ** 2 + neg ** 2, -1), batch.weights)

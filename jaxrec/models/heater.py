@@ -41,6 +41,7 @@ from jaxrec import losses
 from jaxrec.models import mf, pretrained
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate)
+from jaxrec.models.layers import per_item
 from jaxrec.models.pretrained import content_dim, frozen_mf, score_pairs, tower
 
 N_EXPERTS = 5
@@ -108,7 +109,8 @@ def heater_terms(params, batch: Batch, inputs: ModelInputs, hp, key,
   # with no training interaction) does not have: its row is MF's init.
   weights = weights * inputs.warm_items(spec.n_items)[items]
   q = cf["items"][items]
-  psi = content_embedding(params, inputs.item_content(items), spec)
+  (psi,) = per_item(lambda ids: content_embedding(params, inputs.item_content(ids), spec),
+                    spec.n_items, items)
   use_content = jax.random.bernoulli(key, hp["dropout"], (items.shape[0],))
   rep = jnp.where(use_content[:, None], psi, q)
   u = tower(spec).apply({"params": params["user_tower"]}, cf["users"][users])

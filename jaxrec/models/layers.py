@@ -82,6 +82,19 @@ def dense(d_out: int, d_in: int, weight: str = "torch", bias: bool = True,
                   bias_init=torch_linear_init(d_in), **kwargs)
 
 
+def per_item(project, n_items: int, *item_ids: jax.Array) -> tuple:
+  """`project(ids)` at each array of item ids in `item_ids`, computed once per item
+  of the catalogue and gathered when it holds fewer items than the rows asked for
+  (on small data a batch's 2B rows repeat items), else on the rows themselves: the
+  same numbers, at min(I, rows) projections. `project` must be row-wise: row k of
+  `project(ids)` depends on `ids[k]` alone (no batch statistics, no dropout).
+  """
+  if n_items < sum(ids.shape[0] for ids in item_ids):
+    every = project(jnp.arange(n_items))
+    return tuple(jax.tree.map(lambda x: x[ids], every) for ids in item_ids)
+  return tuple(project(ids) for ids in item_ids)
+
+
 def dropout(x: jax.Array, rate, key: jax.Array | None) -> jax.Array:
   """Inverted dropout of `x` at `rate` with `key`; the identity without a key."""
   if key is None:

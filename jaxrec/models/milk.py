@@ -21,7 +21,7 @@ from jaxrec import envs, losses
 from jaxrec.models.base import (Batch, HParam, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, switch, weight)
 from jaxrec.models.layers import (ONE_ID, UsersAndContent, dense, first_occurrence, id_table,
-                                  one_row_features)
+                                  one_row_features, per_item)
 
 PENALTIES = losses.PENALTIES
 SOURCE = "MILK reference code (main.py defaults)"
@@ -126,17 +126,11 @@ def combine(terms: dict, hp) -> jax.Array:
 
 def batch_modality_embeddings(net: MILKNet, variables, inputs: ModelInputs,
                               batch: Batch, n_items: int):
-  """(B, M, D) per-modality embeddings of the positive and negative items.
-
-  Projects only the batch's 2B items, or, when the catalogue is smaller than
-  that, every item once and gathers: the same numbers at fewer FLOPs.
-  """
+  """(B, M, D) per-modality embeddings of the positive and negative items
+  (`layers.per_item`: the batch's 2B items, or every item once)."""
   project = lambda items: net.apply(variables, inputs.item_features(items),
                                     method=MILKNet.modality_embeddings)
-  if n_items < 2 * batch.pos.shape[0]:
-    c_all = project(jnp.arange(n_items))
-    return c_all[batch.pos], c_all[batch.neg]
-  return project(batch.pos), project(batch.neg)
+  return per_item(project, n_items, batch.pos, batch.neg)
 
 
 def batch_embeddings(net: MILKNet, params, batch: Batch, inputs: ModelInputs, n_items: int):

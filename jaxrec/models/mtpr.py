@@ -38,7 +38,7 @@ from jaxrec import losses
 from jaxrec.errors import InputError
 from jaxrec.models.base import (Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State,
                                 learning_rate, weight)
-from jaxrec.models.layers import ONE_ID, UsersAndContent, dense, id_table
+from jaxrec.models.layers import ONE_ID, UsersAndContent, dense, id_table, per_item
 
 # lr: the authors' code (duxy-me/MTPR, mirrored by ColdRec) uses 0.05 for every
 # parameter group; [D] with the engine's single Adam that is the default too.
@@ -103,8 +103,9 @@ def make(spec: ModelSpec) -> Hooks:
 
   def loss(state: State, batch: Batch, run: Run):
     users = net.apply({"params": state.params}, batch.users, method=MTPRNet.users)
-    normal, cf = item_representations(
-        net, state.params, run.inputs, jnp.concatenate([batch.pos, batch.neg]))
+    ((normal, cf),) = per_item(
+        lambda ids: item_representations(net, state.params, run.inputs, ids), spec.n_items,
+        jnp.concatenate([batch.pos, batch.neg]))
     (pos, neg), (pos_cf, neg_cf) = jnp.split(normal, 2), jnp.split(cf, 2)
     terms = mtpr_terms(users=users, pos=pos, pos_cf=pos_cf, neg=neg, neg_cf=neg_cf,
                        weights=batch.weights)

@@ -29,6 +29,7 @@ from jaxrec import losses
 from jaxrec.models import mf
 from jaxrec.models.base import Batch, Hooks, Model, ModelInputs, ModelSpec, Run, State
 from jaxrec.models.mf import INIT_STD, mf_params
+from jaxrec.models.layers import per_item
 
 # lr, reg: MF-BPR's Adam defaults ([D] above; the paper used SGD). The paper
 # regularises γ, θ and β_i with one λ_Θ and sets λ_E = 0: E (and, in the authors'
@@ -70,8 +71,9 @@ def item_parts(params, inputs: ModelInputs, items: jax.Array):
 def vbpr_terms(params, batch: Batch, inputs: ModelInputs) -> dict:
   """BPR risk of x̂_ui − x̂_uj and the batch L2 of the Θ rows it touches."""
   gamma_u, theta_u = params["mf"]["users"][batch.users], params["theta"][batch.users]
-  g_pos, v_pos, b_pos = item_parts(params, inputs, batch.pos)
-  g_neg, v_neg, b_neg = item_parts(params, inputs, batch.neg)
+  n_items = params["item_bias"].shape[0]
+  (g_pos, v_pos, b_pos), (g_neg, v_neg, b_neg) = per_item(
+      lambda ids: item_parts(params, inputs, ids), n_items, batch.pos, batch.neg)
   diff = (jnp.sum(gamma_u * (g_pos - g_neg), -1) + jnp.sum(theta_u * (v_pos - v_neg), -1)
           + (b_pos - b_neg))
   bpr = losses.bpr_risk(score_diff=diff, weights=batch.weights)
