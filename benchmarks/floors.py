@@ -8,10 +8,12 @@ of (`Work`):
     the model's own `init`, by `jax.eval_shape`). It dominates when the tables
     (users, items, fine-tuned features) are large.
   * item features projected at every step: of the batch's items (2 B rows:
-    positives and negatives) for the content models, of every item for the graph
-    models whose forward propagates all items: rows x feature width x D
-    multiply-adds (x 3: forward, and the input and weight gradients), and the
-    feature rows read once.
+    positives and negatives, or every item once where the catalogue is smaller)
+    for the content models, of every item for the graph models whose forward
+    propagates all items: rows x feature width x the first map's width (D, or
+    the model's hidden width: DropoutNet's and GAR's 200, CLCRec's 256,
+    Heater's T experts of D and their gate) multiply-adds (x 3: forward, and
+    the input and weight gradients), and the feature rows read once.
   * the batch's scores: 3 B rows of width D per view (users, positives,
     negatives; `views` = M for the models that score each modality apart) read,
     and their gradients written.
@@ -38,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrec.models import clcrec, gar, heater, pretrained
+
 F32 = 4
 
 
@@ -56,6 +60,7 @@ class Work:
   propagations: tuple[Propagation, ...] = ()
   rebuild_every: int = 0               # epochs between item-item similarity rebuilds (0: never)
   rebuild_graphs: int = 0
+  content_width: int | None = None     # width of the first map of the features (None: D)
 
 
 def _options(spec) -> dict:
@@ -75,8 +80,13 @@ PROFILES: dict[str, Callable] = {
     "mf": lambda s: Work(),
     "lightgcn": lambda s: Work(propagations=(_ui(3),)),
     **{name: (lambda s: Work(feature_rows="batch"))
-       for name in ("vbpr", "duif", "mtpr", "clcrec", "ccfcrec", "dropoutnet", "heater",
-                    "gar", "gar_scaled", "gorec")},
+       for name in ("vbpr", "duif", "mtpr", "ccfcrec", "gorec")},
+    "dropoutnet": lambda s: Work(feature_rows="batch", content_width=pretrained.HIDDEN),
+    "heater": lambda s: Work(feature_rows="batch",
+                             content_width=heater.N_EXPERTS * (s.embed_dim + 1)),
+    "clcrec": lambda s: Work(feature_rows="batch", content_width=clcrec.ENCODER_HIDDEN),
+    **{name: (lambda s: Work(feature_rows="batch", content_width=gar.GAR_HIDDEN))
+       for name in ("gar", "gar_scaled")},
     "milk": lambda s: Work(feature_rows="batch", views=s.n_modalities),
     "i3mrec": lambda s: Work(feature_rows="items", views=s.n_modalities,
                              propagations=(_ui(3, s.n_modalities),)),
@@ -124,7 +134,8 @@ def epoch_counts(work: Work, *, users: int, items: int, feature_dims, n_train: i
   n_batches = -(-n_train // batch)
   feat = sum(feature_dims)
   rows = {None: 0, "batch": min(items, 2 * batch), "items": items}[work.feature_rows]
-  flops = 3 * 2 * rows * feat * dim + 3 * 2 * 2 * batch * work.views * dim
+  flops = (3 * 2 * rows * feat * (work.content_width or dim)
+           + 3 * 2 * 2 * batch * work.views * dim)
   bytes_ = (feature_bytes * rows * feat + F32 * 3 * batch * dim * (1 + 2 * work.views)
             + F32 * 7 * params)
   for p in work.propagations:

@@ -64,6 +64,17 @@ def test_propagation_and_rebuild_terms_are_counted_exactly():
   assert (f2 - f0, b2 - b0) == (2 * 50 * 50 * 64 / 2, 2 * 4 * 50 * 50 / 2)
 
 
+def test_a_hidden_content_width_scales_only_the_projection_term():
+  shape = bench.Shape(users=100, items=5000, dims=(8, 4), per_user=5.0)
+  kw = dict(shape=shape, n_train=4096, params=10)
+  f_d, b_d = _counts(floors.Work(feature_rows="batch"), **kw)
+  f_h, b_h = _counts(floors.Work(feature_rows="batch", content_width=200), **kw)
+  rows, n_batches = 2 * 2048, 2                  # 2B rows: the catalogue is larger
+  assert f_h - f_d == n_batches * 3 * 2 * rows * 12 * (200 - 64)
+  assert b_h == b_d
+  assert floors.work_of("dropoutnet", None).content_width == 200
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_model_has_a_floor(name):
   """Every registered model has a work profile whose counts are positive; graph
