@@ -148,6 +148,27 @@ def _central_difference(f, x, h=1e-6):
   return grad
 
 
+def test_info_nce_both_ways_is_two_info_nce_calls_from_one_product():
+  rng = np.random.default_rng(1)
+  a, b = (jnp.asarray(rng.standard_normal((7, 5)), jnp.float32) for _ in range(2))
+  weights = jnp.array([1, 1, 0, 1, 1, 1, 1.0])
+  ab, ba = losses.info_nce_both_ways(a=a, b=b, weights=weights, temperature=0.3)
+  assert float(ab) == pytest.approx(_info_nce_float64(np.asarray(a), np.asarray(b),
+                                                      np.asarray(weights), 0.3), rel=1e-5)
+  assert float(ba) == pytest.approx(_info_nce_float64(np.asarray(b), np.asarray(a),
+                                                      np.asarray(weights), 0.3), rel=1e-5)
+  assert abs(float(ab) - float(ba)) > 1e-3                      # not symmetric in general
+  both = lambda a, b: sum(losses.info_nce_both_ways(a=a, b=b, weights=weights,
+                                                    temperature=0.3))
+  apart = lambda a, b: (losses.info_nce(anchors=a, positives=b, weights=weights,
+                                        temperature=0.3)
+                        + losses.info_nce(anchors=b, positives=a, weights=weights,
+                                          temperature=0.3))
+  for got, want in zip(jax.grad(both, argnums=(0, 1))(a, b),
+                       jax.grad(apart, argnums=(0, 1))(a, b)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_info_nce_matches_float64_and_has_a_finite_gradient_at_a_zero_row():
   # Row 1's anchor and row 2's positive are exactly zero (an item without any
   # modality under fill=zero); row 5 is padding.

@@ -185,10 +185,15 @@ def i3mrec_terms(params, batch: Batch, inputs: ModelInputs, hp, key, spec: Model
   z_views = jax.vmap(lambda mask, k: fuse(
       params, jnp.einsum("m,mbd->bd", mask, items_sg[:, batch.pos]) / n_mod, spec, k,
       hp["dropout"]))(views, view_keys)                           # (S, B, D)
-  pairs = [(a, b) for a in range(views.shape[0]) for b in range(views.shape[0]) if a != b]
-  nce = infonce_over_pairs(jnp.stack([losses.info_nce(
-      anchors=z_views[a], positives=z_views[b], weights=batch.weights,
-      temperature=TEMPERATURE) for a, b in pairs]), spec.option(INFONCE_REDUCTION))
+  # Every ordered pair of views; (a, b) and (b, a) share one similarity matrix.
+  n_views = views.shape[0]
+  per_pair = {}
+  for a, b in itertools.combinations(range(n_views), 2):
+    per_pair[a, b], per_pair[b, a] = losses.info_nce_both_ways(
+        a=z_views[a], b=z_views[b], weights=batch.weights, temperature=TEMPERATURE)
+  nce = infonce_over_pairs(jnp.stack([per_pair[a, b] for a in range(n_views)
+                                      for b in range(n_views) if a != b]),
+                           spec.option(INFONCE_REDUCTION))
 
   xs, z = club_inputs(inputs, batch.pos, z_pos)
   shuffled = z[jax.random.permutation(k_perm, z.shape[0])]
