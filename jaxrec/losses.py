@@ -175,7 +175,7 @@ def info_nce_both_ways(*, a: jax.Array, b: jax.Array, weights: jax.Array,
   second's logits are the first's transposed, so the (B, B) product is formed
   once (half the FLOPs of two calls, the same numbers)."""
   logits = _cosine_logits(a, b, temperature)
-  return _info_nce_rows(logits, weights), _info_nce_rows(logits.T, weights)
+  return _info_nce_rows(logits, weights), _info_nce_rows(logits, weights, axis=0)
 
 
 def _cosine_logits(anchors: jax.Array, positives: jax.Array, temperature: float) -> jax.Array:
@@ -184,11 +184,14 @@ def _cosine_logits(anchors: jax.Array, positives: jax.Array, temperature: float)
   return l2_normalise_rows(anchors) @ l2_normalise_rows(positives).T / temperature
 
 
-def _info_nce_rows(logits: jax.Array, weights: jax.Array) -> jax.Array:
-  """Mean over valid rows of −log softmax(row)[own column], invalid columns masked."""
-  logits = jnp.where(weights[None, :] > 0, logits, -jnp.inf)
-  per_row = -jnp.diagonal(jax.nn.log_softmax(logits, axis=-1))
-  return weighted_mean(jnp.where(weights > 0, per_row, 0.0), weights)
+def _info_nce_rows(logits: jax.Array, weights: jax.Array, axis: int = -1) -> jax.Array:
+  """Mean over valid anchors of −log softmax(anchor's logits)[own positive], the
+  invalid positives masked; anchors are rows (`axis=-1`) or columns (`axis=0`:
+  the InfoNCE of the transposed logits, without forming the transpose)."""
+  valid = weights > 0
+  logits = jnp.where(valid[None, :] if axis in (-1, 1) else valid[:, None], logits, -jnp.inf)
+  per_anchor = -jnp.diagonal(jax.nn.log_softmax(logits, axis=axis))
+  return weighted_mean(jnp.where(valid, per_anchor, 0.0), weights)
 
 
 def gaussian_nll(*, mu: jax.Array, logvar: jax.Array, target: jax.Array,
