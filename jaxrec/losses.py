@@ -187,10 +187,13 @@ def _cosine_logits(anchors: jax.Array, positives: jax.Array, temperature: float)
 def _info_nce_rows(logits: jax.Array, weights: jax.Array, axis: int = -1) -> jax.Array:
   """Mean over valid anchors of −log softmax(anchor's logits)[own positive], the
   invalid positives masked; anchors are rows (`axis=-1`) or columns (`axis=0`:
-  the InfoNCE of the transposed logits, without forming the transpose)."""
+  the InfoNCE of the transposed logits, without forming the transpose, whose
+  layout cost more than the product it saves)."""
   valid = weights > 0
-  logits = jnp.where(valid[None, :] if axis in (-1, 1) else valid[:, None], logits, -jnp.inf)
-  per_anchor = -jnp.diagonal(jax.nn.log_softmax(logits, axis=axis))
+  masked = jnp.where(valid[None, :] if axis in (-1, 1) else valid[:, None], logits, -jnp.inf)
+  # −log softmax(x)_own = logsumexp(x) − x_own: no (B, B) log-softmax is formed. A
+  # valid anchor's own positive is valid, so its diagonal entry is unmasked.
+  per_anchor = jax.nn.logsumexp(masked, axis=axis) - jnp.diagonal(logits)
   return weighted_mean(jnp.where(valid, per_anchor, 0.0), weights)
 
 
