@@ -24,16 +24,22 @@ of (`Work`):
   * an item-item similarity rebuilt once every `rebuild_every` epochs (LATTICE,
     MICRO learn their graph per epoch; DGMRec refreshes its kNN every 5):
     2 x I^2 x D FLOPs and the I x I scores written and read once, per graph.
+  * the terms a few models add per batch row, where they are not small:
+    in-batch similarity matrices (`pair_matrices`: InfoNCE or uniformity over
+    the batch, 2 B^2 D FLOPs each, x 3), sampled item logits (`sampled_logits`
+    per row, CCFCRec's co-occurrence and self contrasts: a D-row read and a
+    dot product each, x 3) and dense heads after the first content map
+    (`head_flops`, forward and backward per row: GAR's two 200-wide towers).
 The profiles below read each model's static hyper-parameters (layers, k) from
 the group's spec, so a non-default `--set n_ui_layers=3` is counted. They are a
 simple count (the issue's "embedding reads/writes per step, graph nnz x D per
-layer x layers, dense matmuls"): small terms (MLP heads, contrastive in-batch
-similarities, the hypergraph of LGMRec) are left out, so a model can beat its
-floor only by that much.
+layer x layers, dense matmuls"): small terms (small MLP heads, the hypergraph of
+LGMRec, batch norms) are left out, so a model can beat its floor only by that much.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import jax
@@ -55,12 +61,15 @@ class Propagation:
 @dataclasses.dataclass(frozen=True)
 class Work:
   """What a model's training step touches (see the module doc)."""
-  feature_rows: str | None = None      # None, "batch" (2 B rows) or "items" (all of them)
+  feature_rows: str | None = None      # None, "batch" (2 B rows), "positives" (B) or "items"
   views: int = 1                       # score views per row (MILK, I3-MRec: one per modality)
   propagations: tuple[Propagation, ...] = ()
   rebuild_every: int = 0               # epochs between item-item similarity rebuilds (0: never)
   rebuild_graphs: int = 0
   content_width: int | None = None     # width of the first map of the features (None: D)
+  pair_matrices: int = 0               # (B, B) in-batch similarity matrices per step
+  sampled_logits: int = 0              # sampled item logits per batch row
+  head_flops: int = 0                  # FLOPs of dense heads per batch row (forward + backward)
 
 
 def _options(spec) -> dict:
@@ -75,21 +84,49 @@ def _ii(layers, graphs=1):
   return Propagation("ii", int(layers), int(graphs))
 
 
+def ccfcrec_logits(spec) -> int:
+  """CCFCRec's sampled logits per batch row: n_pos x (n_neg + 1) + n_self_neg + 1."""
+  o = dict(spec.options)
+  return o["n_pos"] * (o["n_neg"] + 1) + o["n_self_neg"] + 1
+
+
+def gar_head_flops(spec) -> int:
+  """GAR's dense work per batch row after the generator's first layer (gar.py).
+
+  A recommender tower is D -> H -> H (H = 200). The recommender's step runs both
+  towers on 3 rows (real, negative, generated) forward and backward (x 3); the
+  generator's step scores the generated and the real item (2 x 2 tower passes
+  forward, the generated item's tower backward to its input, x 2); the
+  generator's second layer H -> D runs in both steps (forward, then forward and
+  backward).
+  """
+  h, d = gar.GAR_HIDDEN, spec.embed_dim
+  tower = d * h + h * h
+  return 2 * (6 * 3 * tower + 4 * tower + 2 * tower + 4 * h * d)
+
+
 # Per model: spec -> Work. Layers and k as each model file describes its forward.
 PROFILES: dict[str, Callable] = {
     "mf": lambda s: Work(),
     "lightgcn": lambda s: Work(propagations=(_ui(3),)),
-    **{name: (lambda s: Work(feature_rows="batch"))
-       for name in ("vbpr", "duif", "mtpr", "ccfcrec", "gorec")},
+    **{name: (lambda s: Work(feature_rows="batch")) for name in ("vbpr", "duif", "mtpr")},
+    # q of the batch's positives; each row's 5 x (40 + 1) co-occurrence and 40 + 1 self logits.
+    "ccfcrec": lambda s: Work(feature_rows="positives", sampled_logits=ccfcrec_logits(s)),
+    # Four maps read the content (encoder, the prior's μ and log σ², decoder); one uniformity.
+    "gorec": lambda s: Work(feature_rows="positives", content_width=4 * s.embed_dim,
+                            pair_matrices=1),
     "dropoutnet": lambda s: Work(feature_rows="batch", content_width=pretrained.HIDDEN),
     "heater": lambda s: Work(feature_rows="batch",
                              content_width=heater.N_EXPERTS * (s.embed_dim + 1)),
-    "clcrec": lambda s: Work(feature_rows="batch", content_width=clcrec.ENCODER_HIDDEN),
-    **{name: (lambda s: Work(feature_rows="batch", content_width=gar.GAR_HIDDEN))
+    "clcrec": lambda s: Work(feature_rows="positives", content_width=clcrec.ENCODER_HIDDEN,
+                             pair_matrices=2),                  # U-I and R-E contrasts
+    **{name: (lambda s: Work(feature_rows="batch", content_width=gar.GAR_HIDDEN,
+                             head_flops=gar_head_flops(s)))
        for name in ("gar", "gar_scaled")},
     "milk": lambda s: Work(feature_rows="batch", views=s.n_modalities),
     "i3mrec": lambda s: Work(feature_rows="items", views=s.n_modalities,
-                             propagations=(_ui(3, s.n_modalities),)),
+                             propagations=(_ui(3, s.n_modalities),),
+                             pair_matrices=math.comb(2 ** s.n_modalities - 1, 2)),
     "bm3": lambda s: Work(feature_rows="items", propagations=(_ui(_options(s)["n_layers"]),)),
     "freedom": lambda s: Work(feature_rows="items", propagations=(
         _ui(_options(s)["n_ui_layers"]), _ii(_options(s)["n_mm_layers"]))),
@@ -99,7 +136,7 @@ PROFILES: dict[str, Callable] = {
     "micro": lambda s: Work(feature_rows="items", propagations=(
         _ui(_options(s)["n_ui_layers"]), _ii(_options(s)["n_layers"], s.n_modalities)),
         rebuild_every=1, rebuild_graphs=s.n_modalities),
-    "mgcn": lambda s: Work(feature_rows="items", propagations=(
+    "mgcn": lambda s: Work(feature_rows="items", pair_matrices=2, propagations=(
         _ui(_options(s)["n_ui_layers"]), _ui(1, s.n_modalities),        # u_m = R h_m
         _ii(_options(s)["n_layers"], s.n_modalities))),
     "lgmrec": lambda s: Work(feature_rows="items", propagations=(
@@ -133,11 +170,14 @@ def epoch_counts(work: Work, *, users: int, items: int, feature_dims, n_train: i
   """(FLOPs, bytes) one run needs per epoch (see the module doc)."""
   n_batches = -(-n_train // batch)
   feat = sum(feature_dims)
-  rows = {None: 0, "batch": min(items, 2 * batch), "items": items}[work.feature_rows]
+  rows = {None: 0, "batch": min(items, 2 * batch), "positives": min(items, batch),
+          "items": items}[work.feature_rows]
   flops = (3 * 2 * rows * feat * (work.content_width or dim)
-           + 3 * 2 * 2 * batch * work.views * dim)
+           + 3 * 2 * 2 * batch * work.views * dim
+           + 3 * 2 * work.pair_matrices * batch * batch * dim
+           + 3 * 2 * batch * work.sampled_logits * dim + batch * work.head_flops)
   bytes_ = (feature_bytes * rows * feat + F32 * 3 * batch * dim * (1 + 2 * work.views)
-            + F32 * 7 * params)
+            + F32 * 3 * batch * work.sampled_logits * dim + F32 * 7 * params)
   for p in work.propagations:
     nnz, nodes = ((2 * train_pairs, users + items) if p.graph == "ui"
                   else (items * (knn_k + 1), items))

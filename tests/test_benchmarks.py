@@ -75,6 +75,24 @@ def test_a_hidden_content_width_scales_only_the_projection_term():
   assert floors.work_of("dropoutnet", None).content_width == 200
 
 
+def test_per_row_terms_add_their_closed_forms():
+  """In-batch similarity matrices, sampled logits and dense heads add exactly their
+  counts; `positives` projects B rows where `batch` projects 2 B."""
+  shape = bench.Shape(users=100, items=5000, dims=(8, 4), per_user=5.0)
+  kw = dict(shape=shape, n_train=4096, params=10)
+  base_f, base_b = _counts(floors.Work(feature_rows="batch"), **kw)
+  b, d, n_batches = 2048, 64, 2
+  f, by = _counts(floors.Work(feature_rows="batch", pair_matrices=3), **kw)
+  assert (f - base_f, by - base_b) == (n_batches * 3 * 2 * 3 * b * b * d, 0)
+  f, by = _counts(floors.Work(feature_rows="batch", sampled_logits=7), **kw)
+  assert (f - base_f, by - base_b) == (n_batches * 3 * 2 * b * 7 * d,
+                                       n_batches * 4 * 3 * b * 7 * d)
+  f, by = _counts(floors.Work(feature_rows="batch", head_flops=1000), **kw)
+  assert (f - base_f, by - base_b) == (n_batches * b * 1000, 0)
+  f, by = _counts(floors.Work(feature_rows="positives"), **kw)
+  assert (base_f - f, base_b - by) == (n_batches * 3 * 2 * b * 12 * d, n_batches * 4 * b * 12)
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_model_has_a_floor(name):
   """Every registered model has a work profile whose counts are positive; graph
