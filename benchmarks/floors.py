@@ -29,7 +29,8 @@ of (`Work`):
     the batch, 2 B^2 D FLOPs each, x 3), sampled item logits (`sampled_logits`
     per row, CCFCRec's co-occurrence and self contrasts: a D-row read and a
     dot product each, x 3) and dense heads after the first content map
-    (`head_flops`, forward and backward per row: GAR's two 200-wide towers).
+    (`head_flops`, forward and backward per row: the 200-wide towers of
+    DropoutNet, Heater and GAR).
 The profiles below read each model's static hyper-parameters (layers, k) from
 the group's spec, so a non-default `--set n_ui_layers=3` is counted. They are a
 simple count (the issue's "embedding reads/writes per step, graph nnz x D per
@@ -90,6 +91,14 @@ def ccfcrec_logits(spec) -> int:
   return o["n_pos"] * (o["n_neg"] + 1) + o["n_self_neg"] + 1
 
 
+def two_tower_head_flops(spec) -> int:
+  """DropoutNet's and Heater's towers per batch row: the (user, pos) and (user, neg)
+  pairs through f_U and f_V, each D -> H -> D (H = 200; DropoutNet's content share
+  of f_V's first layer is counted as its content map), forward and backward (x 3)."""
+  d, h = spec.embed_dim, pretrained.HIDDEN
+  return 3 * 2 * (2 * 2 * (d * h + h * d))
+
+
 def gar_head_flops(spec) -> int:
   """GAR's dense work per batch row after the generator's first layer (gar.py).
 
@@ -115,11 +124,15 @@ PROFILES: dict[str, Callable] = {
     # Four maps read the content (encoder, the prior's μ and log σ², decoder); one uniformity.
     "gorec": lambda s: Work(feature_rows="positives", content_width=4 * s.embed_dim,
                             pair_matrices=1),
-    "dropoutnet": lambda s: Work(feature_rows="batch", content_width=pretrained.HIDDEN),
+    "dropoutnet": lambda s: Work(feature_rows="batch", content_width=pretrained.HIDDEN,
+                                 head_flops=two_tower_head_flops(s)),
     "heater": lambda s: Work(feature_rows="batch",
-                             content_width=heater.N_EXPERTS * (s.embed_dim + 1)),
+                             content_width=heater.N_EXPERTS * (s.embed_dim + 1),
+                             head_flops=two_tower_head_flops(s)),
+    # U-I and R-E contrasts; the encoder's second layer (256 -> D) as its head.
     "clcrec": lambda s: Work(feature_rows="positives", content_width=clcrec.ENCODER_HIDDEN,
-                             pair_matrices=2),                  # U-I and R-E contrasts
+                             pair_matrices=2, head_flops=3 * 2 * clcrec.ENCODER_HIDDEN
+                             * s.embed_dim),
     **{name: (lambda s: Work(feature_rows="batch", content_width=gar.GAR_HIDDEN,
                              head_flops=gar_head_flops(s)))
        for name in ("gar", "gar_scaled")},
