@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_a_hidden_content_width_scales_only_the_projection_term():
   rows, n_batches = 2 * 2048, 2                  # 2B rows: the catalogue is larger
   assert f_h - f_d == n_batches * 3 * 2 * rows * 12 * (200 - 64)
   assert b_h == b_d
-  assert floors.work_of("dropoutnet", None).content_width == 200
+  assert floors.work_of("dropoutnet", types.SimpleNamespace(embed_dim=64)).content_width == 200
 
 
 def test_per_row_terms_add_their_closed_forms():
