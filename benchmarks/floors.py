@@ -28,7 +28,9 @@ of (`Work`):
     in-batch similarity matrices (`pair_matrices`: InfoNCE or uniformity over
     the batch, 2 B^2 D FLOPs each, x 3), sampled item logits (`sampled_logits`
     per row, CCFCRec's co-occurrence and self contrasts: a D-row read and a
-    dot product each, x 3) and dense heads after the first content map
+    dot product each, x 3), all-item similarity matrices (`item_pair_matrices`:
+    MICRO's contrast of every item against every item, 2 I^2 D FLOPs each, x 3)
+    and dense heads after the first content map
     (`head_flops`, forward and backward per row: the 200-wide towers of
     DropoutNet, Heater and GAR).
 The profiles below read each model's static hyper-parameters (layers, k) from
@@ -71,6 +73,7 @@ class Work:
   pair_matrices: int = 0               # (B, B) in-batch similarity matrices per step
   sampled_logits: int = 0              # sampled item logits per batch row
   head_flops: int = 0                  # FLOPs of dense heads per batch row (forward + backward)
+  item_pair_matrices: int = 0          # (I, I) similarity matrices per step (all-item contrasts)
 
 
 def _options(spec) -> dict:
@@ -146,9 +149,10 @@ PROFILES: dict[str, Callable] = {
     "lattice": lambda s: Work(feature_rows="items", propagations=(
         _ui(_options(s)["n_ui_layers"]), _ii(_options(s)["n_layers"])),
         rebuild_every=1, rebuild_graphs=s.n_modalities),
+    # C(h_m, h) over all items at every step: h_m against every h_m and every h.
     "micro": lambda s: Work(feature_rows="items", propagations=(
         _ui(_options(s)["n_ui_layers"]), _ii(_options(s)["n_layers"], s.n_modalities)),
-        rebuild_every=1, rebuild_graphs=s.n_modalities),
+        rebuild_every=1, rebuild_graphs=s.n_modalities, item_pair_matrices=2 * s.n_modalities),
     "mgcn": lambda s: Work(feature_rows="items", pair_matrices=2, propagations=(
         _ui(_options(s)["n_ui_layers"]), _ui(1, s.n_modalities),        # u_m = R h_m
         _ii(_options(s)["n_layers"], s.n_modalities))),
@@ -188,7 +192,8 @@ def epoch_counts(work: Work, *, users: int, items: int, feature_dims, n_train: i
   flops = (3 * 2 * rows * feat * (work.content_width or dim)
            + 3 * 2 * 2 * batch * work.views * dim
            + 3 * 2 * work.pair_matrices * batch * batch * dim
-           + 3 * 2 * batch * work.sampled_logits * dim + batch * work.head_flops)
+           + 3 * 2 * batch * work.sampled_logits * dim + batch * work.head_flops
+           + 3 * 2 * work.item_pair_matrices * items * items * dim)
   bytes_ = (feature_bytes * rows * feat + F32 * 3 * batch * dim * (1 + 2 * work.views)
             + F32 * 3 * batch * work.sampled_logits * dim + F32 * 7 * params)
   for p in work.propagations:

@@ -1,4 +1,5 @@
-"""Test session setup: a persistent XLA compilation cache shared by all tests.
+"""Test session setup: a persistent XLA compilation cache shared by all tests
+and the commands they run.
 
 The engine builds fresh `jit`s for each group, so tests that train the same
 group shape twice (a group, then its runs alone) would compile identical
@@ -15,6 +16,12 @@ _CACHE_DIR = os.path.join(tempfile.gettempdir(), "jaxrec-test-xla-cache")
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+# The same cache for the commands the tests run as subprocesses (sweeps killed and
+# resumed, the README's commands, the GPU check's dry run): a program one of them
+# compiled is loaded by the next. A test that needs a cold cache sets its own.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE_DIR)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
 def pytest_sessionfinish(session, exitstatus):

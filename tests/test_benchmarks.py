@@ -90,6 +90,8 @@ def test_per_row_terms_add_their_closed_forms():
                                        n_batches * 4 * 3 * b * 7 * d)
   f, by = _counts(floors.Work(feature_rows="batch", head_flops=1000), **kw)
   assert (f - base_f, by - base_b) == (n_batches * b * 1000, 0)
+  f, by = _counts(floors.Work(feature_rows="batch", item_pair_matrices=2), **kw)
+  assert (f - base_f, by - base_b) == (n_batches * 3 * 2 * 2 * 5000 * 5000 * d, 0)
   f, by = _counts(floors.Work(feature_rows="positives"), **kw)
   assert (base_f - f, base_b - by) == (n_batches * 3 * 2 * b * 12 * d, n_batches * 4 * b * 12)
 
