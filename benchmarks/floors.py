@@ -158,7 +158,12 @@ PROFILES: dict[str, Callable] = {
         _ii(_options(s)["n_layers"], s.n_modalities))),
     "lgmrec": lambda s: Work(feature_rows="items", propagations=(
         _ui(_options(s)["n_ui_layers"]), _ui(_options(s)["n_mm_layers"], s.n_modalities))),
-    "dgmrec": lambda s: Work(feature_rows="items", propagations=(
+    # Every item's features through E_m, F_m and back through the decoder (3 maps of D);
+    # InfoNCEs per step (dgmrec_terms): the general parts over the 2 B slots (4 (B, B)
+    # equivalents) and over users per modality pair, 2 + M user-item, 2 ids-vs-general.
+    "dgmrec": lambda s: Work(feature_rows="items", content_width=3 * s.embed_dim,
+                             pair_matrices=5 * math.comb(s.n_modalities, 2) + s.n_modalities + 4,
+                             propagations=(
         _ui(_options(s)["n_ui_layers"]), _ui(1, s.n_modalities),        # f_m: the users' mean
         _ii(_options(s)["n_mm_layers"], 2 * s.n_modalities)),           # G_m and Σ_m
         rebuild_every=_options(s)["refresh_every"], rebuild_graphs=s.n_modalities),
