@@ -97,24 +97,30 @@ def ccfcrec_logits(spec) -> int:
 def two_tower_head_flops(spec) -> int:
   """DropoutNet's and Heater's towers per batch row: the (user, pos) and (user, neg)
   pairs through f_U and f_V, each D -> H -> D (H = 200; DropoutNet's content share
-  of f_V's first layer is counted as its content map), forward and backward (x 3)."""
+  of f_V's first layer is counted as its content map). A pass is 2 D H
+  multiply-adds forward; backward the weight gradients and the hidden layer's
+  input gradient (3 D H), plus the input gradient on the item side (D H: Heater's
+  content representation, DropoutNet's content share)."""
   d, h = spec.embed_dim, pretrained.HIDDEN
-  return 3 * 2 * (2 * 2 * (d * h + h * d))
+  return 2 * 2 * (5 * d * h + 6 * d * h)
 
 
 def gar_head_flops(spec) -> int:
   """GAR's dense work per batch row after the generator's first layer (gar.py).
 
-  A recommender tower is D -> H -> H (H = 200). The recommender's step runs both
-  towers on 3 rows (real, negative, generated) forward and backward (x 3); the
-  generator's step scores the generated and the real item (2 x 2 tower passes
-  forward, the generated item's tower backward to its input, x 2); the
-  generator's second layer H -> D runs in both steps (forward, then forward and
-  backward).
+  A recommender tower is D -> H -> H (H = 200): D H + H^2 multiply-adds forward;
+  backward, the weight gradients and the hidden input gradient, D H + 2 H^2
+  (its inputs, frozen MF rows or the generator's output held constant, need
+  none). The recommender's step runs both towers on 3 rows (real, negative,
+  generated) forward and backward; the generator's step scores the generated
+  and the real item (4 tower passes forward) and takes the item tower's input
+  gradient for the generated one (D H + H^2); the generator's second layer
+  H -> D runs forward in the recommender's step and forward and backward (3 H D)
+  in its own.
   """
   h, d = gar.GAR_HIDDEN, spec.embed_dim
-  tower = d * h + h * h
-  return 2 * (6 * 3 * tower + 4 * tower + 2 * tower + 4 * h * d)
+  forward, backward = d * h + h * h, d * h + 2 * h * h
+  return 2 * (6 * (forward + backward) + 4 * forward + (d * h + h * h) + 4 * h * d)
 
 
 # Per model: spec -> Work. Layers and k as each model file describes its forward.
