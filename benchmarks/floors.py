@@ -30,9 +30,8 @@ of (`Work`):
     per row, CCFCRec's co-occurrence and self contrasts: a D-row read and a
     dot product each, x 3), all-item similarity matrices (`item_pair_matrices`:
     MICRO's contrast of every item against every item, 2 I^2 D FLOPs each, x 3)
-    and dense heads after the first content map
-    (`head_flops`, forward and backward per row: the 200-wide towers of
-    DropoutNet, Heater and GAR).
+    and dense heads after the first content map (`head_flops`, forward and
+    backward per row: the 200-wide towers of DropoutNet, Heater and GAR).
 The profiles below read each model's static hyper-parameters (layers, k) from
 the group's spec, so a non-default `--set n_ui_layers=3` is counted. They are a
 simple count (the issue's "embedding reads/writes per step, graph nnz x D per
@@ -49,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrec.models import clcrec, gar, heater, pretrained
+from jaxrec.models import ccfcrec, clcrec, gar, heater, pretrained
 
 F32 = 4
 
@@ -90,8 +89,8 @@ def _ii(layers, graphs=1):
 
 def ccfcrec_logits(spec) -> int:
   """CCFCRec's sampled logits per batch row: n_pos x (n_neg + 1) + n_self_neg + 1."""
-  o = dict(spec.options)
-  return o["n_pos"] * (o["n_neg"] + 1) + o["n_self_neg"] + 1
+  n_pos, n_neg = spec.option(ccfcrec.N_POS), spec.option(ccfcrec.N_NEG)
+  return n_pos * (n_neg + 1) + spec.option(ccfcrec.N_SELF_NEG) + 1
 
 
 def two_tower_head_flops(spec) -> int:
