@@ -47,13 +47,14 @@ def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
 
   @jax.jit
   def step(state, epoch, key):
-    # The engine's step: aux_step, then the model's optimiser on the loss's gradient.
+    # The engine's step: aux_step, then the model's optimiser on the loss's gradient;
+    # the loss's pass hands back the aux (loss_updates_aux).
     params, opt, aux = state
     k_aux, k_loss = jax.random.split(key)
     aux, _ = hooks.aux_step(State(params, aux), batch,
                             Run(inputs, hp, step_context(k_aux, epoch, stage1)))
     ctx = step_context(k_loss, epoch, stage1)
-    (_, terms), grads = jax.value_and_grad(
+    (_, (terms, aux)), grads = jax.value_and_grad(
         lambda p: hooks.loss(State(p, aux), batch, Run(inputs, hp, ctx)), has_aux=True)(params)
     updates, opt = hooks.optimizer(hp, ctx).update(grads, opt, params)
     return (optax.apply_updates(params, updates), opt, aux), terms
@@ -83,13 +84,19 @@ def test_first_stage_trains_mf_and_the_second_freezes_it_bit_for_bit():
 def test_running_statistics_come_from_the_pass_the_loss_differentiates():
   model, spec, hp, inputs, batch, params, aux, _ = _single_run()
   hooks = model.make(spec)
+  assert hooks.loss_updates_aux
   ctx = step_context(jax.random.PRNGKey(3), TINY["pretrain_epochs"], TINY["pretrain_epochs"])
   stepped = hooks.aux_step(State(params, aux), batch, Run(inputs, hp, ctx))[0]
-  terms, stats = gorec.cvae_pass(params, aux["stats"], batch, inputs, hp, ctx.key, spec)
   np.testing.assert_array_equal(stepped["noise"], ctx.key)
-  for x, y in zip(jax.tree.leaves(stepped["stats"]), jax.tree.leaves(stats)):
+  assert _same(stepped["stats"], aux["stats"])
+  # One pass: the loss's terms and the statistics it hands back are cvae_pass's.
+  loss_key = jax.random.PRNGKey(4)
+  loss_ctx = step_context(loss_key, TINY["pretrain_epochs"], TINY["pretrain_epochs"])
+  _, (loss_terms, after) = hooks.loss(State(params, stepped), batch, Run(inputs, hp, loss_ctx))
+  terms, stats = gorec.cvae_pass(params, aux["stats"], batch, inputs, hp, ctx.key, spec)
+  np.testing.assert_array_equal(after["noise"], ctx.key)
+  for x, y in zip(jax.tree.leaves(after["stats"]), jax.tree.leaves(stats)):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
-  _, loss_terms = hooks.loss(State(params, stepped), batch, Run(inputs, hp, ctx))
   assert float(loss_terms["rec"]) == pytest.approx(float(terms["rec"]), rel=1e-5)
   # torch's momentum 0.1 on the encoder's batch mean over the distinct items.
   w = np.asarray(gorec.first_occurrence(batch.pos, batch.weights)) > 0
@@ -101,6 +108,7 @@ def test_running_statistics_come_from_the_pass_the_loss_differentiates():
   # In the first stage the statistics wait for the MF tables.
   first = step_context(jax.random.PRNGKey(3), 0, TINY["pretrain_epochs"])
   assert _same(hooks.aux_step(State(params, aux), batch, Run(inputs, hp, first))[0], aux)
+  assert _same(hooks.loss(State(params, aux), batch, Run(inputs, hp, first))[1][1], aux)
 
 
 def test_new_items_are_generated_from_their_content_and_cluster():

@@ -157,6 +157,35 @@ def test_aux_measurements_reach_the_curves_like_loss_terms():
     assert float(terms["steps_seen"][0]) == pytest.approx((steps + 1) / 2, rel=1e-6)
 
 
+def _loss_counting_make(spec):
+  """TOY's hooks whose loss hands back an aux that counts the steps (loss_updates_aux)."""
+  toy = _make(spec)
+
+  def loss(state, batch, run):
+    value, terms = toy.loss(state, batch, run)
+    after = {"steps": state.aux["steps"] + 1.0}
+    return value, ({**terms, "steps_seen": after["steps"]}, after)
+  return dataclasses.replace(toy, init_aux=lambda key, hp, params: {"steps": 0.0}, loss=loss,
+                             loss_updates_aux=True)
+
+
+def test_the_aux_a_loss_hands_back_is_the_next_steps():
+  model = dataclasses.replace(TOY, name="toy_loss_aux", make=_loss_counting_make)
+  register_model(model)
+  try:
+    cfg = make_config(**dict(TINY, max_epochs=3), model="toy_loss_aux")
+    curves = []
+    train_configs([cfg], on_epoch=lambda epoch, terms: curves.append(terms))
+    n_train = int(build_group([cfg]).data.train_pairs.shape[0])
+  finally:
+    REGISTRY.pop(model.name)
+  steps = -(-n_train // 128)
+  # Step s of epoch e sees e·steps + s + 1: the count carries over steps and epochs.
+  for epoch, terms in enumerate(curves):
+    assert float(terms["steps_seen"][0]) == pytest.approx(epoch * steps + (steps + 1) / 2,
+                                                          rel=1e-6)
+
+
 def test_a_two_stage_model_declares_its_first_stage():
   from jaxrec.engine.inputs import group_settings
   first = HParam("warmup", 2, "test", kind=int, per_run=False)

@@ -195,9 +195,10 @@ class GroupTrainer:
           State(params, aux), batch,
           Run(inputs, hp, self.context(aux_step_key, run, epoch, index)))
       ctx = self.context(loss_key, run, epoch, index)
-      (loss, terms), grads = jax.value_and_grad(
+      (loss, out), grads = jax.value_and_grad(
           lambda params: hooks.loss(State(params, aux), batch, Run(inputs, hp, ctx)),
           has_aux=True)(params)
+      terms, aux = out if hooks.loss_updates_aux else (out, aux)
       # One run's loss, terms and measurements are scalars.
       chex.assert_rank([loss, *terms.values(), *step_measurements.values()], 0)
       updates, opt_state = hooks.optimizer(hp, ctx).update(grads, opt_state, params)

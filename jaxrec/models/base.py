@@ -17,6 +17,8 @@ Hooks come in two families, each with one argument order:
     pre_epoch(state, run)            -> (aux, measurements)   ((state.aux, {}))
     aux_step(state, batch, run)      -> (aux, measurements)   ((state.aux, {}))
     loss(state, batch, run)          -> (scalar, {term: scalar})
+                                        (scalar, ({term: scalar}, aux)) where
+                                        `loss_updates_aux` (below)
     embed(state, run)                -> (users (U, D), items (I, D))
   embed_aux(aux)                     -> the part of aux `embed` reads ({})
 
@@ -28,7 +30,10 @@ None: evaluation draws nothing.
 `params` move only by the model's own optimiser on the gradient of `loss`;
 `aux` (I3-MRec's CLUB networks, GAR's two players) moves only in `pre_epoch`
 (once per epoch) and `aux_step` (every step, before the main update), by
-whatever rule the model writes there. Their `measurements` ({name: scalar})
+whatever rule the model writes there, or, where `Hooks.loss_updates_aux` is
+set, by the loss itself: it returns the state its own forward pass leaves
+behind (Flax's batch statistics, the `has_aux` idiom of the Flax examples),
+so a model does not run that pass twice. Their `measurements` ({name: scalar})
 join the epoch's curves beside the loss terms (an `aux_step`'s averaged over
 the epoch's steps like them).
 
@@ -371,6 +376,9 @@ class Hooks:
   aux_step: Callable[[State, Batch, Run], tuple[Any, dict]] = _aux_unchanged
   embed_aux: Callable[[Any], Any] = _nothing_for_embed
   optimizer: Callable[[dict, StepContext], optax.GradientTransformation] = adam
+  # The loss returns (scalar, (terms, aux)): the aux its forward pass leaves
+  # (batch statistics), kept by the engine as the step's, without a gradient.
+  loss_updates_aux: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,9 +28,10 @@ warm items in its content cluster: ê = decoder(μ(encoder(mean, c)), c)
 
 Batch norm as torch's BatchNorm1d (momentum 0.1, eps 1e-5): training uses the
 batch's statistics; the running averages live in the auxiliary state and are
-updated in `aux_step` by the same training pass the loss differentiates (the
-loss re-draws its noise from the key `aux_step` stores), so the statistics
-follow exactly the parameters and samples of each step, as torch's forward.
+updated by the training pass the loss differentiates, which hands them back
+(`Hooks.loss_updates_aux`), so the statistics follow exactly the parameters
+and samples of each step, as torch's forward, and the pass runs once. Its
+noise is drawn from the key `aux_step` stores in the auxiliary state.
 
 Deviations ([D]):
   [D] The pretrained warm model is MF-BPR trained in-sweep (the code loads
@@ -236,19 +237,18 @@ def make(spec: ModelSpec) -> Hooks:
     return content_clusters(inputs, spec)
 
   def aux_step(state: State, batch: Batch, run: Run):
-    """Stage 2: the running averages after this step's training pass, and its key."""
-    inputs, hp, ctx = run
-
+    """Stage 2: the step's key, from which the loss's pass draws its noise."""
     def step(aux):
-      _, stats = cvae_pass(state.params, aux["stats"], batch, inputs, hp, ctx.key, spec)
-      return {"stats": stats, "noise": ctx.key}
-    return jax.lax.cond(ctx.in_first_stage, lambda aux: aux, step, state.aux), {}
+      return {"stats": aux["stats"], "noise": run.ctx.key}
+    return jax.lax.cond(run.ctx.in_first_stage, lambda aux: aux, step, state.aux), {}
 
   def own_loss(state: State, batch: Batch, run: Run):
+    """(loss, (terms, aux after the pass: its batch norms' running averages))."""
     params, aux = state
     hp = run.hp
-    t, _ = cvae_pass(params, aux["stats"], batch, run.inputs, hp, aux["noise"], spec)
-    return t["rec"] + hp["kl_coeff"] * t["kl"] + hp["uni_coeff"] * t["uni"], t
+    t, stats = cvae_pass(params, aux["stats"], batch, run.inputs, hp, aux["noise"], spec)
+    loss = t["rec"] + hp["kl_coeff"] * t["kl"] + hp["uni_coeff"] * t["uni"]
+    return loss, (t, {"stats": stats, "noise": aux["noise"]})
 
   def embed(state: State, run: Run):
     """Users: the pretrained rows; warm items theirs, new items generated."""
@@ -256,9 +256,9 @@ def make(spec: ModelSpec) -> Hooks:
     items = jnp.where(inputs.warm_items(spec.n_items)[:, None], params["mf"]["items"],
                       generated_items(params, state.aux, inputs, spec))
     return params["mf"]["users"], items
-  return Hooks(init=init, loss=pretrained.staged_loss(own_loss), embed=embed,
-               init_aux=init_aux, prepare=prepare, aux_step=aux_step, embed_aux=embed_aux,
-               optimizer=optimizer)
+  return Hooks(init=init, loss=pretrained.staged_loss(own_loss, updates_aux=True),
+               embed=embed, init_aux=init_aux, prepare=prepare, aux_step=aux_step,
+               embed_aux=embed_aux, optimizer=optimizer, loss_updates_aux=True)
 
 
 # The authors' README values per data set (Baby 5 / 10, Clothing 1 / 5000,

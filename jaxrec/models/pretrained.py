@@ -45,28 +45,42 @@ def tower(spec: ModelSpec) -> Tower:
 
 
 def staged(ctx: StepContext, hp, params, batch: Batch,
-           own: Callable[[], tuple[jax.Array, dict]]):
+           own: Callable[[], tuple[jax.Array, dict]], aux=None):
   """(loss, terms): MF-BPR's in the first stage, `own()`'s afterwards.
 
   Only the stage's branch runs: the stage is the group's (`ctx.epoch` is not
   batched), so `lax.cond` stays a branch under the engine's vmap. The other
-  branch's terms are reported as 0.
+  branch's terms are reported as 0. Given `aux` (a loss that updates the
+  auxiliary state, `Hooks.loss_updates_aux`), `own()` returns
+  (loss, (terms, aux')) and so does `staged`, the first stage with `aux` as is.
   """
-  mf_part = lambda: mf.mf_loss(params["mf"], batch, hp)
-  mf_terms, own_terms = jax.eval_shape(lambda: (mf_part()[1], own()[1]))
+  updates_aux = aux is not None
+
+  def mf_part():
+    return (*mf.mf_loss(params["mf"], batch, hp), aux)
+
+  def own_part():
+    value, out = own()
+    return (value, *(out if updates_aux else (out, aux)))
+  mf_terms, own_terms = jax.eval_shape(lambda: (mf_part()[1], own_part()[1]))
   zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
 
   def with_zeros(part, other_terms):
-    value, terms = part()
-    return value, {**zeros(other_terms), **terms}
-  return jax.lax.cond(ctx.in_first_stage, lambda: with_zeros(mf_part, own_terms),
-                      lambda: with_zeros(own, mf_terms))
+    value, terms, new_aux = part()
+    return value, {**zeros(other_terms), **terms}, new_aux
+  value, terms, new_aux = jax.lax.cond(ctx.in_first_stage,
+                                       lambda: with_zeros(mf_part, own_terms),
+                                       lambda: with_zeros(own_part, mf_terms))
+  return (value, (terms, new_aux)) if updates_aux else (value, terms)
 
 
-def staged_loss(own: Callable[[State, Batch, Run], tuple[jax.Array, dict]]):
-  """The `loss` hook of a two-stage model: MF-BPR first, `own(state, batch, run)` after."""
+def staged_loss(own: Callable[[State, Batch, Run], tuple[jax.Array, dict]],
+                updates_aux: bool = False):
+  """The `loss` hook of a two-stage model: MF-BPR first, `own(state, batch, run)` after
+  (with `updates_aux`, `own` returns (loss, (terms, aux')), as `staged` says)."""
   def loss(state: State, batch: Batch, run: Run):
-    return staged(run.ctx, run.hp, state.params, batch, lambda: own(state, batch, run))
+    return staged(run.ctx, run.hp, state.params, batch, lambda: own(state, batch, run),
+                  state.aux if updates_aux else None)
   return loss
 
 
