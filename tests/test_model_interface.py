@@ -137,17 +137,22 @@ def _measuring_make(spec):
                              aux_step=aux_step, pre_epoch=pre_epoch)
 
 
-def test_aux_measurements_reach_the_curves_like_loss_terms():
-  model = dataclasses.replace(TOY, name="toy_measuring", make=_measuring_make)
+def _three_epochs_of(name, make):
+  """(each epoch's terms, the outcome, training pairs, steps per epoch) of TOY with `make`."""
+  model = dataclasses.replace(TOY, name=name, make=make)
   register_model(model)
   try:
-    cfg = make_config(**dict(TINY, max_epochs=3), model="toy_measuring")
+    cfg = make_config(**dict(TINY, max_epochs=3), model=name)
     curves = []
     outcome = train_configs([cfg], on_epoch=lambda epoch, terms: curves.append(terms))
     n_train = int(build_group([cfg]).data.train_pairs.shape[0])
   finally:
     REGISTRY.pop(model.name)
-  steps = -(-n_train // 128)
+  return curves, outcome, n_train, -(-n_train // 128)
+
+
+def test_aux_measurements_reach_the_curves_like_loss_terms():
+  curves, outcome, n_train, steps = _three_epochs_of("toy_measuring", _measuring_make)
   assert len(curves) == outcome.epochs_trained[0] == 3
   for epoch, terms in enumerate(curves):
     assert {"loss", "bpr", "grad_norm", "aux_norm"} <= set(terms)
@@ -170,16 +175,7 @@ def _loss_counting_make(spec):
 
 
 def test_the_aux_a_loss_hands_back_is_the_next_steps():
-  model = dataclasses.replace(TOY, name="toy_loss_aux", make=_loss_counting_make)
-  register_model(model)
-  try:
-    cfg = make_config(**dict(TINY, max_epochs=3), model="toy_loss_aux")
-    curves = []
-    train_configs([cfg], on_epoch=lambda epoch, terms: curves.append(terms))
-    n_train = int(build_group([cfg]).data.train_pairs.shape[0])
-  finally:
-    REGISTRY.pop(model.name)
-  steps = -(-n_train // 128)
+  curves, _, _, steps = _three_epochs_of("toy_loss_aux", _loss_counting_make)
   # Step s of epoch e sees e·steps + s + 1: the count carries over steps and epochs.
   for epoch, terms in enumerate(curves):
     assert float(terms["steps_seen"][0]) == pytest.approx(epoch * steps + (steps + 1) / 2,
