@@ -63,3 +63,31 @@ def to_host(tree):
       return np.asarray(x)
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return jax.tree.map(get, tree)
+
+
+def runs_in_sequence(mesh: Mesh) -> bool:
+  """One CPU device: the group's runs go one after another (see `over_runs`)."""
+  return mesh.devices.size == 1 and mesh.devices.flat[0].platform == "cpu"
+
+
+def over_runs(fn, mesh: Mesh, in_axes=0):
+  """`fn` of one run, applied over the runs axis (`in_axes` as `jax.vmap`'s: 0 or None
+  per argument). On accelerators `vmap`: the runs fill the device together. On one
+  CPU device `lax.map`, one run after another: a core gains nothing from batching
+  the runs, and R runs' vmapped working set leaves the cache that one run's fits in
+  (BUILD_NOTES, "Speed": ≈ 20% less per step at R = 5 for MGCN and DGMRec). Each
+  run's arithmetic is the same either way."""
+  if not runs_in_sequence(mesh):
+    return jax.vmap(fn, in_axes=in_axes)
+  axes = in_axes
+
+  def mapped(*args):
+    per_arg = axes if isinstance(axes, (tuple, list)) else (axes,) * len(args)
+    batched = [a for a, ax in zip(args, per_arg) if ax == 0]
+
+    def one(rows):
+      rows = iter(rows)
+      return fn(*[next(rows) if ax == 0 else a for a, ax in zip(args, per_arg)])
+    return jax.lax.map(one, batched)
+  return mapped
+

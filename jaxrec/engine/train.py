@@ -2,8 +2,9 @@
 
 A *group* is R runs whose arrays have identical shapes. Their parameters,
 optimiser states, keys, masks and hyper-parameters are stacked on a leading
-runs axis; one step function is `vmap`ped over it and the axis is sharded over
-all devices. An epoch is one jitted call (`lax.scan` over mini-batches, with
+runs axis; one step function is `vmap`ped over it (on one CPU device mapped
+one run after another, `sharding.over_runs`) and the axis is sharded over all
+devices. An epoch is one jitted call (`lax.scan` over mini-batches, with
 shuffling and negative sampling on device). Early stopping is per run inside
 the stacked state: a stopped run keeps its state bit for bit. Because a stopped
 run still costs a full row of every vmapped step, the runs axis is compacted
@@ -125,21 +126,21 @@ class GroupTrainer:
     self.n_batches = max(1, -(-n_train // settings.batch_size))
     runs = sharding.runs_sharding(mesh)
     rep = sharding.replicated(mesh)
-    self.prepare = jax.jit(jax.vmap(self._prepare_one, in_axes=(0, None)),
+    self.prepare = jax.jit(sharding.over_runs(self._prepare_one, mesh, in_axes=(0, None)),
                            in_shardings=(runs, rep), out_shardings=runs)
-    self.init = jax.jit(jax.vmap(self._init_one), in_shardings=(runs,),
+    self.init = jax.jit(sharding.over_runs(self._init_one, mesh), in_shardings=(runs,),
                         out_shardings=runs)
     # `epoch` (the group's epochs completed, a scalar) is not batched, so a
     # model's branch on the training stage is a real `lax.cond` under vmap.
-    self.epoch = jax.jit(jax.vmap(self._epoch_one, in_axes=(0, 0, None, None)),
+    self.epoch = jax.jit(sharding.over_runs(self._epoch_one, mesh, in_axes=(0, 0, None, None)),
                          in_shardings=(runs, runs, rep, rep), out_shardings=(runs, runs),
                          donate_argnums=(0,))
-    self.select = jax.jit(jax.vmap(self._select_one), in_shardings=(runs, runs),
+    self.select = jax.jit(sharding.over_runs(self._select_one, mesh), in_shardings=(runs, runs),
                           out_shardings=runs, donate_argnums=(0,))
     self.evaluate = jax.jit(self._evaluate_all, static_argnums=(5,),
                             in_shardings=(runs, runs, runs, rep, rep), out_shardings=runs)
 
-  # --- per-run pure functions (vmapped above) -------------------------------
+  # --- per-run pure functions (over the runs axis above) ---------------------
   def inputs(self, run: RunInputs, data: GroupData, split: str) -> ModelInputs:
     """The model's view of a run: `split` "train" or "eval" masks and prepared."""
     available = run.train_available if split == "train" else run.eval_available
@@ -257,7 +258,7 @@ class GroupTrainer:
       chex.assert_shape(items, (self.spec.n_items, users.shape[1]))
       return evaluation.evaluate(users, items, split, ks=self.settings.ks,
                                  chunk_size=chunk)
-    return jax.vmap(one)(params, embed_aux, run)
+    return sharding.over_runs(one, self.mesh)(params, embed_aux, run)
 
   def eval_chunk(self, n_runs: int, n_candidates: int) -> int:
     """Users per evaluation chunk so that R x chunk x candidates scores fit the budget."""
