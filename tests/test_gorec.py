@@ -11,7 +11,7 @@ import pytest
 
 from jaxrec.config import make_config
 from jaxrec.models import gorec
-from jaxrec.models.base import Batch, Run, State
+from jaxrec.models.base import Batch, ModelSpec, Run, State
 from tests.helpers import one_run, step_context
 
 # 20 clusters: the default (the authors' 2000) would put each of 120 items alone.
@@ -146,6 +146,15 @@ def test_new_items_are_generated_from_their_content_and_cluster():
   _, items_shifted = hooks.embed(State(shifted, stats), Run(inputs, hp))
   np.testing.assert_array_equal(items_shifted[new], items[new])
   np.testing.assert_array_equal(items[np.asarray(warm)], table[np.asarray(warm)])
+
+
+def test_the_default_number_of_clusters_follows_the_catalogue():
+  count = lambda n_items, n_clusters=0: gorec.cluster_count(ModelSpec(
+      n_users=10, n_items=n_items, feature_dims=(4,), embed_dim=8,
+      options=(("n_clusters", n_clusters), ("pretrain_epochs", 1))))
+  # The authors' Baby file: 2000 clusters of 7050 items; MovieLens-100K, TikTok.
+  assert count(7050) == 2000 and count(1682) == 477 and count(6710) == 1904
+  assert count(1682, 2000) == 1682 and count(1682, 20) == 20 and count(2) == 1
 
 
 def test_clusters_follow_content():

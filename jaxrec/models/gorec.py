@@ -42,8 +42,11 @@ Deviations ([D]):
       with a fixed draw of items) on the run's filled, normalised content, in
       `prepare`; the code reads a precomputed cluster_label.npy (its source
       is not in the repository; ColdRec clusters the CF embeddings). The
-      number of clusters is that of the authors' Baby file (2000 labels over
-      7050 items, data/baby/cluster_label.npy). The cluster mean is the code's
+      number of clusters follows the catalogue at the authors' Baby ratio
+      (2000 labels over 7050 items, data/baby/cluster_label.npy): 1,904 on
+      TikTok, 477 on MovieLens-100K (a fixed 2000, capped at the item count,
+      made every MovieLens item its own cluster, so no new item had a warm
+      member to be conditioned on). The cluster mean is the code's
       mean over all the cluster's items with the new items' rows as zeros: the
       authors' pretrained table (data/baby/vsgcl_iemb_baby.pt) has all-zero
       rows for its 1410 cold items, ours has untrained ones, which are left out.
@@ -67,9 +70,10 @@ from jaxrec.models.layers import dense, dropout, first_occurrence, l2_normalise_
 
 SOURCE = "authors' code, main/gorec.py (README: Baby)"
 N_CLUSTERS = HParam(
-    "n_clusters", 2000, "authors' data/baby/cluster_label.npy (2000 clusters of 7050 items; "
+    "n_clusters", 0, "authors' data/baby/cluster_label.npy (2000 clusters of 7050 items; "
     "sports 2000, clothing 1024; ColdRec's pre_cluster_num is 50)", kind=int, per_run=False,
-    low=1, help="content clusters whose mean pretrained row conditions a new item")
+    low=0, help="content clusters whose mean pretrained row conditions a new item "
+    "(0: one per ITEMS_PER_CLUSTER items, the authors' Baby ratio)")
 HPARAMS = (
     learning_rate(5e-3, "DropoutNet's MF stage [D]"),
     HParam("reg", 1e-4, "MF-BPR's (first stage)", low=0.0, help="L2 of the MF stage"),
@@ -82,6 +86,7 @@ HPARAMS = (
            help="dropout of the decoder's content input"),
     N_CLUSTERS, pretrained.PRETRAIN_EPOCHS)
 KMEANS_STEPS = 20
+ITEMS_PER_CLUSTER = 7050 / 2000   # the authors' Baby file: 2000 clusters of 7050 items
 DECODER_LAYERS = 2      # the code's decoder_layer default
 BN_MOMENTUM = 0.9       # torch BatchNorm1d's momentum 0.1, in flax's convention
 BN_EPSILON = 1e-5
@@ -179,10 +184,16 @@ def _assign(x: jax.Array, centres: jax.Array) -> jax.Array:
   return jnp.argmax(2.0 * x @ centres.T - jnp.sum(centres ** 2, -1)[None, :], axis=-1)
 
 
+def cluster_count(spec: ModelSpec) -> int:
+  """`n_clusters`, or one cluster per ITEMS_PER_CLUSTER items where it is 0; at most I."""
+  k = spec.option(N_CLUSTERS) or max(1, round(spec.n_items / ITEMS_PER_CLUSTER))
+  return min(k, spec.n_items)
+
+
 def content_clusters(inputs: ModelInputs, spec: ModelSpec) -> dict:
   """{"cluster": (I,) each item's content cluster}: k-means on the run's content."""
   x = _content(inputs, jnp.arange(spec.n_items))
-  k = min(spec.option(N_CLUSTERS), spec.n_items)
+  k = cluster_count(spec)
   seeds = jax.random.permutation(jax.random.PRNGKey(0), spec.n_items)[:k]
 
   def lloyd(_, centres):
@@ -209,8 +220,7 @@ def generated_items(params, stats, inputs: ModelInputs, spec: ModelSpec) -> jax.
   """(I, D) every item's generated embedding (inference mode)."""
   all_items = jnp.arange(spec.n_items)
   condition = cluster_means(params["mf"]["items"], inputs.prepared["cluster"],
-                            inputs.warm_items(spec.n_items),
-                            min(spec.option(N_CLUSTERS), spec.n_items))
+                            inputs.warm_items(spec.n_items), cluster_count(spec))
   return _net(spec).apply({"params": params["gorec"], "batch_stats": stats}, condition,
                           _content(inputs, all_items), method=GoRecNet.generate)
 
