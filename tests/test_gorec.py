@@ -14,7 +14,8 @@ from jaxrec.models import gorec
 from jaxrec.models.base import Batch, ModelSpec, Run, State
 from tests.helpers import one_run, step_context
 
-# 20 clusters: the default (the authors' 2000) would put each of 120 items alone.
+# 20 clusters, set: fewer than the default's one per 3.5 items (34 of 120), so clusters are
+# large enough to hold warm and new items together.
 TINY = dict(synthetic_users=150, synthetic_items=120, synthetic_dims=(12, 8),
             embed_dim=8, batch_size=128, setting="ff", protocol="new_item",
             pretrain_epochs=2, max_epochs=3, eval_every=1, patience=5, n_clusters=20)
