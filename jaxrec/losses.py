@@ -9,6 +9,7 @@ Axes: `E` environments, `B` batch, `M` modalities, `D` embedding.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -166,7 +167,12 @@ def info_nce(*, anchors: jax.Array, positives: jax.Array, weights: jax.Array,
   differentiate to NaN there).
   References: van den Oord et al., CPC, 2018.
   """
-  return _info_nce_rows(_cosine_logits(anchors, positives, temperature), weights)
+  if not _blocked_on_this_backend(anchors.shape[0], positives.shape[0]):
+    return _info_nce_rows(_cosine_logits(anchors, positives, temperature), weights)
+  from jaxrec.models.layers import l2_normalise_rows
+  a, p = l2_normalise_rows(anchors), l2_normalise_rows(positives)
+  temperature = jnp.asarray(temperature, a.dtype)
+  return blocked_info_nce(a, p, weights.astype(a.dtype), temperature, _block_rows(p.shape[0]))
 
 
 def info_nce_both_ways(*, a: jax.Array, b: jax.Array, weights: jax.Array,
@@ -195,6 +201,117 @@ def _info_nce_rows(logits: jax.Array, weights: jax.Array, axis: int = -1) -> jax
   # valid anchor's own positive is valid, so its diagonal entry is unmasked.
   per_anchor = jax.nn.logsumexp(masked, axis=axis) - jnp.diagonal(logits)
   return weighted_mean(jnp.where(valid, per_anchor, 0.0), weights)
+
+
+# The blocked InfoNCE (CPU only): anchors per block so that one block's logits,
+# (rows, B) float32, take at most this many bytes: they stay in a core's L2
+# (2 MiB on the development VM) through the exp, the sum and the two products
+# of the backward. Above `INFO_NCE_BLOCK_FROM` logits bytes the whole (B, B)
+# matrix would not, and each pass over it is a trip to L3 or DRAM.
+INFO_NCE_BLOCK_BYTES = 1 << 20
+INFO_NCE_BLOCK_FROM = 4 << 20
+
+
+def _blocked_on_this_backend(n_anchors: int, n_positives: int) -> bool:
+  return (jax.default_backend() == "cpu"
+          and 4 * n_anchors * n_positives > INFO_NCE_BLOCK_FROM)
+
+
+def _block_rows(n_keys: int) -> int:
+  return max(8, INFO_NCE_BLOCK_BYTES // (4 * n_keys) // 8 * 8)
+
+
+def _row_blocks(x: jax.Array, rows: int) -> jax.Array:
+  """(n, ...) → (⌈n / rows⌉, rows, ...), zero-padded."""
+  x = jnp.pad(x, [(0, -x.shape[0] % rows)] + [(0, 0)] * (x.ndim - 1))
+  return x.reshape((-1, rows) + x.shape[1:])
+
+
+def _masked_logits(queries: jax.Array, keys: jax.Array, key_weights: jax.Array,
+                   temperature: jax.Array) -> jax.Array:
+  return jnp.where(key_weights[None, :] > 0, queries @ keys.T / temperature, -jnp.inf)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def blocked_info_nce(anchors: jax.Array, positives: jax.Array, weights: jax.Array,
+                     temperature: jax.Array, rows: int) -> jax.Array:
+  """`info_nce` of unit rows (`weighted_mean` over the valid anchors of
+  `logsumexp_j(a_b·p_j / t) − a_b·p_b / t`, j over valid rows), computed
+  `rows` anchors at a time: no (B, B) matrix is ever formed.
+
+  Its VJP computes every gradient in the forward pass (the loss's cotangent is
+  a scalar that only scales them): one pass by blocks of anchors (the
+  log-sum-exp and `P @ positives`, which gives d/danchors and d/dtemperature)
+  and one by blocks of positives (`Pᵀ @ anchors` for d/dpositives, from the
+  block's own transposed logits, so that both products read their left operand
+  row by row: the contraction over the first axis that `Pᵀ @ anchors` otherwise
+  is runs 3–4× slower on XLA:CPU, even in cache). Four products against plain
+  autodiff's three, each on a block in cache; exact up to float rounding.
+  Without a gradient only the log-sum-exp pass runs. Measured on the 2-core VM
+  (one core, D = 64, loss and gradients): B = 2,048 46 → 25 ms, B = 4,096 225 →
+  121 ms (BUILD_NOTES "Speed").
+  """
+  return _info_nce_from_lse(_blocked_lse(anchors, positives, weights, temperature, rows),
+                            anchors, positives, weights, temperature)
+
+
+def _blocked_lse(anchors, positives, weights, temperature, rows):
+  lse = jax.lax.map(
+      lambda block: jax.nn.logsumexp(_masked_logits(block, positives, weights, temperature), -1),
+      _row_blocks(anchors, rows))
+  return lse.reshape(-1)[:anchors.shape[0]]
+
+
+def _info_nce_from_lse(lse, anchors, positives, weights, temperature):
+  own = jnp.sum(anchors * positives, axis=-1) / temperature
+  return weighted_mean(jnp.where(weights > 0, lse - own, 0.0), weights)
+
+
+def _blocked_info_nce_fwd(anchors, positives, weights, temperature, rows):
+  valid = weights > 0
+  total = jnp.sum(weights)
+  # d loss / d (anchor b's term): weighted_mean's weights (0 for invalid anchors).
+  share = jnp.where(valid, weights, 0.0) / jnp.maximum(total, 1e-12)
+
+  def by_anchors(_, a):
+    logits = _masked_logits(a, positives, weights, temperature)
+    top = jnp.max(logits, axis=-1)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    e = jnp.exp(logits - top[:, None])                          # 0 at invalid positives
+    total_e = jnp.sum(e, axis=-1)
+    soft_pos = (e @ positives) / jnp.where(total_e > 0, total_e, 1.0)[:, None]
+    return None, (top + jnp.log(total_e), soft_pos)              # (lse, P @ positives)
+
+  n, d = anchors.shape
+  _, (lse, soft_pos) = jax.lax.scan(by_anchors, None, _row_blocks(anchors, rows))
+  lse, soft_pos = lse.reshape(-1)[:n], soft_pos.reshape(-1, d)[:n]
+  # exp(logit − lse) · share as one exp: the shift is +inf where share is 0.
+  shift = jnp.where(share > 0, lse - jnp.log(jnp.where(share > 0, share, 1.0)), jnp.inf)
+
+  def by_positives(_, p):
+    return None, jnp.exp(p @ anchors.T / temperature - shift[None, :]) @ anchors
+
+  _, soft_anchors = jax.lax.scan(by_positives, None, _row_blocks(positives, rows))
+  soft_anchors = jnp.where(valid[:, None], soft_anchors.reshape(-1, d)[:n], 0.0)
+  own = jnp.sum(anchors * positives, axis=-1) / temperature
+  per_anchor = jnp.where(valid, lse - own, 0.0)
+  loss = jnp.sum(weights * per_anchor) / jnp.maximum(total, 1e-12)
+  # Σ_j P_bj logit_bj = a_b · (P @ positives)_b / t: the temperature's gradient
+  # without another pass over the logits.
+  expected_logit = jnp.sum(anchors * soft_pos, axis=-1) / temperature
+  grads = (share[:, None] * (soft_pos - positives) / temperature,
+           (soft_anchors - share[:, None] * anchors) / temperature,
+           (per_anchor - jnp.where(total > 1e-12, loss, 0.0)) / jnp.maximum(total, 1e-12),
+           (jnp.sum(share * (own - expected_logit)) / temperature).reshape(jnp.shape(temperature)))
+  return loss, grads
+
+
+def _blocked_info_nce_bwd(rows, grads, g):
+  del rows
+  return tuple((g * d).astype(d.dtype) for d in grads)
+
+
+blocked_info_nce.defvjp(_blocked_info_nce_fwd, _blocked_info_nce_bwd)
 
 
 def gaussian_nll(*, mu: jax.Array, logvar: jax.Array, target: jax.Array,

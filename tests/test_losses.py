@@ -195,3 +195,34 @@ def test_info_nce_matches_float64_and_has_a_finite_gradient_at_a_zero_row():
   want_unit = _central_difference(
       lambda x: _info_nce_float64(x, p, weights, 0.4, normalised=True), unit_a)
   np.testing.assert_allclose(grad_a[1], want_unit[1] / 1e-12, rtol=1e-3)
+
+
+@pytest.mark.parametrize("n_valid", [10, 0])
+def test_blocked_info_nce_equals_the_plain_one_with_its_gradients(monkeypatch, n_valid):
+  """The CPU path for large batches (`blocked_row_logsumexp`, its own VJP), forced
+  on a small batch in blocks of 8 rows (13 rows: two blocks, the second padded)
+  with padding rows and a zero anchor: the same loss and the same gradients
+  for anchors, positives, the temperature and the weights as the plain (B, B) path and the
+  float64 reference; with no valid row, 0 and finite gradients."""
+  rng = np.random.default_rng(4)
+  a, p = rng.standard_normal((13, 5)), rng.standard_normal((13, 5))
+  a[3] = 0.0
+  weights = np.zeros(13)
+  weights[rng.permutation(13)[:n_valid]] = 1.0
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  loss = lambda a, p, t, w: losses.info_nce(anchors=a, positives=p, weights=w, temperature=t)
+  grad = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))
+  plain_value, plain_grads = grad(f32(a), f32(p), f32(0.3), f32(weights))
+  monkeypatch.setattr(losses, "INFO_NCE_BLOCK_FROM", 0)
+  monkeypatch.setattr(losses, "INFO_NCE_BLOCK_BYTES", 4 * 13 * 8)
+  assert losses._block_rows(13) == 8
+  value, grads = grad(f32(a), f32(p), f32(0.3), f32(weights))
+  if n_valid:
+    assert float(value) == pytest.approx(_info_nce_float64(a, p, weights, 0.3), rel=1e-5)
+  else:
+    assert float(value) == 0.0
+  assert float(value) == pytest.approx(float(plain_value), rel=1e-6, abs=1e-7)
+  for got, want in zip(grads, plain_grads):
+    assert np.isfinite(np.asarray(got)).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert n_valid == 0 or float(jnp.abs(grads[2])) > 1e-3      # the temperature's is not dropped

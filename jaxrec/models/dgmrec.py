@@ -277,22 +277,27 @@ def _propagate(graph, h: jax.Array, spec: ModelSpec) -> jax.Array:
 
 # ------------------------------------------------------------------- forward
 
-def _mean_over_neighbours(graph, h_nodes: jax.Array) -> jax.Array:
-  """(n_nodes, D) the sum over each node's training neighbours / (degree + 1e-7)."""
-  degree = jax.ops.segment_sum(jnp.ones_like(graph.weight), graph.dst,
-                               num_segments=graph.n_nodes)
-  total = jax.ops.segment_sum(h_nodes[graph.src], graph.dst, num_segments=graph.n_nodes)
-  return total / (degree + DEGREE_EPS)[:, None]
+def _mean_via(sum_to, rows: jax.Array) -> jax.Array:
+  """Each node's sum over its training neighbours of `rows` / (degree + 1e-7),
+  the degree summed in the same pass (a column of ones)."""
+  ones = jnp.ones((rows.shape[0], 1), rows.dtype)
+  total = sum_to(jnp.concatenate([rows, ones], axis=1), normalised=False)
+  return total[:, :-1] / (total[:, -1:] + DEGREE_EPS)
 
 
-def items_from_users(graph, h_users: jax.Array, n_users: int) -> jax.Array:
-  pad = jnp.zeros((graph.n_nodes - n_users, h_users.shape[1]), h_users.dtype)
-  return _mean_over_neighbours(graph, jnp.concatenate([h_users, pad]))[n_users:]
+def items_from_users(graph, parts: list) -> list:
+  """Per part (U, D) → (I, D): each item's mean over its training users; the
+  parts gathered and summed as one (U, P·D) table."""
+  return _split(_mean_via(graph.to_items, jnp.concatenate(parts, axis=1)), len(parts))
 
 
-def users_from_items(graph, h_items: jax.Array, n_users: int) -> jax.Array:
-  pad = jnp.zeros((n_users, h_items.shape[1]), h_items.dtype)
-  return _mean_over_neighbours(graph, jnp.concatenate([pad, h_items]))[:n_users]
+def users_from_items(graph, parts: list) -> list:
+  """Per part (I, D) → (U, D): each user's mean over its training items."""
+  return _split(_mean_via(graph.to_users, jnp.concatenate(parts, axis=1)), len(parts))
+
+
+def _split(x: jax.Array, n: int) -> list:
+  return list(jnp.split(x, n, axis=1))
 
 
 def perturb(x: jax.Array, key: jax.Array | None) -> jax.Array:
@@ -313,8 +318,8 @@ def disentangle(params, tables) -> tuple[list, list]:
 
 def preferences(params, inputs: ModelInputs, spec: ModelSpec) -> list:
   """Per modality (I, D) f_m: the mean over an item's users of tanh(P_m e_u)."""
-  return [items_from_users(inputs.graph, jnp.tanh(apply_linear(p, params["users"])), spec.n_users)
-          for p in params["pref"]]
+  return items_from_users(inputs.graph, [jnp.tanh(apply_linear(p, params["users"]))
+                                          for p in params["pref"]])
 
 
 def _others(parts: list, m: int) -> jax.Array:
@@ -385,8 +390,8 @@ def forward(params, tables, graphs, inputs: ModelInputs, spec: ModelSpec) -> dic
   prefs = preferences(params, inputs, spec)
   big_g = [_propagate(graphs[m], prefs[m] * g[m], spec) for m in range(n_mod)]
   big_s = [_propagate(graphs[m], prefs[m] * s[m], spec) for m in range(n_mod)]
-  user_g = [users_from_items(inputs.graph, x, n_users) for x in big_g]
-  user_s = [users_from_items(inputs.graph, x, n_users) for x in big_s]
+  user_parts = users_from_items(inputs.graph, big_g + big_s)
+  user_g, user_s = user_parts[:n_mod], user_parts[n_mod:]
   ids = inputs.graph.layer_mean(jnp.concatenate([params["users"], params["items"]]),
                                 spec.option(N_UI_LAYERS))
   id_users, id_items = ids[:n_users], ids[n_users:]

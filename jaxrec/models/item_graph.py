@@ -68,6 +68,42 @@ def modality_knn_laplacians(inputs, n_items: int, k: int) -> dict:
   return {"neighbours": jnp.stack(neighbours), "weights": jnp.stack(weights)}
 
 
+@jax.custom_vjp
 def propagate(neighbours: jax.Array, weights: jax.Array, h: jax.Array) -> jax.Array:
-  """`A h` for the sparse graph (neighbours, weights) (I, K) and h (I, D)."""
-  return jnp.einsum("ik,ikd->id", weights, h[neighbours])
+  """`A h` for the sparse graph (neighbours, weights) (I, K) and h (I, D).
+
+  One gather per neighbour slot, summed: XLA fuses the K gathers and the sum
+  into one pass over h, where `einsum("ik,ikd->id", weights, h[neighbours])`
+  first writes the (I, K, D) gathered rows (51 MB on TikTok at K = 30) and its
+  autodiff reads them back through a second (I·K, D) tensor for one scatter.
+  The backward (`_propagate_bwd`) scatters one slot at a time instead.
+  Measured on the 2-core VM (one core, I = 6,710, D = 64, K = 30): forward
+  42 → 1.5 ms, forward and backward 71 → 9 ms (BUILD_NOTES "Speed").
+  """
+  out = weights[:, 0, None] * h[neighbours[:, 0]]
+  for slot in range(1, neighbours.shape[1]):
+    out = out + weights[:, slot, None] * h[neighbours[:, slot]]
+  return out
+
+
+def _propagate_fwd(neighbours, weights, h):
+  return propagate(neighbours, weights, h), (neighbours, weights, h)
+
+
+def _propagate_bwd(residuals, g):
+  """`Aᵀ g` as K scatter-adds of (I, D) rows (a scan over the slots: each
+  slot's rows stay in cache), and d/dweights[i, k] = <g_i, h[neighbours[i, k]]>
+  (dead code, removed by XLA, where the weights are not differentiated)."""
+  neighbours, weights, h = residuals
+
+  def add_slot(acc, slot):
+    ids, w = slot
+    return acc.at[ids].add(w[:, None] * g), None
+
+  dh, _ = jax.lax.scan(add_slot, jnp.zeros_like(h), (neighbours.T, weights.T))
+  dweights = jnp.stack([jnp.sum(g * h[neighbours[:, slot]], axis=-1)
+                        for slot in range(neighbours.shape[1])], axis=1)
+  return None, dweights.astype(weights.dtype), dh
+
+
+propagate.defvjp(_propagate_fwd, _propagate_bwd)
