@@ -164,7 +164,9 @@ def info_nce(*, anchors: jax.Array, positives: jax.Array, weights: jax.Array,
     weights: (B,) 0/1 validity; invalid rows neither count nor act as negatives.
   An all-zero row (an item without any modality under `fill=zero`) stays zero
   with a finite gradient, as torch's `F.normalize` (`jnp.linalg.norm` would
-  differentiate to NaN there).
+  differentiate to NaN there). On the CPU, where the (B, B) logits would not
+  fit in cache (above `INFO_NCE_BLOCK_FROM` bytes), `blocked_info_nce` computes
+  the same loss and gradients in blocks.
   References: van den Oord et al., CPC, 2018.
   """
   if not _blocked_on_this_backend(anchors.shape[0], positives.shape[0]):

@@ -199,7 +199,7 @@ def test_info_nce_matches_float64_and_has_a_finite_gradient_at_a_zero_row():
 
 @pytest.mark.parametrize("n_valid", [10, 0])
 def test_blocked_info_nce_equals_the_plain_one_with_its_gradients(monkeypatch, n_valid):
-  """The CPU path for large batches (`blocked_row_logsumexp`, its own VJP), forced
+  """The CPU path for large batches (`losses.blocked_info_nce`, its own VJP), forced
   on a small batch in blocks of 8 rows (13 rows: two blocks, the second padded)
   with padding rows and a zero anchor: the same loss and the same gradients
   for anchors, positives, the temperature and the weights as the plain (B, B) path and the
