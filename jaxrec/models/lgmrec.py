@@ -88,13 +88,6 @@ def init_params(key, spec: ModelSpec) -> dict:
                     zip(jax.random.split(k_h, n_mod), spec.feature_dims)]}
 
 
-def user_sum(graph, n_users: int, item_rows: jax.Array) -> jax.Array:
-  """(U, ·) `A h`: each user's sum of its training items' rows (A the 0/1 block)."""
-  ones = graph.replace(weight=jnp.ones_like(graph.weight))
-  zeros = jnp.zeros((n_users, item_rows.shape[1]), item_rows.dtype)
-  return ones.propagate(jnp.concatenate([zeros, item_rows], axis=0))[:n_users]
-
-
 def collaborative(params, inputs: ModelInputs, spec: ModelSpec) -> jax.Array:
   """(U + I, D) the LightGCN layer mean of the id tables."""
   ego = jnp.concatenate([params["users"], params["items"]], axis=0)
@@ -106,11 +99,11 @@ def modality_local(params, inputs: ModelInputs, spec: ModelSpec) -> list[jax.Arr
   propagated n_mm_layers times over Â (the last layer, as `mge`)."""
   feats = inputs.item_features(jnp.arange(spec.n_items))
   graph = inputs.graph
-  degree = user_sum(graph, spec.n_users, jnp.ones((spec.n_items, 1)))
+  degree = graph.to_users(jnp.ones((spec.n_items, 1)), normalised=False)
   out = []
   for x, trs in zip(feats, params["trs"]):
     f = x @ trs
-    g = jnp.concatenate([user_sum(graph, spec.n_users, f) / (degree + DEGREE_EPS), f], 0)
+    g = jnp.concatenate([graph.to_users(f, normalised=False) / (degree + DEGREE_EPS), f], 0)
     for _ in range(spec.option(N_MM_LAYERS)):
       g = graph.propagate(g)
     out.append(g)
@@ -124,7 +117,7 @@ def assignments(params, inputs: ModelInputs, spec: ModelSpec, key=None):
   out = []
   for m, (x, w) in enumerate(zip(feats, params["hyper"])):
     item_logits = x @ w
-    user_logits = user_sum(inputs.graph, spec.n_users, item_logits)
+    user_logits = inputs.graph.to_users(item_logits, normalised=False)
     pair = []
     for j, logits in enumerate((item_logits, user_logits)):
       if key is not None:

@@ -106,14 +106,13 @@ def views(params, inputs: ModelInputs, spec: ModelSpec, graph) -> tuple[jax.Arra
   """(c (U + I, D) the user-item view, [v_m (U + I, D)] the item-item views)."""
   ego = jnp.concatenate([params["users"], params["items"]], axis=0)
   content_view = graph.layer_mean(ego, spec.option(N_UI_LAYERS))
-  zeros = jnp.zeros((spec.n_users, spec.embed_dim))
   modal = []
   for m, h in enumerate(purified(params, inputs, spec)):
     for _ in range(spec.option(N_LAYERS)):
       h = item_graph.propagate(inputs.prepared["neighbours"][m],
                                inputs.prepared["weights"][m], h)
-    # R h: the user rows of Â [0; h] (Â's user-item block is R).
-    users = graph.propagate(jnp.concatenate([zeros, h], axis=0))[:spec.n_users]
+    # R h: Â's user-item block applied to h.
+    users = graph.to_users(h)
     modal.append(jnp.concatenate([users, h], axis=0))
   return content_view, modal
 
