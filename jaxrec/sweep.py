@@ -34,15 +34,15 @@ from jaxrec.workdir import WorkDir, curve_line, data_key, is_writer
 
 
 def train_inputs(inputs: GroupInputs, *, devices=None, on_epoch=None, on_start=None,
-                 checkpoint_dir: str | None = None) -> GroupOutcome:
+                 on_eval=None, checkpoint_dir: str | None = None) -> GroupOutcome:
   """Trains a built group (see `train_group`)."""
   return train_group(inputs.model, inputs.spec, inputs.settings, inputs.data, inputs.runs,
                      devices=devices, on_epoch=on_epoch, on_start=on_start,
-                     checkpoint_dir=checkpoint_dir)
+                     on_eval=on_eval, checkpoint_dir=checkpoint_dir)
 
 
 def train_configs(configs: Sequence[RunConfig], *, devices=None, on_epoch=None,
-                  on_start=None, checkpoint_dir: str | None = None,
+                  on_start=None, on_eval=None, checkpoint_dir: str | None = None,
                   **settings_overrides) -> GroupOutcome:
   """Trains configs that share a group key as one vmapped, sharded group.
 
@@ -50,7 +50,8 @@ def train_configs(configs: Sequence[RunConfig], *, devices=None, on_epoch=None,
   (e.g. `compact_at=0` to keep stopped runs on the runs axis).
   """
   return train_inputs(build_group(configs, **settings_overrides), devices=devices,
-                      on_epoch=on_epoch, on_start=on_start, checkpoint_dir=checkpoint_dir)
+                      on_epoch=on_epoch, on_start=on_start, on_eval=on_eval,
+                      checkpoint_dir=checkpoint_dir)
 
 
 def run_records(coords: Sequence[dict], configs: Sequence[RunConfig],
@@ -250,7 +251,7 @@ def _train_chunk(work: WorkDir, group: str, name: str, inputs: GroupInputs, coor
       curves.write(curve_line(epoch, terms))
 
   outcome = train_inputs(inputs, devices=devices, on_epoch=on_epoch, on_start=on_start,
-                         checkpoint_dir=checkpoint_dir)
+                         on_eval=bar.evaluated, checkpoint_dir=checkpoint_dir)
   bar.end_chunk()
   if curves is not None:
     curves.close()
@@ -331,6 +332,7 @@ class _Chunk:
   epochs: int = 0             # epochs counted on the bar
   started: bool = False       # its first epoch (the compiling one) has ended
   steady_left: int = 0        # its run-epochs still in the ETA
+  training: int | None = None  # its runs not yet stopped, as of the latest validation
 
 
 class SweepProgress:
@@ -384,6 +386,12 @@ class SweepProgress:
     self.bar.update(1)
     self._show()
 
+  def evaluated(self, epoch: int, training: int) -> None:
+    """A validation at `epoch` left `training` of the chunk's runs training (the
+    stopping rule's progress: long sweeps otherwise show only the epoch ceiling)."""
+    self.chunk.training = training
+    self._show()
+
   def end_chunk(self) -> None:
     """The chunk ended (finished, all its runs stopped early, or it failed)."""
     c = self.chunk
@@ -398,6 +406,8 @@ class SweepProgress:
     text = f"ETA {format_seconds(self.eta.seconds_left())}"   # tqdm puts ", " before it
     if self.loss is not None:
       text += f", loss={self.loss:.4f}"      # NaN: every run has stopped
+    if self.chunk is not None and self.chunk.training is not None:
+      text += f", {self.chunk.training}/{self.chunk.runs} runs training"
     self.bar.set_postfix_str(text)
 
   def close(self) -> None:

@@ -89,10 +89,13 @@ def test_compacting_stopped_runs_matches_the_uncompacted_path(tmp_path):
   stops = sorted(plain.epochs_trained.tolist())
   assert stops[0] < stops[-2], f"runs must stop at different epochs: {stops}"
   assert plain.compactions == []
-  compact = train_configs(STOPPING, compact_at=0.75)
+  training = {}                       # what the progress bar shows after each validation
+  compact = train_configs(STOPPING, compact_at=0.75, on_eval=training.__setitem__)
   assert compact.compactions, "a run stopped early, so the axis must have been compacted"
   epoch, left = compact.compactions[0]
   assert left == int((plain.epochs_trained > epoch).sum()) <= 0.75 * len(STOPPING)
+  assert training == {e: int((plain.epochs_trained > e).sum())
+                      for e in range(1, int(plain.epochs_trained.max()) + 1)}
   _assert_same_outcome(compact, plain)
 
   # Interrupted after the first compaction and resumed: the checkpoint holds every

@@ -119,3 +119,13 @@ def test_eta_of_a_resumed_chunk_and_of_a_cut_group():
   bar.resumed(6)                      # its checkpoint had 6 epochs
   assert bar.eta.run_epochs_left == 4 * 9 - 2 * 6 and bar.eta.starts_left == 2
   assert format_seconds(3725.4) == "1:02:05" and format_seconds(None) == "?"
+
+
+def test_the_bar_shows_how_many_runs_still_train():
+  bar = SweepProgress(enabled=False)
+  bar.add_chunk(runs=5, max_epochs=1000)
+  bar.start_chunk(5, 1000, "group 1/1")
+  bar.epoch_done(0.5)
+  assert "runs training" not in bar.bar.postfix       # no validation yet
+  bar.evaluated(10, 3)
+  assert bar.bar.postfix.endswith("loss=0.5000, 3/5 runs training")

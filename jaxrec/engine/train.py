@@ -389,6 +389,10 @@ class GroupLoop:
     self.eval_history.append({"epoch": self.epoch, **checkpoint.to_json(self.last_val)})
     self.times["eval"] += time.perf_counter() - t0
 
+  def runs_training(self) -> int:
+    """How many runs still train (the others stopped by the rule or diverged)."""
+    return int((~self.layout.rows(self.state.stopped)).sum())
+
   def compact(self) -> None:
     """Shortens the runs axis if so few runs still train that it pays."""
     if self.epoch >= self.settings.max_epochs:
@@ -433,6 +437,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
                 devices: Sequence[jax.Device] | None = None,
                 on_epoch: Callable[[int, dict], None] | None = None,
                 on_start: Callable[[int], None] | None = None,
+                on_eval: Callable[[int, int], None] | None = None,
                 checkpoint_dir: str | None = None) -> GroupOutcome:
   """Trains R runs together until every run has stopped or max_epochs.
 
@@ -444,6 +449,7 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
     on_epoch: called after each epoch with (epoch, host terms dict of (R,)).
     on_start: called once with the epoch training starts after (0, or the
       epoch of the checkpoint it resumed from).
+    on_eval: called after each validation with (epoch, runs still training).
     checkpoint_dir: if given, the stacked state is saved there at every
       evaluation and training resumes from it; the result is the same as an
       uninterrupted run.
@@ -462,6 +468,8 @@ def train_group(model: Model, spec: ModelSpec, settings: TrainSettings,
       on_epoch(loop.epoch, terms)
     if loop.evaluation_due():
       loop.evaluate_and_select()
+      if on_eval is not None:
+        on_eval(loop.epoch, loop.runs_training())
       loop.compact()
       loop.checkpoint()
   return loop.final_test()
