@@ -7,6 +7,7 @@
   python -m experiments.sweep --fields          # every field, its default and its source
   python -m experiments.sweep --grid milk_main --plan   # groups, memory, estimated wall
   python -m experiments.sweep --grid milk_main --done results/milk_main   # finish a table
+  python -m experiments.sweep --grid milk_main --done runs/a,runs/b --notrain  # join, no training
 
 Writes WORKDIR/results.jsonl (one line per run), WORKDIR/summary.{md,csv} and
 per-group loss curves in WORKDIR/curves/. Re-running the same command resumes:
@@ -53,6 +54,11 @@ flags.DEFINE_boolean("tune", False,
 flags.DEFINE_list("done", [], "Work directories or results/<table>/ folders whose records of "
                   "this grid's runs are taken instead of training them (same configuration "
                   "and data files; the data folder's path may differ).")
+flags.DEFINE_boolean("train", True,
+                     "Train the runs not yet done. --notrain takes the --done records into "
+                     "WORKDIR and writes its report only: a table finished over several "
+                     "sessions or machines is joined this way, the runs still to train "
+                     "named as missing in the report.")
 flags.DEFINE_boolean("fields", False, "List every field (shared and per model) and exit.")
 flags.DEFINE_boolean("plan", False,
                      "Print the groups, runs, compiled programs, memory per group and an "
@@ -96,7 +102,7 @@ def sweep() -> None:
     print(describe(plan_sweep(grid, workdir, memory_budget_bytes=budget)))
     return
   run_sweep(grid, workdir, progress=FLAGS.progress, memory_budget_bytes=budget,
-            done=FLAGS.done)
+            done=FLAGS.done, train=FLAGS.train)
   if jax.process_index() == 0:
     print(f"results: {os.path.join(workdir, 'results.jsonl')}  "
           f"summary: {os.path.join(workdir, 'summary.md')}")

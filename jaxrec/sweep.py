@@ -138,7 +138,8 @@ def sweep_line(groups, todo, devices) -> str:
 
 
 def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
-              memory_budget_bytes: int | None = None, done: Sequence[str] = ()) -> list[dict]:
+              memory_budget_bytes: int | None = None, done: Sequence[str] = (),
+              train: bool = True) -> list[dict]:
   """Runs every unfinished run of `grid`, appending to `workdir`; returns all records.
 
   Each group is checkpointed at every evaluation under `workdir/checkpoints/`,
@@ -147,6 +148,8 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   the accelerator's memory; no planning where JAX reports none, as on CPU).
   `done`: work directories (e.g. results/<table>/) whose records of this grid's
   runs are taken instead of training them (`WorkDir.import_finished`).
+  `train=False`: nothing is trained; the report is written from the records
+  there, and names the runs still to train as missing.
   """
   work = WorkDir(workdir)
   groups = plan_groups(grid)            # every config built and checked
@@ -166,6 +169,10 @@ def run_sweep(grid: Grid, workdir: str, *, devices=None, progress: bool = True,
   budget = memory_budget_bytes or memory.device_budget_bytes(jax.local_devices()[0])
   todo = runs_left(groups, work.done_ids())
   print(sweep_line(groups, todo, devices))
+  if not train and todo:
+    print(f"not trained (--notrain): {sum(len(g) for _, g in todo)} run(s) in "
+          f"{len(todo)} group(s); the report names them as missing")
+    todo = []
   if unwritable:
     return _report_unwritable(work, unwritable, sum(len(g) for _, g in todo))
   bar = SweepProgress(enabled=progress and is_writer())

@@ -793,6 +793,12 @@ def test_a_table_is_saved_rebuilt_without_training_and_finished_from_its_records
                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert run.returncode == 0, run.stderr[-3000:]
   assert f"{table}: 1 of 3 runs of milk missing (seed=2)." in run.stdout
+  # Joined without training (--notrain): the two records, the third run named as missing.
+  joined = str(tmp_path / "joined")
+  records = run_sweep(grid, joined, progress=False, done=[table], train=False)
+  assert len(records) == 2 and not os.path.exists(os.path.join(joined, "checkpoints"))
+  with open(os.path.join(joined, "report", "README.md")) as f:
+    assert f"{joined}: 1 of 3 runs of milk missing (seed=2)." in f.read()
   # A second session finishes the table: two runs taken, one trained.
   second = str(tmp_path / "session2")
   records = run_sweep(grid, second, progress=False, done=[table])
