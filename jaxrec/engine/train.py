@@ -362,8 +362,7 @@ class GroupLoop:
     self.resumed_from = self.epoch
 
   def training(self) -> bool:
-    return (self.epoch < self.settings.max_epochs
-            and not self.layout.rows(self.state.stopped).all())
+    return self.epoch < self.settings.max_epochs and self.runs_training() > 0
 
   def train_epoch(self) -> dict:
     """One epoch of every active run; host loss terms of all runs (NaN: stopped)."""
