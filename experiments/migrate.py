@@ -47,7 +47,7 @@ SCHEME1_UNREAD = {
         "random_mix", "use_envs", "use_align", "c_max", "c_min", "dropout", "temperature",
         "aux_weight")}}
 SCHEME1_OMITTED_AT = {"feature_dtype": "float32", "test_missing_rate": None,
-                      "remap_users": False}
+                      "remap_users": False, "candidates": "all_new"}
 
 
 def scheme1_run_id(cfg: RunConfig) -> str:

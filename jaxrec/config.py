@@ -25,6 +25,7 @@ from jaxrec.models.base import HParam
 PER_RUN_FIELDS = ("seed", "setting", "missing_rate", "fill", "test_missing_rate")
 SETTINGS = ("ff", "fm", "mf", "mm", "mix")
 PROTOCOLS = ("new_item", "warm")
+CANDIDATES = ("all_new", "own_half")     # jaxrec.data.protocol.CANDIDATES says what each ranks
 FILLS = ("mean", "zero")
 FEATURE_DTYPES = ("float32", "bfloat16")
 
@@ -42,7 +43,9 @@ class RunConfig:
     of PROTOCOL.md; `modalities` a comma list of feature names ("" = all);
     `min_rating` turns explicit ratings into positives (MovieLens).
   Protocol: "new_item" (seeded split with `split_seed`) or "warm" (the data's
-    own split; all items ranked, training items masked).
+    own split; all items ranked, training items masked). `candidates`: the new
+    items a new-item evaluation ranks, "all_new" (PROTOCOL.md) or "own_half"
+    (validation and test each rank their own half only).
   Missingness: `setting` ff/fm/mf/mm/mix, `missing_rate` (None = the paper's
     fractions), `test_missing_rate` (warm protocol: the share of test items
     missing a modality; None = the authors' 50%), `fill` "mean" or "zero"
@@ -63,6 +66,7 @@ class RunConfig:
   protocol: str = _field("new_item", choices=PROTOCOLS)
   split_seed: int = 0
   new_fraction: float = _field(0.2, low=0.0, low_open=True, high=1.0, high_open=True)
+  candidates: str = _field("all_new", choices=CANDIDATES)
   setting: str = _field("fm", choices=SETTINGS)
   missing_rate: float | None = _field(None, low=0.0, high=1.0)
   test_missing_rate: float | None = _field(None, low=0.0, high=1.0)
@@ -240,9 +244,12 @@ def make_config(**overrides) -> RunConfig:
       shared[name] = value
   values = {**model.default_hparams, **hparams}
   cfg = RunConfig(**shared, hparams=tuple((h.name, values[h.name]) for h in model.hparams))
-  why = ignored_fields(cfg).get("test_missing_rate")
-  if cfg.test_missing_rate is not None and why:
-    raise InputError(f"test_missing_rate={cfg.test_missing_rate}: {why}")
+  ignored = ignored_fields(cfg)
+  if cfg.test_missing_rate is not None and "test_missing_rate" in ignored:
+    raise InputError(f"test_missing_rate={cfg.test_missing_rate}: "
+                     f"{ignored['test_missing_rate']}")
+  if cfg.candidates != RunConfig.candidates and "candidates" in ignored:
+    raise InputError(f"candidates={cfg.candidates!r}: {ignored['candidates']}")
   return cfg
 
 
@@ -258,6 +265,8 @@ def ignored_fields(cfg: RunConfig) -> dict[str, str]:
   if not (cfg.protocol == "warm" and cfg.setting in ("fm", "mm")):
     out["test_missing_rate"] = ("it applies to the warm protocol with setting fm or mm "
                                 "only (the new-item protocol's test share is missing_rate)")
+  if cfg.protocol == "warm":
+    out["candidates"] = "the warm protocol ranks every item"
   if cfg.data != "synthetic":
     for name in ("synthetic_users", "synthetic_items", "synthetic_dims",
                  "synthetic_interactions", "data_seed"):

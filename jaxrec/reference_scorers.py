@@ -42,7 +42,7 @@ def content_popularity_scorer(features, train_pairs: np.ndarray, warm: np.ndarra
 # The config fields that decide a run's data and split, so its reference scores.
 _SPLIT_FIELDS = ("data", "modalities", "min_rating", "synthetic_users", "synthetic_items",
                  "synthetic_dims", "synthetic_interactions", "data_seed", "remap_users",
-                 "protocol", "split_seed", "new_fraction")
+                 "protocol", "split_seed", "new_fraction", "candidates")
 
 
 def reference_metrics(cfg) -> dict[str, dict[str, float]]:
@@ -66,7 +66,7 @@ def _reference_metrics(cfg) -> dict[str, dict[str, float]]:
   from jaxrec.eval import evaluate, make_eval_split
   dataset, split = dataset_for(cfg), split_for(cfg)
   test = make_eval_split(eval_pairs=split.test_pairs, train_pairs=split.train_pairs,
-                         candidates=split.candidates, n_users=dataset.n_users,
+                         candidates=split.test_candidates, n_users=dataset.n_users,
                          n_items=dataset.n_items)
   scorers = {"random": random_scorer(dataset.n_users, dataset.n_items),
              "content_popularity": content_popularity_scorer(

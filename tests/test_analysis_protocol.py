@@ -28,7 +28,8 @@ def test_same_seed_same_split_and_masks_for_every_model(protocol, setting):
   assert (~ref_train).any() and (~ref_eval).any()    # something is hidden
   for model in MODELS[1:]:
     split, train, eval_mask, key = protocol_of(model, **fields)
-    for name in ("train_pairs", "val_pairs", "test_pairs", "candidates", "train_items"):
+    for name in ("train_pairs", "val_pairs", "test_pairs", "val_candidates",
+                 "test_candidates", "train_items"):
       np.testing.assert_array_equal(getattr(split, name), getattr(ref_split, name),
                                     err_msg=f"{model}: {name}")
     np.testing.assert_array_equal(train, ref_train, err_msg=model)

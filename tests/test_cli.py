@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jaxrec import cli
@@ -68,6 +69,8 @@ def test_a_swept_value_that_changes_nothing_is_refused(capsys, tmp_path):
   assert "fixed fractions" in err
   err = _refused(capsys, tmp_path, sets=["test_missing_rate=0.3"])
   assert "test_missing_rate=0.3: it applies to the warm protocol" in err
+  err = _refused(capsys, tmp_path, sets=["protocol=warm", "candidates=own_half"])
+  assert "candidates='own_half': the warm protocol ranks every item" in err
 
 
 def test_the_test_missing_rate_is_a_field_of_its_own():
@@ -79,6 +82,23 @@ def test_the_test_missing_rate_is_a_field_of_its_own():
   hidden = [int((~run_masks(c, dataset, split)[1]).sum()) for c in cfgs]
   assert hidden[1] > 3 * hidden[0] > 0
   assert cfgs[0].run_id != cfgs[1].run_id
+
+
+def test_own_half_candidates_reach_the_evaluations():
+  """`candidates=own_half`: validation ranks the validation half's items, test the
+  test half's, the same training data; a run of its own (its own id)."""
+  from jaxrec.config import make_config
+  from jaxrec.engine.inputs import dataset_for, group_data, split_for
+  every, own = (make_config(**TINY, candidates=c) for c in ("all_new", "own_half"))
+  dataset = dataset_for(own)
+  every_data = group_data(dataset, split_for(every))
+  own_split = split_for(own)
+  own_data = group_data(dataset, own_split)
+  np.testing.assert_array_equal(own_data.val.items, np.flatnonzero(own_split.val_candidates))
+  np.testing.assert_array_equal(own_data.test.items, np.flatnonzero(own_split.test_candidates))
+  assert len(own_data.val.items) + len(own_data.test.items) == len(every_data.test.items)
+  np.testing.assert_array_equal(own_data.train_pairs, every_data.train_pairs)
+  assert every.run_id != own.run_id
 
 
 def test_a_model_that_needs_more_modalities_than_the_data_has(capsys, tmp_path):

@@ -74,7 +74,7 @@ def test_warm_and_new_item_protocols_on_files(tmp_path):
   warm = split_for(make_config(**base, protocol="warm"))
   loaded = loading.load(folder)
   np.testing.assert_array_equal(warm.test_pairs, loaded.own_splits["test"])
-  assert warm.candidates.all()
+  assert warm.val_candidates.all() and warm.test_candidates.all()
   new = split_for(make_config(**base, protocol="new_item", split_seed=3))
   again = split_for(make_config(**base, protocol="new_item", split_seed=3))
   other = split_for(make_config(**base, protocol="new_item", split_seed=4))

@@ -21,7 +21,36 @@ def test_new_item_split(data):
   assert warm[split.train_pairs[:, 1]].all()
   assert new[split.val_pairs[:, 1]].all() and new[split.test_pairs[:, 1]].all()
   assert len(split.train_pairs) + len(split.val_pairs) + len(split.test_pairs) == len(data.pairs)
-  np.testing.assert_array_equal(split.candidates, new)
+  np.testing.assert_array_equal(split.val_candidates, new)
+  np.testing.assert_array_equal(split.test_candidates, new)
+
+
+def test_own_half_candidates_rank_each_half_only(data):
+  every = protocol.new_item_split(data, seed=0)
+  own = protocol.new_item_split(data, seed=0, candidates="own_half")
+  for name in ("train_pairs", "val_pairs", "test_pairs", "train_items", "eval_items"):
+    np.testing.assert_array_equal(getattr(own, name), getattr(every, name), err_msg=name)
+  assert not (own.val_candidates & own.test_candidates).any()
+  np.testing.assert_array_equal(own.val_candidates | own.test_candidates, every.eval_items)
+  assert own.val_candidates.sum() == own.test_candidates.sum() == 15
+  assert own.val_candidates[own.val_pairs[:, 1]].all()
+  assert own.test_candidates[own.test_pairs[:, 1]].all()
+
+
+def test_own_half_of_data_with_its_own_cold_items(data):
+  cold = np.array([3, 5, 7, 9])
+  own_splits = {"cold_items": cold, "train": np.array([[0, 1], [1, 2]]),
+                "val": np.array([[0, 3], [1, 5]]), "test": np.array([[0, 7], [1, 7]])}
+  every = protocol.own_new_item_split(data, own_splits)
+  halves = protocol.own_new_item_split(data, own_splits, candidates="own_half")
+  np.testing.assert_array_equal(np.flatnonzero(every.val_candidates), cold)
+  np.testing.assert_array_equal(np.flatnonzero(halves.val_candidates), [3, 5])
+  np.testing.assert_array_equal(np.flatnonzero(halves.test_candidates), [7])
+
+
+def test_unknown_candidates_is_refused(data):
+  with pytest.raises(protocol.InputError, match="own_half"):
+    protocol.new_item_split(data, seed=0, candidates="half")
 
 
 def test_split_and_masks_are_seeded(data):
@@ -115,7 +144,7 @@ def test_tiktok_test_mix(data):
 def test_warm_protocol_masks(data, setting, train_lost, test_lost):
   own = protocol.random_pair_split(data, seed=0)
   split = protocol.warm_split(data, own)
-  assert split.candidates.all()
+  assert split.val_candidates.all() and split.test_candidates.all()
   train_mask, eval_mask = protocol.missing_masks(
       available=data.available, split=split, setting=setting, rate=None, seed=1)
   lost = lambda mask, items: (mask[items].sum(axis=1) < data.n_modalities).sum()

@@ -32,7 +32,8 @@ REFERENCE_MARGIN = 0.10
 # The fields that make a training budget, and those that make a protocol: runs
 # joined from several work directories that differ in them are said to.
 BUDGET_FIELDS = ("max_epochs", "eval_every", "patience", "pretrain_epochs")
-PROTOCOL_FIELDS = ("data", "protocol", "new_fraction", "test_missing_rate", "min_rating")
+PROTOCOL_FIELDS = ("data", "protocol", "new_fraction", "candidates", "test_missing_rate",
+                   "min_rating")
 # How many missing runs a report names per model before it only counts them.
 NAMED_MISSING = 4
 

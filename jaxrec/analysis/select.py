@@ -32,11 +32,12 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 from jaxrec.analysis.stats import Interval, interval
+from jaxrec.config import SHARED_FIELDS
 from jaxrec.errors import InputError
 from jaxrec.models import REGISTRY
 
 DEFAULT_METRIC = "val.ndcg@10"
-DEFAULT_CELL_AXES = ("model", "setting", "missing_rate", "dataset", "protocol")
+DEFAULT_CELL_AXES = ("model", "setting", "missing_rate", "dataset", "protocol", "candidates")
 SEED_AXES = ("seed", "split_seed")
 # Report axis -> config field, where the names differ.
 AXIS_FIELDS = {"dataset": "data"}
@@ -93,9 +94,17 @@ class Selection:
 
 
 def field_value(record: dict, name: str) -> Any:
-  """A config field, the run's coordinates first (older records' configs agree)."""
+  """A config field, the run's coordinates first (older records' configs agree).
+
+  A shared field that a record written before the field existed lacks takes
+  its default (what that run used), so old and new records of one point agree.
+  """
   coords, config = record.get("coords", {}), record.get("config", {})
-  return _frozen(coords[name] if name in coords else config.get(name))
+  if name in coords:
+    return _frozen(coords[name])
+  if name not in config and name in SHARED_FIELDS:
+    return _frozen(SHARED_FIELDS[name].default)
+  return _frozen(config.get(name))
 
 
 def _frozen(value: Any) -> Any:

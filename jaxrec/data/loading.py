@@ -21,7 +21,7 @@ from jaxrec.errors import InputError
 CACHE_VERSION = 3    # 2: warnings in the entry; 3: all-zero feature rows counted
 _OWN_SPLITS = ("train", "val", "test", "cold_items")
 _SPLIT_ARRAYS = ("train_pairs", "val_pairs", "test_pairs", "train_items", "eval_items",
-                 "candidates")
+                 "val_candidates", "test_candidates")
 parse_modalities = features.parse_modalities
 
 
@@ -186,12 +186,13 @@ def check_modalities(data: str, modalities: str, dataset: Dataset, model_name: s
 
 
 def _build_split(loaded: Loaded, protocol_name: str, split_seed: int,
-                 new_fraction: float) -> protocol.Split:
+                 new_fraction: float, candidates: str) -> protocol.Split:
   dataset, own = loaded.dataset, loaded.own_splits or {}
   if protocol_name == "new_item":
     if "cold_items" in own:
-      return protocol.own_new_item_split(dataset, own)
-    return protocol.new_item_split(dataset, seed=split_seed, new_fraction=new_fraction)
+      return protocol.own_new_item_split(dataset, own, candidates)
+    return protocol.new_item_split(dataset, seed=split_seed, new_fraction=new_fraction,
+                                   candidates=candidates)
   if protocol_name == "warm":
     if "train" not in own:
       own = protocol.random_pair_split(dataset, seed=split_seed)
@@ -201,17 +202,18 @@ def _build_split(loaded: Loaded, protocol_name: str, split_seed: int,
 
 
 def make_split(loaded: Loaded, *, protocol_name: str, split_seed: int,
-               new_fraction: float) -> protocol.Split:
+               new_fraction: float, candidates: str = "all_new") -> protocol.Split:
   """The protocol's `Split`, cached on disk for real data.
 
-  New-item: a seeded split, or the data's own cold items (MILK layout). Warm:
-  the data's own split, or a seeded per-user 80/10/10 split if it has none.
+  New-item: a seeded split, or the data's own cold items (MILK layout), its
+  evaluations ranking the new items `candidates` names. Warm: the data's own
+  split, or a seeded per-user 80/10/10 split if it has none; all items ranked.
   """
   build = lambda: dataclasses.asdict(_build_split(loaded, protocol_name, split_seed,
-                                                  new_fraction))
+                                                  new_fraction, candidates))
   if not loaded.key:
     return protocol.Split(**build())
-  key = f"split-{loaded.key}-{protocol_name}-{split_seed}-{new_fraction}"
+  key = f"split-{loaded.key}-{protocol_name}-{split_seed}-{new_fraction}-{candidates}"
 
   def arrays():
     fields = build()

@@ -17,6 +17,14 @@ from jaxrec.data.dataset import Dataset
 from jaxrec.errors import InputError
 
 PROTOCOLS = ("new_item", "warm")
+# Which new items an evaluation of the new-item protocol ranks. "all_new"
+# (PROTOCOL.md, MILK's and CLCRec's codes): every new item, at validation and
+# test alike, so the other half's items are candidates that are never hits.
+# "own_half": validation ranks the validation new items only, test the test new
+# items only, so a split whose halves differ in popularity does not move the
+# test numbers (docs/results.md, "A second split"). The warm protocol ranks
+# every item either way.
+CANDIDATES = ("all_new", "own_half")
 SETTINGS = ("ff", "fm", "mf", "mm", "mix")
 # Fractions when no rate is given. New-item (MILK): 50% of new items (fm, mm),
 # 30% of warm items (mf, mm). Warm (I3-MRec): 50% of test items, whatever the
@@ -38,7 +46,8 @@ class Split:
       as training items (new-item: the warm items).
     eval_items: (I,) bool items whose modalities the evaluation settings hide
       (new-item: all new items; warm: the items of the test split).
-    candidates: (I,) bool items ranked at evaluation.
+    val_candidates, test_candidates: (I,) bool items ranked at validation
+      and at test (see `CANDIDATES`).
   """
   protocol: str
   train_pairs: np.ndarray
@@ -46,7 +55,8 @@ class Split:
   test_pairs: np.ndarray
   train_items: np.ndarray
   eval_items: np.ndarray
-  candidates: np.ndarray
+  val_candidates: np.ndarray
+  test_candidates: np.ndarray
 
 
 def _items_of(pairs: np.ndarray, n_items: int) -> np.ndarray:
@@ -65,12 +75,23 @@ def _trained_users_only(pairs: np.ndarray, train: np.ndarray) -> np.ndarray:
   return pairs[np.isin(pairs[:, 0], train[:, 0])]
 
 
-def new_item_split(dataset: Dataset, *, seed: int, new_fraction: float = 0.2) -> Split:
+def _new_item_candidates(new: np.ndarray, val_half: np.ndarray, test_half: np.ndarray,
+                         candidates: str) -> dict[str, np.ndarray]:
+  """The validation and test candidate masks of a new-item split (`CANDIDATES`)."""
+  if candidates == "all_new":
+    return dict(val_candidates=new, test_candidates=new)
+  if candidates == "own_half":
+    return dict(val_candidates=val_half, test_candidates=test_half)
+  raise InputError(f"candidates={candidates!r}; expected one of {CANDIDATES}")
+
+
+def new_item_split(dataset: Dataset, *, seed: int, new_fraction: float = 0.2,
+                   candidates: str = "all_new") -> Split:
   """MILK's new-item protocol.
 
   A seeded `new_fraction` of items become new items, half for validation and
-  half for test; all their interactions leave training. Candidates are all new
-  items, for validation and test alike.
+  half for test; all their interactions leave training. `candidates` says which
+  new items each evaluation ranks (`CANDIDATES`; PROTOCOL.md: all of them).
   """
   rng = np.random.default_rng(seed)
   order = rng.permutation(dataset.n_items)
@@ -86,13 +107,16 @@ def new_item_split(dataset: Dataset, *, seed: int, new_fraction: float = 0.2) ->
   return Split(protocol="new_item", train_pairs=dataset.pairs[pair_role == 0],
                val_pairs=dataset.pairs[pair_role == 1],
                test_pairs=dataset.pairs[pair_role == 2],
-               train_items=~new, eval_items=new, candidates=new)
+               train_items=~new, eval_items=new,
+               **_new_item_candidates(new, role == 1, role == 2, candidates))
 
 
-def own_new_item_split(dataset: Dataset, own_splits: dict) -> Split:
+def own_new_item_split(dataset: Dataset, own_splits: dict,
+                       candidates: str = "all_new") -> Split:
   """The new-item protocol of data that comes with one (MILK/GoRec layout):
   its own train / val / test pairs, new items = `cold_items`; evaluation users
-  without training pairs are left out."""
+  without training pairs are left out. The data names no halves, so under
+  "own_half" a half is the new items of its pairs."""
   new = np.zeros(dataset.n_items, bool)
   new[np.asarray(own_splits["cold_items"])] = True
   train, val, test = (np.asarray(own_splits[k], np.int32) for k in ("train", "val", "test"))
@@ -106,7 +130,9 @@ def own_new_item_split(dataset: Dataset, own_splits: dict) -> Split:
   return Split(protocol="new_item", train_pairs=train,
                val_pairs=_trained_users_only(val, train),
                test_pairs=_trained_users_only(test, train),
-               train_items=~new, eval_items=new, candidates=new)
+               train_items=~new, eval_items=new,
+               **_new_item_candidates(new, _items_of(val, dataset.n_items),
+                                      _items_of(test, dataset.n_items), candidates))
 
 
 def warm_split(dataset: Dataset, own_splits: dict) -> Split:
@@ -119,7 +145,8 @@ def warm_split(dataset: Dataset, own_splits: dict) -> Split:
   return Split(protocol="warm", train_pairs=train, val_pairs=val, test_pairs=test,
                train_items=_items_of(train, dataset.n_items),
                eval_items=_items_of(test, dataset.n_items),
-               candidates=np.ones(dataset.n_items, bool))
+               val_candidates=np.ones(dataset.n_items, bool),
+               test_candidates=np.ones(dataset.n_items, bool))
 
 
 def random_pair_split(dataset: Dataset, *, seed: int,

@@ -39,7 +39,8 @@ def dataset_for(cfg: RunConfig) -> Dataset:
 
 def split_for(cfg: RunConfig) -> protocol.Split:
   return loading.make_split(loaded_for(cfg), protocol_name=cfg.protocol,
-                            split_seed=cfg.split_seed, new_fraction=cfg.new_fraction)
+                            split_seed=cfg.split_seed, new_fraction=cfg.new_fraction,
+                            candidates=cfg.candidates)
 
 
 def group_data(dataset: Dataset, split: protocol.Split,
@@ -48,16 +49,18 @@ def group_data(dataset: Dataset, split: protocol.Split,
 
   Features are normalised in float32 and then stored as `feature_dtype`.
   """
-  common = dict(train_pairs=split.train_pairs, candidates=split.candidates,
-                n_users=dataset.n_users, n_items=dataset.n_items)
+  common = dict(train_pairs=split.train_pairs, n_users=dataset.n_users,
+                n_items=dataset.n_items)
   return GroupData(
       features=tuple(jnp.asarray(f, dtype=feature_dtype)
                      for f in dataset.normalised_features),
       train_pairs=jnp.asarray(split.train_pairs),
       positives=sampler.PositiveIndex.from_pairs(split.train_pairs, dataset.n_users),
       graph=Graph.from_pairs(split.train_pairs, dataset.n_users, dataset.n_items),
-      val=make_eval_split(eval_pairs=split.val_pairs, **common),
-      test=make_eval_split(eval_pairs=split.test_pairs, **common))
+      val=make_eval_split(eval_pairs=split.val_pairs, candidates=split.val_candidates,
+                          **common),
+      test=make_eval_split(eval_pairs=split.test_pairs, candidates=split.test_candidates,
+                           **common))
 
 
 def run_masks(cfg: RunConfig, dataset: Dataset, split: protocol.Split):
