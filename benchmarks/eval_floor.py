@@ -51,7 +51,7 @@ def tiktok_like_split(name: str, users: int, items: int, per_user: float) -> Eva
   else:
     split = protocol.warm_split(data, protocol.random_pair_split(data, seed=0))
   return make_eval_split(eval_pairs=split.test_pairs, train_pairs=split.train_pairs,
-                         candidates=split.candidates, n_users=users, n_items=items)
+                         candidates=split.test_candidates, n_users=users, n_items=items)
 
 
 def time_point(split: EvalSplit, n_runs: int, users: int, items: int, dim: int,
