@@ -82,9 +82,7 @@ def _range(h) -> str:
     return " / ".join(map(str, h.choices))
   if h.kind is bool:
     return "true / false"
-  low = "" if h.low is None else f"{'(' if h.low_open else '['}{h.low:g}"
-  high = "" if h.high is None else f"{h.high:g}{')' if h.high_open else ']'}"
-  return f"{low or '(−∞'}, {high or '∞)'}" if (low or high) else ""
+  return h.interval()
 
 
 def _cell(text) -> str:

@@ -98,8 +98,4 @@ def _range(h) -> str:
     return "; a modality name of the data"
   if h.choices:
     return f"; one of {list(h.choices)}"
-  if h.low is None and h.high is None:
-    return ""
-  low = "(" if h.low_open else "["
-  return (f"; {low}{'-inf' if h.low is None else h.low}, "
-          f"{'inf' if h.high is None else h.high}]")
+  return f"; {h.interval()}" if h.interval() else ""

@@ -19,13 +19,12 @@ import types
 import typing
 from typing import Any
 
-from jaxrec.data.protocol import CANDIDATES   # what each choice ranks is said there
+# Declared once, where the split reads them (what each choice means is said there).
+from jaxrec.data.protocol import CANDIDATES, PROTOCOLS, SETTINGS
 from jaxrec.errors import InputError, did_you_mean
 from jaxrec.models.base import HParam
 
 PER_RUN_FIELDS = ("seed", "setting", "missing_rate", "fill", "test_missing_rate")
-SETTINGS = ("ff", "fm", "mf", "mm", "mix")
-PROTOCOLS = ("new_item", "warm")
 FILLS = ("mean", "zero")
 FEATURE_DTYPES = ("float32", "bfloat16")
 

@@ -175,7 +175,9 @@ def test_fields_lists_every_model_field_with_its_source():
   text = cli.describe_fields()
   assert "gar (--set gar.FIELD=V):" in text and "alpha = 0.05" in text
   assert "authors' code, main.py" in text
-  assert "batch_size = 2048  [per group; [1, inf]]" in text
+  assert "batch_size = 2048  [per group; [1, ∞)]" in text
+  # An open bound is shown open: new_fraction = 1 would leave no warm items.
+  assert "new_fraction = 0.2  [per group; (0, 1)]" in text
 
 
 def test_importing_the_cli_and_planning_a_grid_start_no_jax_backend():

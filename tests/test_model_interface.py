@@ -305,3 +305,10 @@ def test_milk_group_on_tiktok_gives_the_metrics_of_before_the_redesign():
   for split, got in (("val", out.val), ("test", out.test)):
     for metric, values in want[split].items():
       np.testing.assert_allclose(got[metric], values, atol=1e-5, err_msg=metric)
+
+
+def test_a_declared_range_is_written_in_interval_notation():
+  assert HParam("lr", 0.1, "t", low=0.0, low_open=True).interval() == "(0, ∞)"
+  assert HParam("p", 0.1, "t", low=0.0, high=1.0, high_open=True).interval() == "[0, 1)"
+  assert HParam("k", 3, "t", kind=int, high=5).interval() == "(−∞, 5]"
+  assert HParam("w", 0.5, "t").interval() == ""

@@ -109,10 +109,20 @@ class HParam:
         raise ValueError(f"{self.name}: off={self.off!r} is its default; the default is the "
                          "model with its mechanism on")
 
+  names_modality: bool = False
+
   def is_off(self, value: Any) -> bool:
     """Whether `value` switches the mechanism this parameter defines off."""
     return self.off is not None and value is not None and value == self.off
-  names_modality: bool = False
+
+  def interval(self) -> str:
+    """The allowed range of a number in interval notation ("(0, 1)", "[1, ∞)"), or ""."""
+    if self.low is None and self.high is None:
+      return ""
+    low = "−∞" if self.low is None else f"{self.low:g}"
+    high = "∞" if self.high is None else f"{self.high:g}"
+    return (f"{'(' if self.low_open or self.low is None else '['}{low}, "
+            f"{high}{')' if self.high_open or self.high is None else ']'}")
 
   def parse(self, value: Any) -> Any:
     """`value` (a Python value or flag text) as this parameter's kind, checked."""
