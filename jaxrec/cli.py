@@ -98,4 +98,5 @@ def _range(h) -> str:
     return "; a modality name of the data"
   if h.choices:
     return f"; one of {list(h.choices)}"
-  return f"; {h.interval()}" if h.interval() else ""
+  interval = h.interval()
+  return f"; {interval}" if interval else ""
