@@ -650,6 +650,26 @@ def test_a_partial_work_directory_names_its_missing_runs(tmp_path):
   assert "milk beats every other model (fm, Recall@20): undecided (runs of duif missing)" in md
 
 
+def test_missing_competitors_cannot_undo_a_significant_deficit():
+  """A claim over every other model fails on one: MILK significantly below Heater,
+  both complete, does not hold whatever DUIF (no runs yet) scores; a lead waits."""
+  history = dict(selected=40, stopped=70)
+  below = [dict(r, test={k: 0.2 - v for k, v in r["test"].items()})
+           for r in two_models(history)]
+  verdict = lambda records, missing: tables.build_tables(
+      records, LAYOUTS["milk_main"], missing=frozenset(missing))[0].verdicts[0]
+  assert ": does not hold (milk -" in verdict(below, {"duif"})
+  assert verdict(below, {"duif"}).endswith(
+      "; runs of duif missing: they cannot turn a deficit into a lead)")
+  assert ": undecided (runs of duif missing)" in verdict(two_models(history), {"duif"})
+  # Runs of either compared model still to come: the deficit itself may change.
+  assert ": undecided (runs of heater missing)" in verdict(below, {"heater"})
+  assert ": undecided (runs of milk missing)" in verdict(below, {"milk"})
+  # The table's marks stay withheld until the grid is complete.
+  (table,) = tables.build_tables(below, LAYOUTS["milk_main"], missing=frozenset({"duif"}))
+  assert table.entries[("milk", "fm", "recall@20")].marks == ""
+
+
 def test_a_field_searched_per_model_is_named_once_in_the_chosen_point():
   """`--axis milk.lr=...` sets the config's `lr`: the point is `milk.lr`, not both."""
   records = [record(0.3 + 0.01 * s + (0.05 if lr == 5e-3 else 0.0), 0.1, model="milk", lr=lr,

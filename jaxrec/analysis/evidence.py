@@ -216,13 +216,15 @@ def joined_differences(records_by_dir: Mapping[str, Sequence[dict]]) -> list[str
 
 # --- verdicts -------------------------------------------------------------------------------
 
-def verdict(claim: str, comparison: Comparison, caveats: Sequence[str]) -> str:
+def verdict(claim: str, comparison: Comparison, caveats: Sequence[str], *,
+            aside: str = "") -> str:
   """One line: does `claim` (the compared row beats the strongest other) hold?
 
   holds: a positive gain and the paired t-test rejects equality (p < ALPHA);
   does not hold: a negative gain that the test rejects; undecided otherwise,
   and whenever a caveat applies (under-trained or reference-level cells,
-  missing runs), with the reason.
+  missing runs), with the reason. `aside` is said after the test (why a caveat
+  that would leave the claim undecided does not).
   """
   c, p = comparison, comparison.paired
   if caveats:
@@ -230,7 +232,7 @@ def verdict(claim: str, comparison: Comparison, caveats: Sequence[str]) -> str:
   if p.n < 2 or not math.isfinite(p.p_t):
     return f"{claim}: undecided (only {p.n} paired seed(s), no test)"
   said = (f"{c.first} {c.gain_pct:+.1f}% against {c.second}, t p={p.p_t:.3g} over {p.n} "
-          "paired seeds")
+          "paired seeds" + (f"; {aside}" if aside else ""))
   if p.p_t >= ALPHA:
     return f"{claim}: undecided (within seed noise: {said})"
   return f"{claim}: {'holds' if c.gain_pct > 0 else 'does not hold'} ({said})"

@@ -11,7 +11,9 @@ by the stopping rule (under-trained), `e` when a chosen hyper-parameter is at th
 edge of its searched range, `r` when it does not beat the reference scorers by
 the margin; a comparison that involves such a cell (`u` anywhere in its column,
 `r` in one of the two compared rows) or a model with missing runs carries no
-significance marks. A layout with a focus row ends with one verdict per claim.
+significance marks. A layout with a focus row ends with one verdict per claim;
+missing runs leave it undecided unless the focus row is significantly below a
+model whose runs (and its own) are all in: no competitor still to come can undo that.
 """
 from __future__ import annotations
 
@@ -175,10 +177,9 @@ def _notes(selections: Sequence[Selection], comparisons: Sequence[Comparison],
 
 
 def _caveats(cells: Mapping[Any, tuple[Selection, CellEvidence]], comp: Comparison,
-             metric: str, missing: frozenset) -> tuple[str, ...]:
+             metric: str) -> tuple[str, ...]:
   """Why a comparison's significance is withheld and its claim undecided: a cell of
-  the column under-trained, one of the two compared cells at the reference level,
-  or runs missing for a model of the column (or, where rows are models, of the grid)."""
+  the column under-trained, or one of the two compared cells at the reference level."""
   out = [f"{value} under-trained ({e.n_under_trained} of {e.n_runs} runs not stopped by the "
          "stopping rule)" for value, (_, e) in cells.items() if e.is_under_trained]
   for value in (comp.first, comp.second):
@@ -188,14 +189,36 @@ def _caveats(cells: Mapping[Any, tuple[Selection, CellEvidence]], comp: Comparis
       out.append(f"{value} not above the {name} scorer by "
                  f"{100 * evidence.REFERENCE_MARGIN:.0f}% ({_number(sel.test[metric].mean)} "
                  f"vs {_number(ref)})")
-  present = {s.cell.get("model") for s, _ in cells.values()}
-  # Where the rows are models, a model of the grid with no run here at all is a
-  # competitor not yet measured: a claim over "every other model" waits for it too.
-  rows_are_models = all(s.cell.get("model") == value for value, (s, _) in cells.items())
-  models = sorted(missing if rows_are_models else present & missing)
-  if models:
-    out.append(f"runs of {', '.join(map(str, models))} missing")
   return tuple(out)
+
+
+def _rows_are_models(cells: Mapping[Any, tuple[Selection, CellEvidence]]) -> bool:
+  return all(s.cell.get("model") == value for value, (s, _) in cells.items())
+
+
+def _pending(cells: Mapping[Any, tuple[Selection, CellEvidence]],
+             missing: frozenset) -> tuple[str, ...]:
+  """The models of the column with runs still missing; where the rows are models,
+  every model of the grid with runs missing (one with no run here at all is a
+  competitor not yet measured: a claim over "every other model" waits for it too)."""
+  present = {s.cell.get("model") for s, _ in cells.values()}
+  return tuple(map(str, sorted(missing if _rows_are_models(cells) else present & missing)))
+
+
+def _verdict(claim: str, cells: Mapping[Any, tuple[Selection, CellEvidence]],
+             comp: Comparison, caveats: tuple[str, ...], pending: tuple[str, ...]) -> str:
+  """The claim's verdict. Runs still missing leave it undecided, except one way: a
+  claim over every other model fails on one, so a deficit against a model whose
+  runs are all here (the claimant's too) stands whatever the missing models score."""
+  if (pending and _rows_are_models(cells) and comp.gain_pct < 0
+      and not {str(comp.first), str(comp.second)} & set(pending)):
+    return evidence.verdict(claim, comp, caveats, aside=(
+        f"{_missing_caveat(pending)[0]}: they cannot turn a deficit into a lead"))
+  return evidence.verdict(claim, comp, caveats + _missing_caveat(pending))
+
+
+def _missing_caveat(pending: tuple[str, ...]) -> tuple[str, ...]:
+  return (f"runs of {', '.join(pending)} missing",) if pending else ()
 
 
 def _row_axis(layout: Layout, selections: Sequence[Selection]) -> tuple[str, bool]:
@@ -253,7 +276,8 @@ def build_tables(records: Sequence[dict], layout: Layout, *,
         ranks = _ranks({label(v): st.mean for v, st in stats.items()})
         found = compare(in_group, metric=m, over=row_axis, focus=focus)
         comp = found[0] if found else None
-        why = _caveats(cells, comp, m, missing) if comp is not None else ()
+        pending = _pending(cells, missing)
+        why = () if comp is None else _caveats(cells, comp, m) + _missing_caveat(pending)
         for v, st in stats.items():
           e = cells[v][1]
           marks = ""
@@ -269,7 +293,8 @@ def build_tables(records: Sequence[dict], layout: Layout, *,
         if focus is not None:
           where = ", ".join(filter(None, [_where(panel), heading(group), metric_label(m)]))
           claim = f"{label(focus)} beats every other {axis_label(row_axis)} ({where})"
-          verdicts.append(evidence.verdict(claim, comp, why) if comp.first == focus else
+          verdicts.append(_verdict(claim, cells, comp, _caveats(cells, comp, m), pending)
+                          if comp.first == focus else
                           f"{claim}: undecided ({label(focus)} has no runs here)")
     named = [a for a in map(axis_name, layout.cell_axes)
              if a in shown and len({s.cell[a] for s in sels}) > 1]
