@@ -271,13 +271,14 @@ def build_tables(records: Sequence[dict], layout: Layout, *,
     for group in groups:
       in_group = [s for s in sels if tuple(s.cell[a] for a in layout.columns) == group]
       cells = {s.cell[row_axis]: (s, evidences[cell_key(s)]) for s in in_group}
+      pending = _pending(cells, missing)
       for m in layout.metrics:
         stats = {s.cell[row_axis]: s.test[m] for s in in_group if m in s.test}
         ranks = _ranks({label(v): st.mean for v, st in stats.items()})
         found = compare(in_group, metric=m, over=row_axis, focus=focus)
         comp = found[0] if found else None
-        pending = _pending(cells, missing)
-        why = () if comp is None else _caveats(cells, comp, m) + _missing_caveat(pending)
+        found_caveats = () if comp is None else _caveats(cells, comp, m)
+        why = found_caveats + _missing_caveat(pending)   # read only where comp is not None
         for v, st in stats.items():
           e = cells[v][1]
           marks = ""
@@ -293,7 +294,7 @@ def build_tables(records: Sequence[dict], layout: Layout, *,
         if focus is not None:
           where = ", ".join(filter(None, [_where(panel), heading(group), metric_label(m)]))
           claim = f"{label(focus)} beats every other {axis_label(row_axis)} ({where})"
-          verdicts.append(_verdict(claim, cells, comp, _caveats(cells, comp, m), pending)
+          verdicts.append(_verdict(claim, cells, comp, found_caveats, pending)
                           if comp.first == focus else
                           f"{claim}: undecided ({label(focus)} has no runs here)")
     named = [a for a in map(axis_name, layout.cell_axes)
